@@ -1,0 +1,45 @@
+# embedscope — `make help` lists the targets. Every target works on a fresh clone:
+# the first one run creates .venv and installs the package into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DB     ?= demo/db
+DROP   ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -e '.[dev]'
+	# SAM2 compiles against the installed torch, so it cannot use pip's build isolation
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --no-build-isolation 'sam2==1.1.0'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install embedscope with its dev tools
+
+demo: install ## build a demo drop (no network), ingest it, and say how to explore it
+	$(BIN)/python -m embedscope.demo --out demo
+
+test: install ## run the whole test suite (unit, integration, daemon, browser)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## the tests not marked slow, browser or daemon
+	$(BIN)/python -m pytest -m "not slow and not browser and not daemon" $(PYTEST_ARGS)
+
+ingest: install ## one-shot ingest: make ingest DROP=path [DB=path] [ARGS="--label-from-folder"]
+	@test -n "$(DROP)" || { echo "usage: make ingest DROP=path [DB=path]"; exit 2; }
+	$(BIN)/embedscope ingest $(DROP) --db $(DB) $(ARGS)
+
+stats: install ## row counts of DB
+	$(BIN)/embedscope stats --db $(DB)
+
+clean: ## remove the demo output and caches (keeps .venv)
+	rm -rf demo .pytest_cache bench-results.json

@@ -1,0 +1,160 @@
+"""Typed settings, parsed once and passed down.
+
+Precedence, highest first: command-line flags, ``EMBEDSCOPE_<FIELD>`` environment variables,
+a TOML file (``--config FILE``, section named after the command, e.g. ``[ingest]``), then the
+defaults below. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from embedscope.errors import ConfigError
+
+DEFAULT_MODEL = "dinov2_vits14"
+ENV_PREFIX = "EMBEDSCOPE_"
+
+PREPROCESS_MODES = ("default", "xray")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Everything one ingest (one-shot or daemon batch) needs.
+
+    ``weights`` is ``hub`` (Hugging Face cache or hub), ``random`` (same architecture,
+    random weights, seeded) or a path to a local weights file.
+    """
+
+    drops: tuple[str, ...] = ()
+    db: str = ""
+    model: str = DEFAULT_MODEL
+    weights: str = "hub"
+    device: str = "auto"
+    batch_size: int = 32
+    workers: int = 0  # 0 = choose from the CPU count
+    label_from_folder: bool = False
+    image_size: int = 224
+    preprocess: str = "default"
+    store_patch_mean: bool = False
+    max_pixels: int = 178_956_970  # Pillow's own bomb limit, ~2x its warning threshold
+    thumbnail_size: int = 128
+    prefetch_batches: int = 2
+    sam2: bool = False
+    sam2_model: str = "sam2.1_hiera_tiny"
+    sam2_weights: str = "hub"
+    sam2_max_side: int = 1024
+    sam2_mask_mode: str = "mean_fill"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ConfigError(
+                f"unknown --preprocess {self.preprocess!r}",
+                f"use one of: {', '.join(PREPROCESS_MODES)}",
+            )
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown --device {self.device!r}", f"use one of: {', '.join(DEVICES)}")
+        for name in ("batch_size", "image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.workers < 0:
+            raise ConfigError("--workers must be 0 (auto) or more")
+        if self.image_size % 14:
+            raise ConfigError(
+                f"--image-size {self.image_size} is not a multiple of 14 (the DINOv2 patch size)",
+                "use e.g. 224, 336 or 518",
+            )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, min(8, (os.cpu_count() or 2)))
+
+
+S = TypeVar("S")
+
+
+def _coerce(value: Any, target: Any, name: str) -> Any:
+    if isinstance(value, str):
+        if target is bool:
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        if target is int:
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if target is float:
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if target == tuple[str, ...]:
+            return tuple(p for p in value.split(os.pathsep) if p)
+    if target == tuple[str, ...] and isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return value
+
+
+def load_settings(
+    cls: type[S],
+    flags: Mapping[str, Any],
+    *,
+    section: str,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> S:
+    """Build ``cls`` from flags (``None`` = not given), env vars, a TOML section and defaults."""
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, Any] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                file_values = tomllib.load(fh).get(section, {})
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    types = _resolved_types(cls)
+    for name in hints:
+        if flags.get(name) is not None:
+            raw = flags[name]
+        elif ENV_PREFIX + name.upper() in environ:
+            raw = environ[ENV_PREFIX + name.upper()]
+        elif name in file_values:
+            raw = file_values[name]
+        else:
+            continue
+        values[name] = _coerce(raw, types[name], name)
+    unknown = set(file_values) - set(hints)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in [{section}] of {config_file}: {', '.join(sorted(unknown))}",
+            f"known: {', '.join(sorted(hints))}",
+        )
+    return cls(**values)
+
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def ensure_fields(obj: Any, **changes: Any) -> Any:
+    """A copy of a frozen settings object with some fields changed."""
+    return dataclasses.replace(obj, **changes)
+
+
+__all__ = ["IngestSettings", "load_settings", "ensure_fields", "DEFAULT_MODEL", "field"]

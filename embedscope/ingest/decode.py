@@ -1,0 +1,125 @@
+"""Safe decoding: bytes on disk → an RGB :class:`PIL.Image.Image`, or a :class:`DecodeError`.
+
+- a pixel limit is checked from the header, before any pixel is decoded (decompression bombs)
+- EXIF orientation is applied
+- every mode becomes 8-bit RGB: 16-bit and float images are scaled by their actual range,
+  alpha is composited over white, palettes expanded; GIFs give their first frame
+- truncated files are errors (never silently padded with grey)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from embedscope.errors import DecodeError
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image  # RGB, orientation applied, possibly reduced by JPEG draft
+    width: int  # original size, after EXIF orientation
+    height: int
+    format: str
+
+
+def decode_image(path: str, *, max_pixels: int, draft_to: int | None = None) -> DecodedImage:
+    """Decode ``path``; with ``draft_to``, let JPEG decode at a reduced scale whose shorter
+    side is still at least ``draft_to`` pixels."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    return decode_bytes(data, max_pixels=max_pixels, draft_to=draft_to)
+
+
+def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            fmt = im.format or "unknown"
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise DecodeError(f"invalid image size {w}x{h}")
+            if w * h > max_pixels:
+                raise DecodeError(f"too many pixels ({w}x{h} > limit {max_pixels}); possible decompression bomb")
+            orientation = _orientation(im)
+            if draft_to and fmt == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
+                im.draft(im.mode if im.mode != "CMYK" else "RGB", (draft_to, draft_to))
+            im.load()
+    except DecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise DecodeError("not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"decompression bomb refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise DecodeError(f"corrupt or truncated image: {exc}") from None
+    try:
+        im = ImageOps.exif_transpose(im) if orientation not in (None, 1) else im
+    except Exception as exc:  # bad EXIF must not lose the image
+        raise DecodeError(f"cannot apply EXIF orientation: {exc}") from None
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    rgb = to_rgb(im)
+    return DecodedImage(rgb, w, h, fmt)
+
+
+def _orientation(im: Image.Image) -> int | None:
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:
+        return None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode → 8-bit RGB without clipping high-bit-depth images."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "P":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """64-bit DCT pHash (the imagehash ``phash`` recipe), as a signed int64 bit pattern."""
+    from scipy.fft import dct
+
+    gray = np.asarray(image.convert("L").resize((32, 32), Image.LANCZOS), dtype=np.float64)
+    freq = dct(dct(gray, axis=0, norm="ortho"), axis=1, norm="ortho")[:8, :8]
+    bits = (freq > np.median(freq)).flatten()
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def thumbnail_jpeg(image: Image.Image, max_side: int, quality: int = 80) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((max_side, max_side), Image.BILINEAR, reducing_gap=2.0)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=quality, optimize=False)
+    return buf.getvalue()
+
+
+def hamming(a: int, b: int) -> int:
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()

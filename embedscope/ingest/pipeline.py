@@ -1,0 +1,503 @@
+"""The ingest pipeline: scan → SHA-256 → skip known → decode → encode → write.
+
+Stages are plain functions and small classes so each can be tested alone and swapped
+(tests pass a fake encoder through ``build_stages``). The runner keeps the encoder busy:
+hashing and decoding run in a thread pool (hashlib and Pillow release the GIL) with a
+bounded number of images in flight, so memory stays flat whatever the drop's size.
+
+Write order per batch (see :mod:`embedscope.store.db`): embeddings (and masks) → images →
+quarantine → sources. A sha256 is "done" once its ``images`` row exists and every requested
+variant has an embedding, so a crash between commits is repaired by simply running again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from embedscope.config import IngestSettings
+from embedscope.errors import DecodeError
+from embedscope.ingest.decode import decode_image, perceptual_hash, thumbnail_jpeg
+from embedscope.ingest.hashing import sha256_file
+from embedscope.ingest.scan import FileEntry, scan_drops
+from embedscope.store import schema as S
+from embedscope.store.db import Database, utc_now
+
+log = logging.getLogger(__name__)
+
+
+# -- data travelling between stages --------------------------------------------------------
+
+
+@dataclass
+class DecodedItem:
+    entry: FileEntry
+    sha256: str
+    width: int
+    height: int
+    format: str
+    phash: int
+    thumbnail: bytes
+    pixels: np.ndarray  # the encoder's preprocessed CHW input
+    image: Any = None  # the decoded RGB image, kept only when a stage needs it (SAM2)
+    variants: tuple[str, ...] = (S.VARIANT_FULL,)  # variants still missing for this sha
+
+
+@dataclass
+class StageTimes:
+    hash: float = 0.0
+    decode: float = 0.0
+    encode: float = 0.0
+    write: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in vars(self).items()}
+
+
+@dataclass
+class IngestSummary:
+    db: str
+    model: str
+    weights: str
+    scanned: int = 0
+    new: int = 0
+    completed: int = 0  # already-known images that got a missing variant (e.g. --sam2 later)
+    duplicates: int = 0
+    quarantined: int = 0
+    embedded: dict[str, int] = field(default_factory=dict)  # variant -> vectors written
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    @property
+    def images_per_s(self) -> float:
+        work = self.new + self.completed
+        return work / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(vars(self))
+        d["images_per_s"] = round(self.images_per_s, 2)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+    def one_line(self) -> str:
+        extra = f", {self.completed} completed" if self.completed else ""
+        return (
+            f"ingest: {self.new} new{extra}, {self.duplicates} duplicates, "
+            f"{self.quarantined} quarantined of {self.scanned} files in {self.seconds:.1f}s "
+            f"({self.images_per_s:.1f} images/s, {self.model}, weights {self.weights})"
+        )
+
+
+class VariantStage(Protocol):
+    """Turns a batch of decoded images into rows for one embedding variant."""
+
+    variant: str
+    needs_image: bool  # keep the decoded RGB image on the item (costs memory)
+
+    def process(self, items: Sequence[DecodedItem]) -> dict[str, pa.Table]:
+        """Rows to write, by table name (an embeddings table, and maybe ``masks``)."""
+        ...
+
+
+# -- stages ---------------------------------------------------------------------------------
+
+
+class FullImageStage:
+    """DINOv2 on the whole image: the ``full`` variant."""
+
+    variant = S.VARIANT_FULL
+    needs_image = False
+
+    def __init__(self, encoder: Any, *, store_patch_mean: bool = False) -> None:
+        self.encoder = encoder
+        self.store_patch_mean = store_patch_mean
+
+    def process(self, items: Sequence[DecodedItem]) -> dict[str, pa.Table]:
+        batch = np.stack([it.pixels for it in items])
+        out = self.encoder.embed(batch, patch_mean=self.store_patch_mean)
+        shas = [it.sha256 for it in items]
+        kw = {"model": self.encoder.name, "weights": self.encoder.weights.label}
+        rows = embedding_rows(shas, out.cls, variant=self.variant, **kw)
+        if out.patch_mean is not None:
+            extra = embedding_rows(shas, out.patch_mean, variant=S.VARIANT_PATCH_MEAN, **kw)
+            rows = pa.concat_tables([rows, extra])
+        return {S.embeddings_table_name(self.encoder.name): rows}
+
+
+def embedding_rows(
+    shas: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    model: str,
+    variant: str,
+    weights: str,
+) -> pa.Table:
+    n, dim = vectors.shape
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    cols: dict[str, Any] = {
+        "sha256": pa.array(list(shas), pa.string()),
+        "model": pa.array([model] * n, pa.string()),
+        "variant": pa.array([variant] * n, pa.string()),
+        "dim": pa.array([dim] * n, pa.int32()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        "weights": pa.array([weights] * n, pa.string()),
+        "created_at": pa.array([utc_now()] * n, pa.timestamp("us", tz="UTC")),
+    }
+    return pa.table(cols)
+
+
+def decode_entry(
+    entry: FileEntry,
+    sha256: str,
+    *,
+    preprocessor: Callable[[Any], np.ndarray],
+    settings: IngestSettings,
+    keep_image: bool,
+    draft_to: int,
+    variants: tuple[str, ...],
+) -> DecodedItem:
+    """Decode one file and compute everything per-image that is not the model. Raises
+    :class:`DecodeError` for anything that cannot be an image."""
+    decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to)
+    image = decoded.image
+    return DecodedItem(
+        entry=entry,
+        sha256=sha256,
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+        phash=perceptual_hash(image),
+        thumbnail=thumbnail_jpeg(image, settings.thumbnail_size),
+        pixels=preprocessor(image),
+        image=image if keep_image else None,
+        variants=variants,
+    )
+
+
+# -- the runner -----------------------------------------------------------------------------
+
+
+@dataclass
+class KnownState:
+    """What the database already holds, loaded once per run (and kept current by the run)."""
+
+    images: set[str]
+    quarantined: dict[str, str]  # sha256 -> reason
+    embedded: dict[str, set[str]]  # variant -> sha256s with that variant for this model
+
+    @classmethod
+    def load(cls, db: Database, model: str, variants: Iterable[str]) -> "KnownState":
+        images = set(db.read(S.IMAGES, ["sha256"]).column("sha256").to_pylist())
+        q = db.read(S.QUARANTINE, ["sha256", "reason"])
+        quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
+        embedded: dict[str, set[str]] = {}
+        table = S.embeddings_table_name(model)
+        for variant in variants:
+            if db.has_table(table):
+                col = db.read(table, ["sha256"], where=f"variant = '{variant}' AND model = '{model}'")
+                embedded[variant] = set(col.column("sha256").to_pylist())
+            else:
+                embedded[variant] = set()
+        return cls(images, quarantined, embedded)
+
+    def missing_variants(self, sha: str, variants: Sequence[str]) -> tuple[str, ...]:
+        return tuple(v for v in variants if sha not in self.embedded[v])
+
+
+class Progress:
+    """A tqdm bar on a terminal, a log line every ``every`` seconds otherwise."""
+
+    def __init__(self, enabled: bool, every: float = 10.0) -> None:
+        self.enabled = enabled
+        self.every = every
+        self.bar = None
+        self.done = 0
+        self.last = time.monotonic()
+        self.counts: dict[str, int] = {}
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int = 1, **counts: int) -> None:
+        self.done += n
+        self.counts = counts
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(counts, refresh=False)
+        elif self.enabled and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            log.info("ingest progress: %d files, %s", self.done, ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class IngestRun:
+    """One pass over a list of files into a database.
+
+    The caller holds the writer lock. ``stages`` embed; ``preprocessor`` is the encoder's
+    input transform. Use :func:`run_ingest` unless you are composing your own pipeline
+    (the daemon reuses one ``IngestRun`` so the model loads once).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: IngestSettings,
+        stages: Sequence[VariantStage],
+        preprocessor: Callable[[Any], np.ndarray],
+        *,
+        model: str,
+        weights: str,
+        describe_device: Callable[[], tuple[str, str]] = lambda: ("cpu", "fp32"),
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.stages = list(stages)
+        self.preprocessor = preprocessor
+        self.model = model
+        self.weights = weights
+        self.describe_device = describe_device
+        self.variants = tuple(s.variant for s in self.stages)
+        self.known = KnownState.load(db, model, self.variants)
+        self.keep_image = any(s.needs_image for s in self.stages)
+        self.draft_to = max(settings.image_size, settings.thumbnail_size)
+        if self.keep_image:
+            self.draft_to = max(self.draft_to, settings.sam2_max_side)
+
+    def run(self, entries: Iterable[FileEntry], *, should_stop: Callable[[], bool] = lambda: False) -> IngestSummary:
+        s = self.settings
+        summary = IngestSummary(self.db.uri, self.model, self.weights)
+        times = StageTimes()
+        started = time.monotonic()
+        progress = Progress(s.progress)
+        in_run: set[str] = set()  # shas claimed by this run (first path wins)
+        batch: list[DecodedItem] = []
+        pending_sources: list[dict[str, Any]] = []
+        pending_quarantine: list[dict[str, Any]] = []
+        in_flight: deque[tuple[FileEntry, str, Future]] = deque()
+        max_in_flight = s.batch_size * s.prefetch_batches
+        now = utc_now()
+
+        def source_row(entry: FileEntry, sha: str) -> dict[str, Any]:
+            return {"sha256": sha, "path": entry.path, "drop": entry.drop, "size_bytes": entry.size_bytes,
+                    "mtime": entry.mtime, "seen_at": now}
+
+        def quarantine(entry: FileEntry, sha: str, reason: str) -> None:
+            summary.quarantined += 1
+            pending_quarantine.append({"sha256": sha, "path": entry.path, "size_bytes": entry.size_bytes,
+                                       "reason": reason, "seen_at": now})
+            pending_sources.append(source_row(entry, sha))
+
+        def tick() -> None:
+            progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
+
+        def flush() -> None:
+            self._write(batch, pending_quarantine, pending_sources, summary, times)
+            batch.clear()
+
+        def drain(block_until: int) -> None:
+            while in_flight and (len(in_flight) > block_until or in_flight[0][2].done()):
+                entry, sha, fut = in_flight.popleft()
+                item, seconds = fut.result()
+                times.decode += seconds
+                if isinstance(item, DecodeError):
+                    if sha in self.known.images:
+                        summary.completed -= 1
+                    else:
+                        summary.new -= 1
+                    quarantine(entry, sha, item.message)
+                    self.known.quarantined[sha] = item.message
+                else:
+                    batch.append(item)
+                    pending_sources.append(source_row(entry, sha))
+                    if len(batch) >= s.batch_size:
+                        flush()
+                tick()
+
+        with ThreadPoolExecutor(max_workers=s.worker_count, thread_name_prefix="ingest") as pool:
+            hashed = _bounded_map(pool, _timed_hash, entries, lookahead=4 * s.worker_count)
+            for entry, sha, hash_seconds in hashed:
+                if should_stop():
+                    break
+                summary.scanned += 1
+                times.hash += hash_seconds
+                if sha is None:  # vanished or unreadable between scan and hash
+                    quarantine(entry, "", "cannot read file")
+                elif sha in self.known.quarantined:
+                    quarantine(entry, sha, self.known.quarantined[sha])
+                elif sha in in_run or (sha in self.known.images and not self.known.missing_variants(sha, self.variants)):
+                    summary.duplicates += 1
+                    pending_sources.append(source_row(entry, sha))
+                elif entry.size_bytes == 0:
+                    self.known.quarantined[sha] = "empty file (0 bytes)"
+                    quarantine(entry, sha, "empty file (0 bytes)")
+                else:
+                    in_run.add(sha)
+                    if sha in self.known.images:
+                        summary.completed += 1
+                    else:
+                        summary.new += 1
+                    missing = self.known.missing_variants(sha, self.variants)
+                    in_flight.append((entry, sha, pool.submit(self._decode_timed, entry, sha, missing)))
+                    drain(max_in_flight)
+                    continue
+                tick()
+            drain(0)
+        flush()
+        progress.close()
+        summary.seconds = time.monotonic() - started
+        summary.stage_seconds = times.as_dict()
+        summary.device, summary.precision = self.describe_device()
+        return summary
+
+    def _decode_timed(self, entry: FileEntry, sha: str, missing: tuple[str, ...]) -> tuple[DecodedItem | DecodeError, float]:
+        t0 = time.monotonic()
+        try:
+            item: DecodedItem | DecodeError = decode_entry(
+                entry, sha, preprocessor=self.preprocessor, settings=self.settings,
+                keep_image=self.keep_image, draft_to=self.draft_to, variants=missing)
+        except DecodeError as exc:
+            item = exc
+        return item, time.monotonic() - t0
+
+    def _write(self, batch: list[DecodedItem], quarantine_rows: list[dict], source_rows: list[dict],
+               summary: IngestSummary, times: StageTimes) -> None:
+        t0 = time.monotonic()
+        tables: dict[str, list[pa.Table]] = {}
+        for stage in self.stages:
+            todo = [it for it in batch if stage.variant in it.variants]
+            if not todo:
+                continue
+            for name, rows in stage.process(todo).items():
+                tables.setdefault(name, []).append(rows)
+            summary.embedded[stage.variant] = summary.embedded.get(stage.variant, 0) + len(todo)
+        t1 = time.monotonic()
+        times.encode += t1 - t0
+        for name, parts in tables.items():
+            self.db.upsert(name, pa.concat_tables(parts))
+        if batch:
+            new_images = [it for it in batch if it.sha256 not in self.known.images]
+            if new_images:
+                self.db.upsert(S.IMAGES, self._image_rows(new_images), update_existing=False)
+        if quarantine_rows:
+            self.db.upsert(S.QUARANTINE, pa.Table.from_pylist(quarantine_rows, S.QUARANTINE_SCHEMA))
+        for it in batch:
+            self.known.images.add(it.sha256)
+            for v in it.variants:
+                self.known.embedded[v].add(it.sha256)
+            it.image = None
+        # a path is recorded only once its content is settled (stored or quarantined), so a
+        # crash can never leave a path in `sources` whose image was lost
+        settled, waiting = [], []
+        for row in source_rows:
+            sha = row["sha256"]
+            done = not sha or sha in self.known.images or sha in self.known.quarantined
+            (settled if done else waiting).append(row)
+        if settled:
+            self.db.upsert(S.SOURCES, pa.Table.from_pylist(settled, S.SOURCES_SCHEMA))
+        quarantine_rows.clear()
+        source_rows[:] = waiting
+        times.write += time.monotonic() - t1
+
+    def _image_rows(self, items: list[DecodedItem]) -> pa.Table:
+        now = utc_now()
+        label = self.settings.label_from_folder
+        return pa.Table.from_pylist(
+            [
+                {"sha256": it.sha256, "path": it.entry.path, "size_bytes": it.entry.size_bytes,
+                 "width": it.width, "height": it.height, "format": it.format,
+                 "label": it.entry.folder_label if label else None, "phash": it.phash,
+                 "ingested_at": now, "thumbnail": it.thumbnail}
+                for it in items
+            ],
+            S.IMAGES_SCHEMA,
+        )
+
+
+def _timed_hash(entry: FileEntry) -> tuple[FileEntry, str | None, float]:
+    t0 = time.monotonic()
+    try:
+        sha = sha256_file(entry.path)
+    except OSError:
+        sha = None
+    return entry, sha, time.monotonic() - t0
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, *, lookahead: int) -> Iterator:
+    """``pool.map`` in order, with at most ``lookahead`` calls submitted ahead of the consumer."""
+    queue: deque[Future] = deque()
+    for item in items:
+        queue.append(pool.submit(fn, item))
+        if len(queue) >= lookahead:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
+
+
+# -- builders -------------------------------------------------------------------------------
+
+
+@dataclass
+class Encoders:
+    """The loaded models of one ingest configuration (load once, reuse across runs)."""
+
+    encoder: Any  # builds its network on first use
+    stages: list[VariantStage]
+
+
+def load_encoders(settings: IngestSettings) -> Encoders:
+    """Resolve weights (failing before any database work), load DINOv2 (and SAM2)."""
+    from embedscope.models.dinov2 import DinoV2Encoder
+    from embedscope.models.registry import get_encoder_config
+    from embedscope.models.weights import resolve_weights
+
+    config = get_encoder_config(settings.model)
+    weights = resolve_weights(settings.weights, repo_id=config.hf_hub_id, filename=config.weights_file,
+                              what=config.name)
+    sam2_weights = None
+    if settings.sam2:
+        from embedscope.models.sam2 import resolve_sam2_weights
+
+        sam2_weights = resolve_sam2_weights(settings.sam2_model, settings.sam2_weights)
+    if weights.is_random:
+        warn_random(f"{config.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
+    encoder = DinoV2Encoder(config, weights, device=settings.device, image_size=settings.image_size,
+                            preprocess_mode=settings.preprocess)
+    stages: list[VariantStage] = [FullImageStage(encoder, store_patch_mean=settings.store_patch_mean)]
+    if settings.sam2:
+        from embedscope.models.sam2 import Sam2MaskedStage
+
+        stages.append(Sam2MaskedStage.build(settings, encoder, sam2_weights))
+    return Encoders(encoder, stages)
+
+
+def warn_random(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def make_run(db: Database, settings: IngestSettings, encoders: Encoders) -> IngestRun:
+    enc = encoders.encoder
+    return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
+                     weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision))
+
+
+def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
+    """The one-shot ``embedscope ingest``: everything from the settings to a summary."""
+    entries = list(scan_drops(settings.drops))  # fail on a missing drop before loading models
+    encoders = load_encoders(settings)
+    db = Database(settings.db, create=True)
+    with db.writer_lock(wait=wait_lock, owner="ingest"):
+        return make_run(db, settings, encoders).run(entries)

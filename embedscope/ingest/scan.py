@@ -1,0 +1,98 @@
+"""Walk drops and list candidate image files. No file is opened here.
+
+Symlinks are never followed out of their drop: a link (file or folder) is used only if its
+resolved target lies inside the drop's resolved root. Hidden files and folders (dot-names)
+are skipped, and so are files with extensions that are not images.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from embedscope.errors import ConfigError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # absolute, as found (not resolved through symlinks)
+    drop: str  # absolute drop root it was found under
+    size_bytes: int
+    mtime: dt.datetime  # UTC
+
+    @property
+    def folder_label(self) -> str:
+        return Path(self.path).parent.name
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan_drops(drops: Iterable[str | os.PathLike[str]]) -> Iterator[FileEntry]:
+    """Yield every image-named regular file under the drops, in sorted order per folder."""
+    for drop in drops:
+        root = Path(drop).expanduser().absolute()
+        if not root.exists():
+            raise ConfigError(f"drop folder not found: {drop}", "check the path")
+        if root.is_file():
+            entry = _entry(root, root.parent, root.resolve().parent)
+            if entry:
+                yield entry
+            continue
+        yield from _walk(root, root.resolve())
+
+
+def _walk(root: Path, real_root: Path) -> Iterator[FileEntry]:
+    stack = [root]
+    visited: set[Path] = set()
+    while stack:
+        folder = stack.pop()
+        real = folder.resolve()
+        if real in visited or not _inside(real, real_root):
+            continue
+        visited.add(real)
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            try:
+                if child.is_dir(follow_symlinks=True):
+                    subdirs.append(Path(child.path))
+                elif child.is_file(follow_symlinks=True) and is_image_name(child.name):
+                    entry = _entry(Path(child.path), root, real_root)
+                    if entry:
+                        yield entry
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
+def _entry(path: Path, drop: Path, real_root: Path) -> FileEntry | None:
+    try:
+        if path.is_symlink() and not _inside(path.resolve(), real_root):
+            return None
+        st = path.stat()
+    except OSError:
+        return None
+    return FileEntry(
+        path=str(path),
+        drop=str(drop),
+        size_bytes=st.st_size,
+        mtime=dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc),
+    )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

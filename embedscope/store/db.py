@@ -1,0 +1,289 @@
+"""The only module that opens LanceDB.
+
+A :class:`Database` is a folder (or object-store URI) of Lance tables. Writes are upserts
+(``merge_insert`` on each table's key, see :mod:`embedscope.store.schema`), so a batch is one
+atomic Lance commit per table and re-writing the same rows never duplicates them. Readers
+never block: Lance is multi-version, a reader sees the last committed version.
+
+Crash-safety contract used by the ingest pipeline: per batch, ``embeddings`` are committed
+before ``images``, and ``images`` before ``sources``. A sha256 counts as done only once its
+``images`` row exists, so a crash between commits leaves work that the next run redoes as
+an idempotent upsert, never a duplicate and never a hole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from embedscope.errors import DatabaseError, DatabaseLockedError, NotFoundError
+from embedscope.store import schema as S
+
+LOCK_FILE = ".embedscope-writer.lock"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+class Database:
+    """A handle on one embedscope database. Cheap to create; tables open lazily.
+
+    >>> db = Database("/tmp/es-db", create=True)      # doctest: +SKIP
+    >>> db.count("images")                              # doctest: +SKIP
+    0
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        storage_options: dict[str, str] | None = None,
+    ) -> None:
+        import lancedb
+
+        self.uri = str(uri)
+        self.storage_options = dict(storage_options or {})
+        if not is_remote(self.uri):
+            path = Path(self.uri)
+            if not path.exists():
+                if not create:
+                    raise DatabaseError(
+                        f"no database at {self.uri}",
+                        "run `embedscope ingest DROP --db DIR` first, or check the --db path",
+                    )
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.is_dir():
+                raise DatabaseError(f"{self.uri} is not a folder", "point --db at a database folder")
+        kwargs: dict[str, Any] = {}
+        if self.storage_options:
+            kwargs["storage_options"] = self.storage_options
+        self._conn = lancedb.connect(self.uri, **kwargs)
+        self._tables: dict[str, Any] = {}
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        conn = self._conn
+        if not hasattr(conn, "list_tables"):  # older lancedb
+            return sorted(conn.table_names())
+        names: list[str] = []
+        token = None
+        while True:
+            result = conn.list_tables(page_token=token) if token else conn.list_tables()
+            names.extend(getattr(result, "tables", result))
+            token = getattr(result, "page_token", None)
+            if not token:
+                return sorted(names)
+
+    def has_table(self, name: str) -> bool:
+        return name in self.table_names()
+
+    def table(self, name: str) -> Any:
+        """The LanceDB table ``name``; raises :class:`NotFoundError` if it does not exist."""
+        if name not in self._tables:
+            if not self.has_table(name):
+                raise NotFoundError(
+                    f"table {name!r} does not exist in {self.uri}",
+                    "ingest or analyze first, or see `embedscope stats`",
+                )
+            self._tables[name] = self._conn.open_table(name)
+        return self._tables[name]
+
+    def ensure_table(self, name: str, schema: pa.Schema) -> Any:
+        if name not in self._tables:
+            if self.has_table(name):
+                self._tables[name] = self._conn.open_table(name)
+            else:
+                self._tables[name] = self._conn.create_table(name, schema=schema, exist_ok=True)
+        return self._tables[name]
+
+    def refresh(self) -> None:
+        """Forget open table handles so the next read sees the latest committed versions."""
+        self._tables.clear()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def dataset(self, name: str) -> Any:
+        """The underlying ``lance.LanceDataset`` (latest version)."""
+        tbl = self.table(name)
+        tbl.checkout_latest()
+        return tbl.to_lance()
+
+    def read(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+    ) -> pa.Table:
+        """Rows of ``name`` (all, or filtered by a Lance SQL ``where``). Missing table: empty."""
+        if not self.has_table(name):
+            schema = S.FIXED_SCHEMAS.get(name)
+            if schema is None:
+                raise NotFoundError(f"table {name!r} does not exist in {self.uri}")
+            empty = schema.empty_table()
+            return empty.select(list(columns)) if columns else empty
+        ds = self.dataset(name)
+        return ds.to_table(columns=list(columns) if columns else None, filter=where)
+
+    def count(self, name: str, where: str | None = None) -> int:
+        if not self.has_table(name):
+            return 0
+        return int(self.dataset(name).count_rows(filter=where))
+
+    def version(self, name: str) -> int | None:
+        if not self.has_table(name):
+            return None
+        tbl = self.table(name)
+        tbl.checkout_latest()
+        return int(tbl.version)
+
+    # -- embeddings tables ----------------------------------------------------------------
+
+    def embedding_table_names(self) -> list[str]:
+        return [n for n in self.table_names() if n.startswith(S.EMBEDDINGS_PREFIX)]
+
+    def read_embeddings(
+        self,
+        model: str,
+        variant: str = S.VARIANT_FULL,
+        columns: Sequence[str] = ("sha256", "vector"),
+    ) -> pa.Table:
+        name = S.embeddings_table_name(model)
+        if not self.has_table(name):
+            raise NotFoundError(
+                f"no embeddings for model {model!r} in {self.uri}",
+                f"ingest with --model {model}, or pick one of: {', '.join(self.embedding_models()) or 'none yet'}",
+            )
+        return self.read(name, columns, where=f"variant = '{_sql_str(variant)}'")
+
+    def embedding_models(self) -> list[str]:
+        """Model names that have embeddings, read from the tables' ``model`` column."""
+        models: set[str] = set()
+        for name in self.embedding_table_names():
+            col = self.dataset(name).to_table(columns=["model"]).column("model")
+            models.update(v for v in pa.compute.unique(col).to_pylist() if v)
+        return sorted(models)
+
+    def embedding_counts(self) -> dict[str, int]:
+        """``{"<model>/<variant>": rows}`` across all embeddings tables."""
+        counts: dict[str, int] = {}
+        for name in self.embedding_table_names():
+            tbl = self.dataset(name).to_table(columns=["model", "variant"])
+            if tbl.num_rows == 0:
+                continue
+            grouped = tbl.group_by(["model", "variant"]).aggregate([([], "count_all")])
+            for row in grouped.to_pylist():
+                counts[f"{row['model']}/{row['variant']}"] = int(row["count_all"])
+        return dict(sorted(counts.items()))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def upsert(self, name: str, rows: pa.Table, *, update_existing: bool = True) -> int:
+        """Insert rows whose key is new; update (or keep, if not ``update_existing``) the rest.
+
+        One Lance commit. Rows are cast to the table's schema; duplicate keys inside ``rows``
+        keep their first occurrence. Returns the number of rows sent.
+        """
+        if rows.num_rows == 0:
+            return 0
+        if name.startswith(S.EMBEDDINGS_PREFIX):
+            dim = rows.schema.field("vector").type.list_size
+            schema, keys = S.embeddings_schema(dim), S.EMBEDDING_KEYS
+        else:
+            schema, keys = S.FIXED_SCHEMAS[name], S.KEYS[name]
+        rows = _conform(rows, schema)
+        rows = _first_per_key(rows, keys)
+        tbl = self.ensure_table(name, schema)
+        merge = tbl.merge_insert(keys)
+        if update_existing:
+            merge = merge.when_matched_update_all()
+        merge.when_not_matched_insert_all().execute(rows)
+        return rows.num_rows
+
+    @contextlib.contextmanager
+    def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest") -> Iterator[None]:
+        """Hold the database's single-writer lock (an OS file lock, freed when the process dies).
+
+        With ``wait`` > 0, retry for that many seconds before giving up.
+        """
+        if is_remote(self.uri):  # object stores: Lance's own commit protocol arbitrates
+            yield
+            return
+        path = Path(self.uri) / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        holder = _read_holder(path)
+                        raise DatabaseLockedError(
+                            f"{self.uri} is being written by another process ({holder})",
+                            "wait for it to finish, stop it, or pass --wait-lock SECONDS to wait",
+                        ) from None
+                    time.sleep(0.2)
+            os.ftruncate(fd, 0)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "owner": owner,
+                    "since": utc_now().isoformat(timespec="seconds")}
+            os.write(fd, json.dumps(info).encode())
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+        return f"{info.get('owner', '?')} pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
+    except (OSError, ValueError):
+        return "unknown holder"
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Order, fill (with nulls) and cast ``rows`` to ``schema``."""
+    arrays = []
+    for fld in schema:
+        if fld.name in rows.column_names:
+            arrays.append(rows.column(fld.name).cast(fld.type))
+        else:
+            arrays.append(pa.nulls(rows.num_rows, fld.type))
+    extra = set(rows.column_names) - set(schema.names)
+    if extra:
+        raise DatabaseError(f"unknown column(s) {sorted(extra)} for this table")
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _first_per_key(rows: pa.Table, keys: list[str]) -> pa.Table:
+    seen: set[tuple] = set()
+    keep = []
+    cols = [rows.column(k).to_pylist() for k in keys]
+    for i, key in enumerate(zip(*cols)):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return rows if len(keep) == rows.num_rows else rows.take(keep)

@@ -1,0 +1,201 @@
+"""Every table's Arrow schema, in one place.
+
+Tables (LanceDB, one directory each under the database folder):
+
+- ``images``       one row per distinct file content (sha256), first path seen, metadata, thumbnail
+- ``sources``      every (sha256, path) ever seen, duplicates and quarantined files included
+- ``quarantine``   files that could not be decoded, with the reason
+- ``embeddings_<model>``  one table per encoder (vectors are fixed-size, and dims differ
+                   between models); SQL sees their union as ``embeddings``
+- ``masks``        the SAM2 mask chosen per image
+- ``runs``, ``clusters``, ``projections``, ``flags``, ``metrics``  analysis results by run_id
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+IMAGES = "images"
+SOURCES = "sources"
+QUARANTINE = "quarantine"
+EMBEDDINGS_PREFIX = "embeddings_"
+MASKS = "masks"
+RUNS = "runs"
+CLUSTERS = "clusters"
+PROJECTIONS = "projections"
+FLAGS = "flags"
+METRICS = "metrics"
+
+VARIANT_FULL = "full"
+VARIANT_SAM2 = "sam2_masked"
+VARIANT_PATCH_MEAN = "patch_mean"  # mean of the patch tokens of the full image (--store-patch-mean)
+VARIANTS = (VARIANT_FULL, VARIANT_SAM2, VARIANT_PATCH_MEAN)
+
+_TS = pa.timestamp("us", tz="UTC")
+
+IMAGES_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string()),  # first path this content was seen at
+        pa.field("size_bytes", pa.int64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("format", pa.string()),
+        pa.field("label", pa.string()),
+        # 64-bit DCT perceptual hash, bit pattern stored in a signed int64 (SQL: bit_count(a # b))
+        pa.field("phash", pa.int64()),
+        pa.field("ingested_at", _TS),
+        pa.field("thumbnail", pa.binary()),  # JPEG bytes, longest side <= thumbnail_size
+    ]
+)
+
+SOURCES_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("drop", pa.string()),  # the drop root the path was found under
+        pa.field("size_bytes", pa.int64()),
+        pa.field("mtime", _TS),
+        pa.field("seen_at", _TS),  # last time an ingest saw this path with this content
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("seen_at", _TS),
+    ]
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("variant", pa.string(), nullable=False),
+            pa.field("dim", pa.int32()),
+            # L2-normalised: the CLS token, or for variant 'patch_mean' the patch tokens' mean
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("weights", pa.string()),  # 'hub:<id>', 'file:<sha256>', 'random' or 'import:<file>'
+            pa.field("created_at", _TS),
+        ]
+    )
+
+
+MASKS_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),  # e.g. sam2.1_hiera_tiny
+        pa.field("weights", pa.string()),
+        pa.field("area_fraction", pa.float32()),
+        pa.field("bbox", pa.list_(pa.int32(), 4)),  # x0, y0, x1, y1 in original pixels
+        pa.field("score", pa.float32()),
+        pa.field("mask_png", pa.binary()),  # 1-bit PNG at the original image size
+        pa.field("fallback", pa.bool_()),  # no usable mask: masked variant == full image
+        pa.field("reason", pa.string()),
+        pa.field("created_at", _TS),
+    ]
+)
+
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string()),  # 'analyze' | 'novelty'
+        pa.field("model", pa.string()),
+        pa.field("variant", pa.string()),
+        pa.field("params", pa.string()),  # JSON
+        pa.field("created_at", _TS),
+        pa.field("table_version", pa.int64()),  # Lance version of the embeddings table read
+        pa.field("n_images", pa.int64()),
+    ]
+)
+
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),  # hdbscan, kmeans, kmedoids, agglomerative, dbscan
+        pa.field("cluster", pa.int32()),  # -1 = noise
+        pa.field("probability", pa.float32()),
+    ]
+)
+
+PROJECTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),  # umap, tsne, pca
+        pa.field("dims", pa.int32(), nullable=False),
+        pa.field("x", pa.float32()),
+        pa.field("y", pa.float32()),
+        pa.field("z", pa.float32()),
+    ]
+)
+
+FLAGS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("novelty_score", pa.float32()),
+        pa.field("is_novel", pa.bool_()),
+        pa.field("surprise", pa.float32()),
+        pa.field("centroid_score", pa.float32()),
+        pa.field("knn_score", pa.float32()),
+        pa.field("glosh_score", pa.float32()),
+        pa.field("novelty_reason", pa.string()),
+        pa.field("is_contaminated", pa.bool_()),
+        pa.field("contamination_reason", pa.string()),
+        pa.field("dup_group", pa.int64()),  # embedding near-duplicate group, null = none
+        pa.field("phash_group", pa.int64()),  # perceptual-hash near-duplicate group
+    ]
+)
+
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),  # silhouette, davies_bouldin, ari, ...
+        pa.field("method", pa.string()),  # the clustering it scores, or '' for the embedding
+        pa.field("space", pa.string()),  # 'embedding' or the projection, e.g. 'umap2d'
+        pa.field("k", pa.int32()),  # for sweeps (elbow / silhouette-vs-k), else null
+        pa.field("value", pa.float64()),
+    ]
+)
+
+FIXED_SCHEMAS: dict[str, pa.Schema] = {
+    IMAGES: IMAGES_SCHEMA,
+    SOURCES: SOURCES_SCHEMA,
+    QUARANTINE: QUARANTINE_SCHEMA,
+    MASKS: MASKS_SCHEMA,
+    RUNS: RUNS_SCHEMA,
+    CLUSTERS: CLUSTERS_SCHEMA,
+    PROJECTIONS: PROJECTIONS_SCHEMA,
+    FLAGS: FLAGS_SCHEMA,
+    METRICS: METRICS_SCHEMA,
+}
+
+# Upsert keys: what makes a row unique in each table.
+KEYS: dict[str, list[str]] = {
+    IMAGES: ["sha256"],
+    SOURCES: ["sha256", "path"],
+    QUARANTINE: ["sha256", "path"],
+    MASKS: ["sha256", "model"],
+    RUNS: ["run_id"],
+    CLUSTERS: ["run_id", "method", "sha256"],
+    PROJECTIONS: ["run_id", "method", "dims", "sha256"],
+    FLAGS: ["run_id", "sha256"],
+    METRICS: ["run_id", "name", "method", "space", "k"],
+}
+EMBEDDING_KEYS = ["sha256", "model", "variant"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def embeddings_table_name(model: str) -> str:
+    """``embeddings_<model>`` with anything but letters, digits and ``_`` turned into ``_``."""
+    return EMBEDDINGS_PREFIX + _SAFE.sub("_", model).strip("_").lower()
