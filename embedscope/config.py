@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
@@ -125,9 +126,9 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
     values: dict[str, Any] = {}
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    types = _resolved_types(cls)
-    for name in hints:
+    types = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for name in names:
         if flags.get(name) is not None:
             raw = flags[name]
         elif ENV_PREFIX + name.upper() in environ:
@@ -137,24 +138,11 @@ def load_settings(
         else:
             continue
         values[name] = _coerce(raw, types[name], name)
-    unknown = set(file_values) - set(hints)
+    unknown = set(file_values) - set(names)
     if unknown:
         raise ConfigError(
             f"unknown setting(s) in [{section}] of {config_file}: {', '.join(sorted(unknown))}",
-            f"known: {', '.join(sorted(hints))}",
+            f"known: {', '.join(sorted(names))}",
         )
     return cls(**values)
 
-
-def _resolved_types(cls: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(cls)
-
-
-def ensure_fields(obj: Any, **changes: Any) -> Any:
-    """A copy of a frozen settings object with some fields changed."""
-    return dataclasses.replace(obj, **changes)
-
-
-__all__ = ["IngestSettings", "load_settings", "ensure_fields", "DEFAULT_MODEL", "field"]

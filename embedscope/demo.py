@@ -9,6 +9,7 @@ files that must be quarantined (truncated, empty, not an image).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import shutil
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"note: {exc.message}", file=sys.stderr)
             print(BANNER, file=sys.stderr)
-            summary = run_ingest(IngestSettings(**{**vars(settings), "weights": "random"}))
+            summary = run_ingest(dataclasses.replace(settings, weights="random"))
     except EmbedscopeError as exc:
         print(f"demo: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
