@@ -167,8 +167,9 @@ class Watcher:
             try:
                 return self._lock_now(path, 0.0)
             except DatabaseLockedError:
-                log.info("another watch holds %s (%s); waiting %s s for it to stop", self.db.uri,
-                         lockfile.describe_holder(holder), self.wait_lock)
+                how_long = "as long as it runs" if self.wait_lock == float("inf") else f"up to {self.wait_lock:g}s"
+                log.info("another watch holds %s (%s); waiting %s for it to stop", self.db.uri,
+                         lockfile.describe_holder(holder), how_long)
         held = self._lock_now(path, self.wait_lock)
         if held is not None:
             prev = held.previous
@@ -190,6 +191,8 @@ class Watcher:
 
         self.encoders = load_encoders(self.settings)  # weights resolved now: fail before any work
         _ = self.encoders.encoder.model  # build the network now, so the first batch is not the slow one
+        if not self._prepare_tables():
+            return
         self.known = self._load_known()
         log.info("watching %s into %s (every %ss, settle %ss; %d paths already recorded)",
                  ", ".join(self.settings.drops), self.db.uri, _fmt(self.watch.interval),
@@ -212,6 +215,22 @@ class Watcher:
                 next_heartbeat = time.monotonic() + self.watch.heartbeat
                 self._heartbeat()
             self.stop.wait(max(0.0, self.watch.interval - (time.monotonic() - poll_started)))
+
+    def _prepare_tables(self) -> bool:
+        """Create the tables the daemon writes (repairing one whose creation a kill cut off),
+        so that no batch ever creates a table. False if stopped while waiting for the lock."""
+        encoder = self.encoders.encoder
+        tables = {S.IMAGES: S.IMAGES_SCHEMA, S.SOURCES: S.SOURCES_SCHEMA, S.QUARANTINE: S.QUARANTINE_SCHEMA,
+                  S.embeddings_table_name(encoder.name): S.embeddings_schema(encoder.dim)}
+        if self.settings.sam2:
+            tables[S.MASKS] = S.MASKS_SCHEMA
+        with _WriterLock(self.db, self.stop) as locked:
+            if not locked:
+                return False
+            self.db.refresh()
+            for name, schema in tables.items():
+                self.db.ensure_table(name, schema)
+        return True
 
     # -- one poll -------------------------------------------------------------------------
 
