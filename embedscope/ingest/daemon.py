@@ -132,6 +132,7 @@ class Watcher:
         self._run: Any = None  # the reused IngestRun (its KnownState stays current while we write alone)
         self._snapshot: tuple | None = None  # table versions after our last write
         self._missing_drops: set[str] = set()
+        self._failures = 0  # consecutive failed batches (for the retry back-off)
         self._new_since_analyze = 0
         self._analyze_fn: Any = None
         self._analyze_disabled = False
@@ -273,14 +274,22 @@ class Watcher:
                     self._run = make_run(self.db, self.settings, self.encoders)
                 summary = self._run.run(chunk, should_stop=self.stop.is_set)
                 self._snapshot = self._versions()
-            except Exception as exc:  # the daemon logs and goes on; the batch is redone next poll
+            except Exception as exc:  # the daemon logs and goes on; the batch is redone later
                 self.totals.failed_batches += 1
+                self._failures += 1
                 self._run, self._snapshot = None, None
+                backoff = min(300.0, self.watch.interval * 2 ** self._failures)
                 if isinstance(exc, EmbedscopeError):
-                    log.error("batch failed: %s (retrying on a later poll)", exc.one_line())
+                    log.error("batch failed: %s (retrying in %.0fs)", exc.one_line(), backoff)
                 else:
-                    log.exception("batch failed (retrying on a later poll)")
-                return
+                    log.exception("batch failed (retrying in %.0fs)", backoff)
+                failed = True
+            else:
+                failed = False
+                self._failures = 0
+        if failed:
+            self.stop.wait(backoff)  # outside the writer lock, so other writers can go on
+            return
         stopped = self.stop.is_set() and summary.scanned < len(chunk)
         if not stopped:
             self.known.update(entry_key(e) for e in chunk)
