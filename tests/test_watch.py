@@ -124,7 +124,7 @@ def test_watch_ingests_drops_while_running_waits_for_slow_writers_and_stops_on_s
     drop, db = tmp_path / "drop", tmp_path / "db"
     first = [photo(drop, f"a{i}.jpg", i) for i in range(3)]
     a = Daemon(tmp_path, drop, db, "--interval", "0.3", "--settle", "1.5", "--heartbeat", "1",
-               "--max-files-per-batch", "4", "--on-batch-analyze", "2")
+               "--max-files-per-batch", "4", "--on-batch-analyze", "2", "--optimize-every", "1")
     daemons.append(a)
     a.ready()
     a.wait_for("the files present at start", lambda: counts(db)["images"] == 3)
@@ -178,6 +178,7 @@ def test_watch_ingests_drops_while_running_waits_for_slow_writers_and_stops_on_s
     log = a.log()
     assert "batch 1: 3 new, 0 duplicates, 0 quarantined" in log and "images/s" in log
     assert "alive:" in log
+    assert "compacted images, sources" in log  # periodic compaction ran, and the counts above held
     batches = a.events("batch")
     assert sum(b["new"] for b in batches) == 8 and sum(b["duplicates"] for b in batches) == 1
     if importlib.util.find_spec("embedscope.analysis.jobs") is None:
