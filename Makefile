@@ -38,6 +38,10 @@ ingest: install ## one-shot ingest: make ingest DROP=path [DB=path] [ARGS="--lab
 	@test -n "$(DROP)" || { echo "usage: make ingest DROP=path [DB=path]"; exit 2; }
 	$(BIN)/embedscope ingest $(DROP) --db $(DB) $(ARGS)
 
+watch: install ## ingest continuously: make watch DROP=path [DB=path] [ARGS="--interval 5"] (Ctrl-C stops)
+	@test -n "$(DROP)" || { echo "usage: make watch DROP=path [DB=path]"; exit 2; }
+	$(BIN)/embedscope watch $(DROP) --db $(DB) $(ARGS)
+
 stats: install ## row counts of DB
 	$(BIN)/embedscope stats --db $(DB)
 

@@ -73,6 +73,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from embedscope.config import load_settings
+    from embedscope.ingest.daemon import WatchSettings, run_watch
+
+    settings = ingest_settings(args, args.drops)
+    watch = load_settings(WatchSettings, vars(args), section="watch", config_file=args.config)
+    totals = run_watch(settings, watch, wait_lock=args.wait_lock, json_lines=args.json)
+    print(totals.one_line(), file=sys.stderr)
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from embedscope.store.db import Database
     from embedscope.store.queries import stats
@@ -113,6 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("drops", nargs="+", metavar="DROP", help="folders (or files) to ingest")
     _add_ingest_options(p)
     p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("watch", help="ingest drops continuously (a daemon; SIGTERM/Ctrl-C stops it cleanly)",
+                       description="Poll the drops and ingest new or changed files once they have stopped "
+                       "changing, with the same pipeline as `ingest`. Safe to kill at any moment: a restart "
+                       "finishes what was cut off. One watch per database (see --wait-lock).")
+    p.add_argument("drops", nargs="+", metavar="DROP", help="folders to watch")
+    _add_ingest_options(p)
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between polls (default 2)")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="a file must be unchanged this long, and across two polls, before it is read (default 2)")
+    p.add_argument("--incomplete-grace", type=float, metavar="SECONDS",
+                   help="hold a JPEG/PNG whose end is not written yet this long after its mtime (default 300)")
+    p.add_argument("--heartbeat", type=float, metavar="SECONDS", help="seconds between 'alive' log lines (default 60)")
+    p.add_argument("--max-files-per-batch", type=int, metavar="N",
+                   help="files per pipeline run and writer-lock hold (default 256)")
+    p.add_argument("--on-batch-analyze", type=int, metavar="N",
+                   help="refresh novelty flags after every N new images (default 0: never)")
+    p.add_argument("--optimize-every", type=float, metavar="SECONDS",
+                   help="compact the tables the daemon writes at most this often (default 3600, 0: never)")
+    p.set_defaults(handler=cmd_watch)
 
     p = sub.add_parser("stats", help="row counts of a database")
     _add_db(p)

@@ -106,9 +106,19 @@ class Database:
         return self._tables[name]
 
     def ensure_table(self, name: str, schema: pa.Schema) -> Any:
+        """Open ``name``, creating it (empty, with ``schema``) if absent.
+
+        A table whose creation was cut off (process killed before its first version was
+        committed) is listed but cannot be opened; it holds no data, so it is created again.
+        """
         if name not in self._tables:
             if self.has_table(name):
-                self._tables[name] = self._conn.open_table(name)
+                try:
+                    self._tables[name] = self._conn.open_table(name)
+                except ValueError as exc:
+                    if "not found" not in str(exc):
+                        raise
+                    self._tables[name] = self._conn.create_table(name, schema=schema, exist_ok=True)
             else:
                 self._tables[name] = self._conn.create_table(name, schema=schema, exist_ok=True)
         return self._tables[name]
