@@ -38,6 +38,7 @@ INDEX_MIN_ROWS = 20_000
 VECTOR_COLUMN = "vector"
 OPTIMIZE_FRACTION = 0.10  # fold new rows into the index once they reach 10 % of the indexed ones
 RETRAIN_GROWTH = 2.0  # retrain when the chosen partition count doubles (rows ×4)
+INDEX_NAME_PREFIX = "vector_ivfpq_trained_on_"  # + the row count it was trained on
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,16 @@ def index_info(db: Database, table: str) -> dict[str, Any] | None:
         if VECTOR_COLUMN in list(idx.columns):
             stats = tbl.to_lance().stats.index_stats(idx.name)
             segments = stats.get("indices") or stats.get("segments") or [{}]
+            trained = _trained_rows(idx.name)
+            dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+            reported = int(segments[0].get("num_partitions") or 1)
             return {
                 "name": idx.name,
                 "type": stats.get("index_type", str(idx.index_type)),
-                "num_partitions": int(segments[0].get("num_partitions") or 1),
+                # lance 14 reports 1 partition once optimize_indices has merged new rows, so
+                # the count is re-derived from the rows the index was trained on
+                "num_partitions": choose_params(trained, dim).num_partitions if trained else reported,
+                "trained_rows": trained,
                 "indexed_rows": int(stats.get("num_indexed_rows", 0)),
                 "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),
             }
@@ -117,7 +124,10 @@ def build_index(db: Database, model: str, *, force: bool = False) -> dict[str, A
     config = IvfPq(distance_type="cosine", num_partitions=params.num_partitions,
                    num_sub_vectors=params.num_sub_vectors, num_bits=params.num_bits,
                    max_iterations=params.max_iterations, sample_rate=params.sample_rate)
-    tbl.create_index(VECTOR_COLUMN, config=config, replace=True)
+    for idx in tbl.list_indices():  # the name changes with every training: drop the old one
+        if VECTOR_COLUMN in list(idx.columns):
+            tbl.drop_index(idx.name)
+    tbl.create_index(VECTOR_COLUMN, config=config, replace=True, name=f"{INDEX_NAME_PREFIX}{n}")
     seconds = time.monotonic() - t0
     log.info("built %s index on %s (%d rows) in %.1fs", params.index_type, table, n, seconds)
     return {**result, "action": "built", "seconds": round(seconds, 3)}
@@ -140,7 +150,8 @@ def maybe_optimize(db: Database, model: str) -> str:
         return "built" if build_index(db, model)["action"] == "built" else "none"
     total = info["indexed_rows"] + info["unindexed_rows"]
     dim = db.table(table).schema.field(VECTOR_COLUMN).type.list_size
-    if choose_params(total, dim).num_partitions >= RETRAIN_GROWTH * info["num_partitions"]:
+    trained = info["trained_rows"] or info["indexed_rows"]
+    if choose_params(total, dim).num_partitions >= RETRAIN_GROWTH * choose_params(trained, dim).num_partitions:
         build_index(db, model, force=True)
         return "rebuilt"
     if info["unindexed_rows"] and info["unindexed_rows"] >= OPTIMIZE_FRACTION * max(info["indexed_rows"], 1):
@@ -162,6 +173,12 @@ def drop_index(db: Database, model: str) -> bool:
     db.table(table).drop_index(info["name"])
     db.refresh()
     return True
+
+
+def _trained_rows(name: str) -> int | None:
+    if name.startswith(INDEX_NAME_PREFIX) and name[len(INDEX_NAME_PREFIX):].isdigit():
+        return int(name[len(INDEX_NAME_PREFIX):])
+    return None
 
 
 def _table_for(db: Database, model: str) -> str:

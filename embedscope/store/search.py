@@ -82,7 +82,10 @@ def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, v
     if isinstance(query, np.ndarray) or isinstance(query, (list, tuple)):
         vec = np.asarray(query, dtype=np.float32).ravel()
         return ResolvedQuery(vec, _pick_model(db, model, dim=vec.size), None)
-    sha = find_sha(db, str(query))
+    text = str(query).strip()
+    sha = text.lower() if _SHA_RE.match(text.lower()) else None
+    if sha is None or not _has_embedding(db, sha, model):
+        sha = find_sha(db, text) or sha
     if sha is None:
         raise NotFoundError(
             f"no image with sha256 or path {query!r} in {db.uri}",
@@ -124,6 +127,11 @@ def find_sha(db: Database, query: str) -> str | None:
         if db.count(S.IMAGES, where=f"sha256 = '{sha}'"):
             return sha
     return None
+
+
+def _has_embedding(db: Database, sha: str, model: str | None) -> bool:
+    names = [S.embeddings_table_name(model)] if model else db.embedding_table_names()
+    return any(db.has_table(n) and db.count(n, where=f"sha256 = '{sha}'") for n in names)
 
 
 # -- the two search paths --------------------------------------------------------------------
