@@ -105,7 +105,7 @@ def _emit(table: Any, args: argparse.Namespace, *, note: str = "") -> None:
     if args.out:
         print(f"wrote {table.num_rows} rows to {args.out} ({fmt}){note}", file=sys.stderr)
     elif note:
-        print(note.strip(), file=sys.stderr)
+        print(f"{table.num_rows} rows{note}", file=sys.stderr)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -113,7 +113,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from embedscope.store.sql import is_truncated, run_sql
 
     table = run_sql(Database(args.db), args.sql, limit=args.limit or None)
-    note = f"; stopped at --limit {args.limit} rows" if is_truncated(table) else ""
+    note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
     _emit(table, args, note=note)
     return 0
 

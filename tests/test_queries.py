@@ -278,6 +278,7 @@ def test_import_embedscope_stays_light():
 # -- CLI similar, with on-the-fly embedding ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_similar_by_sha_path_and_new_file(tmp_path, ingested):
     db = str(ingested["db"])
     dbh = Database(db)

@@ -73,6 +73,21 @@ def search_params(num_partitions: int) -> SearchParams:
     return SearchParams(nprobes=min(num_partitions, max(16, math.ceil(0.15 * num_partitions))), refine_factor=20)
 
 
+def search_params_for(db: Database, table: str) -> SearchParams | None:
+    """Search settings for ``table``'s vector index, or None if it has none. Cheap (no index
+    statistics are read when the index carries its training size in its name)."""
+    tbl = db.table(table)
+    for idx in tbl.list_indices():
+        if VECTOR_COLUMN in list(idx.columns):
+            trained = _trained_rows(idx.name)
+            if trained is None:
+                info = index_info(db, table)
+                return search_params(info["num_partitions"]) if info else None
+            dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+            return search_params(choose_params(trained, dim).num_partitions)
+    return None
+
+
 def index_info(db: Database, table: str) -> dict[str, Any] | None:
     """``{"name", "type", "num_partitions", "indexed_rows", "unindexed_rows"}`` of the vector
     index on ``table``, or None if it has none."""

@@ -92,7 +92,7 @@ def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, v
             "pass a sha256 or a path listed in `sources`; for an image file that is not in the "
             "database use `embedscope similar --db DIR FILE`, which embeds it",
         )
-    models = [model] if model else db.embedding_models()
+    models = [model] if model else stored_models(db)
     for m in models:
         name = S.embeddings_table_name(m)
         if not db.has_table(name):
@@ -138,15 +138,14 @@ def _has_embedding(db: Database, sha: str, model: str | None) -> bool:
 
 
 def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str) -> list[tuple[str, float]]:
-    from embedscope.store.index import index_info, search_params
+    from embedscope.store.index import search_params_for
 
     tbl = db.table(table)
     tbl.checkout_latest()
     fetch = k + 1  # room for the query image itself
     search = tbl.search(q.vector, vector_column_name="vector").distance_type("cosine").limit(fetch)
-    info = index_info(db, table)
-    if info is not None:
-        sp = search_params(info["num_partitions"])
+    sp = search_params_for(db, table)
+    if sp is not None:
         search = search.nprobes(sp.nprobes).refine_factor(sp.refine_factor)
     result = search.where(f"variant = '{_q(variant)}'", prefilter=True).select(["sha256", "_distance"]).to_arrow()
     return list(zip(result.column("sha256").to_pylist(), result.column("_distance").to_pylist()))
@@ -203,8 +202,19 @@ def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
     return {r["sha256"]: (r["path"], r["label"]) for r in rows.to_pylist()}
 
 
+def stored_models(db: Database) -> list[str]:
+    """Model names with embeddings, from one row per ``embeddings_<model>`` table (a table holds
+    one model by construction), so it costs no scan of large tables."""
+    models = []
+    for name in db.embedding_table_names():
+        rows = db.dataset(name).to_table(columns=["model"], limit=1)
+        if rows.num_rows:
+            models.append(rows.column("model")[0].as_py())
+    return sorted(models)
+
+
 def _pick_model(db: Database, model: str | None, *, dim: int | None = None) -> str:
-    models = db.embedding_models()
+    models = stored_models(db)
     if model:
         if model not in models:
             raise NotFoundError(f"no embeddings for model {model!r} in {db.uri}",
