@@ -85,3 +85,19 @@ def test_choose_params_scale_with_n_and_dim():
     assert small.index_type == big.index_type == "IVF_PQ"
     assert small.num_partitions < big.num_partitions and 384 % small.num_sub_vectors == 0
     assert choose_params(100_000, 768).num_sub_vectors == 96
+
+
+def test_maybe_optimize_retrains_after_fourfold_growth(tmp_path):
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((20, DIM), dtype=np.float32)
+    db = Database(tmp_path / "db", create=True)
+    _write(db, 0, _clustered(rng, 2_000, centres))
+    assert build_index(db, MODEL, force=True)["action"] == "built"
+    table = S.embeddings_table_name(MODEL)
+    assert index_info(db, table)["trained_rows"] == 2_000
+    _write(db, 2_000, _clustered(rng, 6_000, centres))  # ×4: twice the partitions would be chosen
+    db.refresh()
+    assert maybe_optimize(db, MODEL) == "rebuilt"
+    info = index_info(db, table)
+    assert info["trained_rows"] == 8_000 and info["unindexed_rows"] == 0
+    assert info["num_partitions"] == choose_params(8_000, DIM).num_partitions
