@@ -102,6 +102,103 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"],
+                   help="default: from --out's extension, else table on a terminal and csv in a pipe")
+    p.add_argument("--out", metavar="FILE", help="write the result to FILE instead of stdout")
+
+
+def _emit(table: Any, args: argparse.Namespace, *, note: str = "") -> None:
+    from embedscope.formats import choose_format, write_result
+
+    fmt = choose_format(args.format, args.out, isatty=sys.stdout.isatty())
+    write_result(table, fmt, args.out)
+    if args.out:
+        print(f"wrote {table.num_rows} rows to {args.out} ({fmt}){note}", file=sys.stderr)
+    elif note:
+        print(f"{table.num_rows} rows{note}", file=sys.stderr)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from embedscope.store.db import Database
+    from embedscope.store.sql import is_truncated, run_sql
+
+    table = run_sql(Database(args.db), args.sql, limit=args.limit or None)
+    note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
+    _emit(table, args, note=note)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    import os
+
+    from embedscope.store.db import Database
+    from embedscope.store.search import find_sha, similar
+
+    db = Database(args.db)
+    query: Any = args.query
+    if find_sha(db, args.query) is None and os.path.isfile(args.query):
+        query = _embed_query_file(db, args)
+    table = similar(db, query, k=args.k, model=args.model, variant=args.variant, where=args.where)
+    _emit(table, args)
+    return 0
+
+
+def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
+    """Embed an image file that is not in the database with the table's model and weights."""
+    from embedscope.config import IngestSettings, load_settings
+    from embedscope.ingest.embed_file import embed_files, weights_spec_for
+    from embedscope.store import schema as S
+    from embedscope.store.search import _pick_model
+
+    model = _pick_model(db, args.model)
+    rows = db.read(S.embeddings_table_name(model), ["weights"], where=f"variant = '{args.variant}'")
+    labels = sorted({w for w in rows.column("weights").to_pylist() if w})
+    if len(labels) != 1:
+        from embedscope.errors import QueryError
+
+        raise QueryError(f"{model}/{args.variant} holds vectors from {len(labels)} weight sources ({', '.join(labels)})",
+                         "re-ingest with one set of weights before searching by a new image")
+    flags = {"model": model, "weights": weights_spec_for(labels[0], args.weights), "device": args.device,
+             "image_size": args.image_size, "preprocess": args.preprocess, "batch_size": 2}
+    settings = load_settings(IngestSettings, {k: v for k, v in flags.items() if v is not None},
+                             section="ingest", config_file=args.config)
+    print(f"embedding {args.query} with {model} ({labels[0]}, image size {settings.image_size}, "
+          f"preprocess {settings.preprocess})", file=sys.stderr)
+    return embed_files([args.query], settings, variant=args.variant, expect_weights=labels[0])[0]
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from embedscope.store.db import Database
+    from embedscope.store.index import INDEX_MIN_ROWS, build_index, drop_index
+
+    db = Database(args.db)
+    models = [args.model] if args.model else db.embedding_models()
+    if not models:
+        print(f"index: {args.db} has no embeddings yet; nothing to index", file=sys.stderr)
+        return 0
+    results = []
+    with db.writer_lock(wait=args.wait_lock, owner="index"):
+        for model in models:
+            if args.drop:
+                dropped = drop_index(db, model)
+                results.append({"model": model, "action": "dropped" if dropped else "none"})
+                continue
+            print(f"index: {model} …", file=sys.stderr)
+            res = build_index(db, model, force=args.force)
+            results.append({"model": model, **res})
+            p = res["params"]
+            if res["action"] == "built":
+                print(f"index: {model}: {p['index_type']} on {res['rows']} rows ({p['num_partitions']} partitions, "
+                      f"{p['num_sub_vectors']}×{p['num_bits']}-bit PQ) in {res['seconds']:.1f}s", file=sys.stderr)
+            else:
+                print(f"index: {model}: skipped — {res['reason']} (threshold {INDEX_MIN_ROWS}; --force builds anyway)",
+                      file=sys.stderr)
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from embedscope.models.registry import ENCODERS
 
@@ -149,6 +246,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("query", help="run one read-only SQL SELECT over the tables (DuckDB)")
+    _add_db(p)
+    p.add_argument("sql", metavar="SQL", help='e.g. "SELECT label, count(*) FROM images GROUP BY label"')
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many rows (default 10000; 0 = all)")
+    _add_output(p)
+    p.set_defaults(handler=cmd_query)
+
+    p = sub.add_parser("similar", help="nearest images by cosine distance to an image or sha256")
+    _add_db(p)
+    p.add_argument("query", metavar="IMAGE_PATH|SHA256",
+                   help="a stored image's sha256 or path, or any image file (embedded on the fly)")
+    p.add_argument("--k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--model", help="which model's embeddings (default: the only one)")
+    p.add_argument("--variant", default="full", choices=["full", "sam2_masked", "patch_mean"])
+    p.add_argument("--where", metavar="SQL", help="condition on images_latest columns, e.g. \"label = 'cats'\"")
+    _add_output(p)
+    g = p.add_argument_group("embedding a file that is not in the database (match the ingest)")
+    g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
+    g.add_argument("--image-size", type=int, help="model input side used at ingest (default 224)")
+    g.add_argument("--preprocess", choices=["default", "xray"])
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
+    p.set_defaults(handler=cmd_similar)
+
+    p = sub.add_parser("index", help="build the ANN vector index of each embeddings table (if large enough)")
+    _add_db(p)
+    p.add_argument("--model", help="only this model's table (default: all)")
+    p.add_argument("--force", action="store_true", help="build even below the size threshold")
+    p.add_argument("--drop", action="store_true", help="remove the index (searches become exact)")
+    p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="if another process is writing the database, wait this long for it")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+    p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("models", help="list the registered encoders")
     p.set_defaults(handler=cmd_models)

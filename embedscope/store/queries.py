@@ -1,11 +1,20 @@
-"""Read-side helpers: counts and lookups used by the CLI, analysis and dashboard."""
+"""Read-side helpers: counts and lookups used by the CLI, analysis and dashboard.
+
+``run_sql`` (read-only SQL through DuckDB, :mod:`embedscope.store.sql`) and ``similar``
+(nearest neighbours, :mod:`embedscope.store.search`) are the two query entry points; they
+live in their own modules and are re-exported here so callers import one place.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 
 def stats(db: Database) -> dict[str, Any]:
@@ -18,3 +27,25 @@ def stats(db: Database) -> dict[str, Any]:
         "masks": db.count(S.MASKS),
         "runs": db.count(S.RUNS),
     }
+
+
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000) -> "pa.Table":
+    """One read-only ``SELECT`` over the tables (see :mod:`embedscope.store.sql`)."""
+    from embedscope.store.sql import run_sql as _run_sql
+
+    return _run_sql(db, sql, limit=limit)
+
+
+def similar(
+    db: Database,
+    query: "str | np.ndarray",
+    *,
+    k: int = 10,
+    model: str | None = None,
+    variant: str = S.VARIANT_FULL,
+    where: str | None = None,
+) -> "pa.Table":
+    """The ``k`` nearest images by cosine distance (see :mod:`embedscope.store.search`)."""
+    from embedscope.store.search import similar as _similar
+
+    return _similar(db, query, k=k, model=model, variant=variant, where=where)

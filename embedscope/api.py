@@ -1,0 +1,79 @@
+"""A small Python API for notebooks: ``embedscope.open(db)``.
+
+>>> import embedscope
+>>> es = embedscope.open("demo/db")                                  # doctest: +SKIP
+>>> es.sql("SELECT label, count(*) n FROM images GROUP BY label")    # pandas DataFrame
+>>> es.similar("demo/drop/cat.jpg", k=5, where="label = 'cats'")     # doctest: +SKIP
+>>> ids, X = es.embeddings()              # list of sha256, (N, dim) float32 array
+
+Every call reads the latest committed data (an ingest or the daemon may be writing).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedscope.store.db import Database
+
+
+class EmbedscopeDB:
+    """Read-only access to one database: SQL, similarity search, tables as pandas/NumPy."""
+
+    def __init__(self, db: "Database") -> None:
+        self.db = db
+
+    def __repr__(self) -> str:
+        return f"embedscope.open({self.db.uri!r})"
+
+    def sql(self, query: str, *, arrow: bool = False, limit: int | None = None) -> Any:
+        """Run one read-only ``SELECT``; a pandas DataFrame, or an Arrow table with ``arrow=True``."""
+        from embedscope.store.queries import run_sql
+
+        self.db.refresh()
+        table = run_sql(self.db, query, limit=limit)
+        return table if arrow else table.to_pandas()
+
+    def similar(self, query: "str | np.ndarray", *, k: int = 10, model: str | None = None,
+                variant: str = "full", where: str | None = None, arrow: bool = False) -> Any:
+        """Nearest images to a sha256, a stored path or a vector (see :func:`embedscope.store.queries.similar`)."""
+        from embedscope.store.queries import similar
+
+        self.db.refresh()
+        table = similar(self.db, query, k=k, model=model, variant=variant, where=where)
+        return table if arrow else table.to_pandas()
+
+    @property
+    def images(self) -> Any:
+        """The ``images`` table as pandas, without thumbnails (``sql()`` has them)."""
+        from embedscope.store import schema as S
+
+        self.db.refresh()
+        cols = [n for n in S.IMAGES_SCHEMA.names if n != "thumbnail"]
+        return self.db.read(S.IMAGES, cols).to_pandas()
+
+    def embeddings(self, model: str | None = None, variant: str = "full") -> "tuple[list[str], np.ndarray]":
+        """``(sha256 ids, vectors)`` of one model and variant; vectors are (N, dim) float32."""
+        import numpy as np
+
+        from embedscope.store.search import _pick_model
+
+        self.db.refresh()
+        model = _pick_model(self.db, model)
+        table = self.db.read_embeddings(model, variant, columns=("sha256", "vector"))
+        ids = table.column("sha256").to_pylist()
+        if not ids:
+            return ids, np.zeros((0, 0), np.float32)
+        col = table.column("vector").combine_chunks()
+        dim = col.type.list_size
+        return ids, np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+
+
+def open(db: "str | os.PathLike[str]", *, storage_options: dict[str, str] | None = None) -> EmbedscopeDB:  # noqa: A001
+    """Open an existing database folder (or object-store URI) for reading."""
+    from embedscope.store.db import Database
+
+    return EmbedscopeDB(Database(db, storage_options=storage_options))

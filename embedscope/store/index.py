@@ -1,0 +1,206 @@
+"""The ANN (approximate nearest neighbour) index on an embeddings table's ``vector`` column.
+
+Policy (one place, so the CLI, the daemon and searches agree):
+
+- below :data:`INDEX_MIN_ROWS` rows a table has no index and searches are exact (a brute
+  force scan of 20k×384 floats is a few milliseconds of SIMD work);
+- at or above it, ``embedscope index`` (or the daemon, through :func:`maybe_optimize`) builds
+  an **IVF_PQ** index with cosine distance. Parameters come from N and dim
+  (:func:`choose_params`): ``round(sqrt(N) / 4)`` IVF partitions (8…1024), ``dim / 8``
+  sub-vectors of **4-bit** PQ codes. 4-bit codes train ~10× faster than 8-bit ones and are
+  cruder, which the refine step makes up for;
+- searches probe ``max(16, 15 %)`` of the partitions and re-rank ``20 × k`` candidates
+  with exact cosine distances (:func:`search_params`). Measured recall@10 against exact
+  search: 0.998 on 50k clustered random 384-d vectors
+  (``tests/test_queries_ann.py``; 100k and 1M in ``benchmarks/bench_queries.py``);
+- as data grows, :func:`maybe_optimize` folds new rows into the index once they are ≥ 10 %
+  of the indexed rows (Lance searches un-indexed rows exactly in the meantime, so results
+  stay correct, only slower), and retrains from scratch once the table has grown enough that
+  :func:`choose_params` would pick twice the partitions (≈ 4× the rows at the last build).
+  The daemon calls it after each ingest batch that added rows, holding the writer lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from embedscope.errors import NotFoundError
+from embedscope.store import schema as S
+from embedscope.store.db import Database
+
+log = logging.getLogger(__name__)
+
+INDEX_MIN_ROWS = 20_000
+VECTOR_COLUMN = "vector"
+OPTIMIZE_FRACTION = 0.10  # fold new rows into the index once they reach 10 % of the indexed ones
+RETRAIN_GROWTH = 2.0  # retrain when the chosen partition count doubles (rows ×4)
+INDEX_NAME_PREFIX = "vector_ivfpq_trained_on_"  # + the row count it was trained on
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How an IVF_PQ index is built."""
+
+    index_type: str
+    num_partitions: int
+    num_sub_vectors: int
+    num_bits: int = 4
+    max_iterations: int = 20
+    sample_rate: int = 64
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """How an indexed search runs: partitions probed and exact re-ranking factor."""
+
+    nprobes: int
+    refine_factor: int
+
+
+def choose_params(n: int, dim: int) -> IndexParams:
+    """Index parameters for ``n`` vectors of size ``dim`` (see the module docstring)."""
+    partitions = max(8, min(1024, round(math.sqrt(max(n, 1)) / 4)))
+    sub = dim // 8 if dim % 8 == 0 else max(d for d in range(1, dim // 4 + 1) if dim % d == 0)
+    return IndexParams("IVF_PQ", partitions, sub)
+
+
+def search_params(num_partitions: int) -> SearchParams:
+    """Search settings for an index with ``num_partitions`` partitions (recall@10 ≥ 0.95)."""
+    return SearchParams(nprobes=min(num_partitions, max(16, math.ceil(0.15 * num_partitions))), refine_factor=20)
+
+
+def search_params_for(db: Database, table: str) -> SearchParams | None:
+    """Search settings for ``table``'s vector index, or None if it has none. Cheap (no index
+    statistics are read when the index carries its training size in its name)."""
+    tbl = db.table(table)
+    for idx in tbl.list_indices():
+        if VECTOR_COLUMN in list(idx.columns):
+            trained = _trained_rows(idx.name)
+            if trained is None:
+                info = index_info(db, table)
+                return search_params(info["num_partitions"]) if info else None
+            dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+            return search_params(choose_params(trained, dim).num_partitions)
+    return None
+
+
+def index_info(db: Database, table: str) -> dict[str, Any] | None:
+    """``{"name", "type", "num_partitions", "indexed_rows", "unindexed_rows"}`` of the vector
+    index on ``table``, or None if it has none."""
+    if not db.has_table(table):
+        return None
+    tbl = db.table(table)
+    tbl.checkout_latest()
+    for idx in tbl.list_indices():
+        if VECTOR_COLUMN in list(idx.columns):
+            stats = tbl.to_lance().stats.index_stats(idx.name)
+            segments = stats.get("indices") or stats.get("segments") or [{}]
+            trained = _trained_rows(idx.name)
+            dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+            reported = int(segments[0].get("num_partitions") or 1)
+            return {
+                "name": idx.name,
+                "type": stats.get("index_type", str(idx.index_type)),
+                # lance 14 reports 1 partition once optimize_indices has merged new rows, so
+                # the count is re-derived from the rows the index was trained on
+                "num_partitions": choose_params(trained, dim).num_partitions if trained else reported,
+                "trained_rows": trained,
+                "indexed_rows": int(stats.get("num_indexed_rows", 0)),
+                "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),
+            }
+    return None
+
+
+def build_index(db: Database, model: str, *, force: bool = False) -> dict[str, Any]:
+    """(Re)build the ANN index on ``embeddings_<model>``; the caller holds the writer lock.
+
+    Below :data:`INDEX_MIN_ROWS` rows nothing is built unless ``force``. Returns what was done:
+    ``{"table", "rows", "action": "built" | "skipped", "params", "seconds"}``.
+    """
+    from lancedb.index import IvfPq
+
+    table = _table_for(db, model)
+    tbl = db.table(table)
+    tbl.checkout_latest()
+    n = tbl.count_rows()
+    dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+    params = choose_params(n, dim)
+    result: dict[str, Any] = {"table": table, "rows": n, "params": asdict(params)}
+    if n < INDEX_MIN_ROWS and not force:
+        return {**result, "action": "skipped", "seconds": 0.0,
+                "reason": f"{n} rows < {INDEX_MIN_ROWS}: exact search is used"}
+    if n < 2 * params.num_partitions:
+        return {**result, "action": "skipped", "seconds": 0.0, "reason": f"{n} rows is too few to train an index"}
+    t0 = time.monotonic()
+    config = IvfPq(distance_type="cosine", num_partitions=params.num_partitions,
+                   num_sub_vectors=params.num_sub_vectors, num_bits=params.num_bits,
+                   max_iterations=params.max_iterations, sample_rate=params.sample_rate)
+    for idx in tbl.list_indices():  # the name changes with every training: drop the old one
+        if VECTOR_COLUMN in list(idx.columns):
+            tbl.drop_index(idx.name)
+    tbl.create_index(VECTOR_COLUMN, config=config, replace=True, name=f"{INDEX_NAME_PREFIX}{n}")
+    seconds = time.monotonic() - t0
+    log.info("built %s index on %s (%d rows) in %.1fs", params.index_type, table, n, seconds)
+    return {**result, "action": "built", "seconds": round(seconds, 3)}
+
+
+def maybe_optimize(db: Database, model: str) -> str:
+    """Keep ``embeddings_<model>``'s index in step with its size; returns what it did.
+
+    ``"none"`` (small table, or index up to date), ``"built"`` (crossed
+    :data:`INDEX_MIN_ROWS`), ``"optimized"`` (new rows folded into the existing index) or
+    ``"rebuilt"`` (grown ~4× since the last training). Cheap when nothing is due: call it
+    after every ingest batch that added rows, holding the writer lock.
+    """
+    table = _table_for(db, model)
+    info = index_info(db, table)
+    if info is None:
+        n = db.count(table)
+        if n < INDEX_MIN_ROWS:
+            return "none"
+        return "built" if build_index(db, model)["action"] == "built" else "none"
+    total = info["indexed_rows"] + info["unindexed_rows"]
+    dim = db.table(table).schema.field(VECTOR_COLUMN).type.list_size
+    trained = info["trained_rows"] or info["indexed_rows"]
+    if choose_params(total, dim).num_partitions >= RETRAIN_GROWTH * choose_params(trained, dim).num_partitions:
+        build_index(db, model, force=True)
+        return "rebuilt"
+    if info["unindexed_rows"] and info["unindexed_rows"] >= OPTIMIZE_FRACTION * max(info["indexed_rows"], 1):
+        t0 = time.monotonic()
+        db.dataset(table).optimize.optimize_indices()
+        db.refresh()
+        log.info("folded %d new rows into the index of %s in %.1fs", info["unindexed_rows"], table,
+                 time.monotonic() - t0)
+        return "optimized"
+    return "none"
+
+
+def drop_index(db: Database, model: str) -> bool:
+    """Remove the vector index of ``embeddings_<model>`` (searches become exact)."""
+    table = _table_for(db, model)
+    info = index_info(db, table)
+    if info is None:
+        return False
+    db.table(table).drop_index(info["name"])
+    db.refresh()
+    return True
+
+
+def _trained_rows(name: str) -> int | None:
+    if name.startswith(INDEX_NAME_PREFIX) and name[len(INDEX_NAME_PREFIX):].isdigit():
+        return int(name[len(INDEX_NAME_PREFIX):])
+    return None
+
+
+def _table_for(db: Database, model: str) -> str:
+    table = S.embeddings_table_name(model)
+    if not db.has_table(table):
+        raise NotFoundError(
+            f"no embeddings for model {model!r} in {db.uri}",
+            f"models with embeddings: {', '.join(db.embedding_models()) or 'none yet (ingest first)'}",
+        )
+    return table

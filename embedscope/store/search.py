@@ -1,0 +1,237 @@
+"""Nearest-neighbour search by cosine distance over one embeddings table.
+
+- no ``where``: LanceDB's vector search — through the ANN index with its refine step when
+  the table has one (:mod:`embedscope.store.index`), else an exact scan;
+- with ``where`` (a SQL condition over ``images_latest`` columns: ``label``, ``path``,
+  ``cluster``, ``is_novel``, ...): an exact scan in the read-only DuckDB connection, so
+  any condition combines with the vector one and nothing relevant is filtered away late.
+
+The query image (by sha256 or path) always comes back first at distance exactly 0 when it
+passes the filter: it is mathematically at 0, and float rounding or ties with identical
+vectors must not push it down.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from embedscope.errors import NotFoundError, QueryError
+from embedscope.store import schema as S
+from embedscope.store.db import Database
+
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+RESULT_SCHEMA = pa.schema([
+    pa.field("rank", pa.int32()),
+    pa.field("sha256", pa.string()),
+    pa.field("distance", pa.float32()),
+    pa.field("path", pa.string()),
+    pa.field("label", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("variant", pa.string()),
+])
+
+
+@dataclass
+class ResolvedQuery:
+    """A query turned into a vector, with the sha256 of the image it came from (if any)."""
+
+    vector: np.ndarray
+    model: str
+    sha256: str | None
+
+
+def similar(
+    db: Database,
+    query: str | np.ndarray,
+    *,
+    k: int = 10,
+    model: str | None = None,
+    variant: str = S.VARIANT_FULL,
+    where: str | None = None,
+) -> pa.Table:
+    """The ``k`` nearest images to ``query`` by cosine distance, nearest first.
+
+    ``query``: a sha256, a path recorded in ``sources`` (or an existing file whose content
+    is in the database), or a vector. Columns: rank, sha256, distance (``1 - cos``, 0 =
+    identical), path, label, model, variant.
+
+    >>> similar(db, "cats/img0.jpg", k=5, where="label = 'cats'")  # doctest: +SKIP
+    """
+    if k < 1:
+        raise QueryError(f"k must be at least 1, got {k}")
+    if variant not in S.VARIANTS:
+        raise QueryError(f"unknown variant {variant!r}", f"one of: {', '.join(S.VARIANTS)}")
+    q = resolve_query(db, query, model=model, variant=variant)
+    table = S.embeddings_table_name(q.model)
+    if where:
+        hits = _search_sql(db, table, q, k=k, variant=variant, where=where)
+    else:
+        hits = _search_lance(db, table, q, k=k, variant=variant)
+    return _finish(db, hits, q, k=k, variant=variant, where=where)
+
+
+def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, variant: str) -> ResolvedQuery:
+    """Turn a sha256 / path / vector into a :class:`ResolvedQuery`."""
+    if isinstance(query, np.ndarray) or isinstance(query, (list, tuple)):
+        vec = np.asarray(query, dtype=np.float32).ravel()
+        return ResolvedQuery(vec, _pick_model(db, model, dim=vec.size), None)
+    text = str(query).strip()
+    sha = text.lower() if _SHA_RE.match(text.lower()) else None
+    if sha is None or not _has_embedding(db, sha, model):
+        sha = find_sha(db, text) or sha
+    if sha is None:
+        raise NotFoundError(
+            f"no image with sha256 or path {query!r} in {db.uri}",
+            "pass a sha256 or a path listed in `sources`; for an image file that is not in the "
+            "database use `embedscope similar --db DIR FILE`, which embeds it",
+        )
+    models = [model] if model else stored_models(db)
+    for m in models:
+        name = S.embeddings_table_name(m)
+        if not db.has_table(name):
+            continue
+        rows = db.read(name, ["vector"], where=f"sha256 = '{sha}' AND variant = '{_q(variant)}'")
+        if rows.num_rows:
+            return ResolvedQuery(np.asarray(rows.column("vector")[0].values, dtype=np.float32), m, sha)
+    raise NotFoundError(f"image {sha[:12]}… has no {variant!r} embedding"
+                        + (f" for model {model!r}" if model else ""),
+                        "ingest it (with --sam2 / --store-patch-mean for those variants), or pick --variant/--model")
+
+
+def find_sha(db: Database, query: str) -> str | None:
+    """The sha256 an image is stored under, given its sha256, a path in ``sources``/``images``,
+    or the path of an existing file whose content is stored."""
+    q = query.strip()
+    if _SHA_RE.match(q.lower()) and db.count(S.IMAGES, where=f"sha256 = '{q.lower()}'"):
+        return q.lower()
+    candidates = [q]
+    p = Path(q).expanduser()
+    if p.exists():
+        candidates.append(str(p.resolve()))
+    for cand in candidates:
+        for name in (S.SOURCES, S.IMAGES):
+            rows = db.read(name, ["sha256"], where=f"path = '{_q(cand)}'")
+            if rows.num_rows:
+                return rows.column("sha256")[0].as_py()
+    if p.is_file():
+        from embedscope.ingest.hashing import sha256_file
+
+        sha = sha256_file(p)
+        if db.count(S.IMAGES, where=f"sha256 = '{sha}'"):
+            return sha
+    return None
+
+
+def _has_embedding(db: Database, sha: str, model: str | None) -> bool:
+    names = [S.embeddings_table_name(model)] if model else db.embedding_table_names()
+    return any(db.has_table(n) and db.count(n, where=f"sha256 = '{sha}'") for n in names)
+
+
+# -- the two search paths --------------------------------------------------------------------
+
+
+def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str) -> list[tuple[str, float]]:
+    from embedscope.store.index import search_params_for
+
+    tbl = db.table(table)
+    tbl.checkout_latest()
+    fetch = k + 1  # room for the query image itself
+    search = tbl.search(q.vector, vector_column_name="vector").distance_type("cosine").limit(fetch)
+    sp = search_params_for(db, table)
+    if sp is not None:
+        search = search.nprobes(sp.nprobes).refine_factor(sp.refine_factor)
+    result = search.where(f"variant = '{_q(variant)}'", prefilter=True).select(["sha256", "_distance"]).to_arrow()
+    return list(zip(result.column("sha256").to_pylist(), result.column("_distance").to_pylist()))
+
+
+def _search_sql(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str, where: str) -> list[tuple[str, float]]:
+    from embedscope.store.sql import _ident, connect, execute
+
+    dim = q.vector.size
+    sql = (
+        f"SELECT e.sha256, array_cosine_distance(e.vector, $qv::FLOAT[{dim}]) AS distance "
+        f"FROM {_ident(table)} e JOIN images_latest USING (sha256) "
+        f"WHERE e.variant = $variant AND ({where}) "
+        f"ORDER BY distance, (e.sha256 = $self) DESC, e.sha256 LIMIT {int(k) + 1}"
+    )
+    con = connect(db)
+    try:
+        result = execute(con, sql, limit=None,
+                         params={"qv": q.vector.tolist(), "variant": variant, "self": q.sha256 or ""})
+    finally:
+        con.close()
+    return list(zip(result.column("sha256").to_pylist(), result.column("distance").to_pylist()))
+
+
+def _finish(db: Database, hits: list[tuple[str, float]], q: ResolvedQuery, *, k: int, variant: str,
+            where: str | None) -> pa.Table:
+    hits = [(s, max(0.0, float(d))) for s, d in hits]
+    if q.sha256 is not None:
+        found = any(s == q.sha256 for s, _ in hits)
+        rest = [(s, d) for s, d in hits if s != q.sha256]
+        hits = ([(q.sha256, 0.0)] + rest) if (found or not where) else rest
+    hits = hits[:k]
+    shas = [s for s, _ in hits]
+    info = _image_info(db, shas)
+    return pa.table(
+        {
+            "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
+            "sha256": pa.array(shas, pa.string()),
+            "distance": pa.array([d for _, d in hits], pa.float32()),
+            "path": pa.array([info.get(s, (None, None))[0] for s in shas], pa.string()),
+            "label": pa.array([info.get(s, (None, None))[1] for s in shas], pa.string()),
+            "model": pa.array([q.model] * len(hits), pa.string()),
+            "variant": pa.array([variant] * len(hits), pa.string()),
+        },
+        schema=RESULT_SCHEMA,
+    )
+
+
+def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
+    if not shas:
+        return {}
+    in_list = ", ".join(f"'{s}'" for s in shas)
+    rows = db.read(S.IMAGES, ["sha256", "path", "label"], where=f"sha256 IN ({in_list})")
+    return {r["sha256"]: (r["path"], r["label"]) for r in rows.to_pylist()}
+
+
+def stored_models(db: Database) -> list[str]:
+    """Model names with embeddings, from one row per ``embeddings_<model>`` table (a table holds
+    one model by construction), so it costs no scan of large tables."""
+    models = []
+    for name in db.embedding_table_names():
+        rows = db.dataset(name).to_table(columns=["model"], limit=1)
+        if rows.num_rows:
+            models.append(rows.column("model")[0].as_py())
+    return sorted(models)
+
+
+def _pick_model(db: Database, model: str | None, *, dim: int | None = None) -> str:
+    models = stored_models(db)
+    if model:
+        if model not in models:
+            raise NotFoundError(f"no embeddings for model {model!r} in {db.uri}",
+                                f"models with embeddings: {', '.join(models) or 'none yet'}")
+        return model
+    if not models:
+        raise NotFoundError(f"{db.uri} has no embeddings yet", "run `embedscope ingest` first")
+    if len(models) == 1:
+        return models[0]
+    if dim is not None:
+        from embedscope.models.registry import ENCODERS
+
+        fits = [m for m in models if m in ENCODERS and ENCODERS[m].dim == dim]
+        if len(fits) == 1:
+            return fits[0]
+    raise QueryError(f"the database has embeddings of several models: {', '.join(models)}", "pick one with model=/--model")
+
+
+def _q(value: str) -> str:
+    return value.replace("'", "''")

@@ -1,0 +1,253 @@
+"""Read-only SQL over the database's tables, through DuckDB.
+
+Each Lance table is registered in an in-memory DuckDB connection as an Arrow dataset, so
+DuckDB scans it in place (projection and filter push-down, no copy). Tables that do not
+exist yet appear as empty tables with their schema, so queries never fail on a fresh
+database.
+
+Read-only by construction, in two layers:
+
+1. only a single ``SELECT`` statement is accepted (DuckDB's own parser decides, so
+   ``DROP``/``COPY``/``ATTACH``/``INSTALL``/``SET``/``PRAGMA`` are refused before running);
+2. the connection itself runs with ``enable_external_access=false`` (no file system, no
+   network, no extension loading or installing, no ``ATTACH``), Python replacement scans off,
+   extension auto-loading off, and the configuration locked so a query cannot undo any of it.
+   ``read_csv('/etc/passwd')`` is therefore refused by DuckDB even inside a ``SELECT``.
+
+Views and macros defined on top of the tables:
+
+- ``embeddings``: ``UNION ALL BY NAME`` of every ``embeddings_<model>`` table, ``vector`` as
+  ``FLOAT[]`` (each ``embeddings_<model>`` is visible too, ``vector`` as ``FLOAT[dim]``);
+- ``images_latest``: ``images`` plus the latest ``analyze`` run's ``cluster``, ``x``, ``y``,
+  ``novelty_score``, ``is_novel``, ``is_contaminated``, ``dup_group`` (nulls before any run);
+- ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
+- ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
+- ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
+- ``similar_to(q, model_name := NULL, variant_name := 'full')``: a table of every embedded image of
+  the same model and variant with its ``distance`` to ``q`` — join it, filter it with any
+  ``WHERE``, then ``ORDER BY distance LIMIT k``. Exact (brute force), so use ``similar`` /
+  ``embedscope similar`` for plain top-k on large tables, which uses the ANN index.
+
+>>> run_sql(db, "SELECT label, count(*) n FROM images GROUP BY label ORDER BY n DESC")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from embedscope.errors import DependencyError, QueryError
+from embedscope.store import schema as S
+from embedscope.store.db import Database
+
+TRUNCATED_KEY = b"embedscope.truncated"
+
+# Set before the user's statement runs; ``lock_configuration`` must come last.
+_LOCKDOWN = (
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
+_ALLOWED = "SELECT"
+
+_MACROS = (
+    # sha256 of an image given by sha256 or path; an error (not an empty result) if unknown
+    """CREATE MACRO image_sha(q) AS COALESCE(
+        (SELECT sha256 FROM images WHERE sha256 = q LIMIT 1),
+        (SELECT sha256 FROM sources WHERE path = q ORDER BY seen_at DESC LIMIT 1),
+        (SELECT sha256 FROM images WHERE path = q LIMIT 1),
+        error('no image with sha256 or path ' || q || ' in images/sources'))""",
+    """CREATE MACRO cosine_distance(a, b) AS 1.0 - list_cosine_similarity(a::FLOAT[], b::FLOAT[])""",
+    """CREATE MACRO vector_of(q, model_name := NULL, variant_name := 'full') AS (
+        SELECT COALESCE(any_value(e.vector),
+                        error('no ' || variant_name || ' embedding for ' || q))
+        FROM embeddings e
+        WHERE e.sha256 = image_sha(q) AND e.variant = variant_name
+          AND (model_name IS NULL OR e.model = model_name))""",
+    """CREATE MACRO similar_to(q, model_name := NULL, variant_name := 'full') AS TABLE
+        WITH target AS (
+            SELECT e.model AS t_model, e.vector AS t_vector FROM embeddings e
+            WHERE e.sha256 = image_sha(q) AND e.variant = variant_name
+              AND (model_name IS NULL OR e.model = model_name)
+            LIMIT 1)
+        SELECT e.sha256, e.model, e.variant,
+               greatest(1.0 - list_cosine_similarity(e.vector, target.t_vector), 0.0) AS distance
+        FROM embeddings e JOIN target ON e.model = target.t_model
+        WHERE e.variant = variant_name""",
+)
+
+
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000) -> pa.Table:
+    """Run one read-only ``SELECT`` over the database's tables; at most ``limit`` rows.
+
+    Raises :class:`QueryError` for anything that is not a single ``SELECT``, for anything
+    the sandbox refuses (files, network, extensions) and for SQL errors. When rows were cut
+    at ``limit`` the result's schema metadata has ``embedscope.truncated = "true"``.
+    """
+    con = connect(db)
+    try:
+        return execute(con, sql, limit=limit)
+    finally:
+        con.close()
+
+
+def connect(db: Database) -> Any:
+    """An in-memory DuckDB connection with every table registered, locked down read-only."""
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - a dependency
+        raise DependencyError("duckdb is not installed", "pip install duckdb") from None
+    con = duckdb.connect(":memory:")
+    try:
+        _register_tables(con, db)
+        for stmt in _MACROS:
+            con.execute(stmt)
+        con.execute(_images_latest_view(db))
+        for stmt in _LOCKDOWN:
+            con.execute(stmt)
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+def execute(con: Any, sql: str, *, limit: int | None = 10_000, params: Any = None) -> pa.Table:
+    """Check that ``sql`` is one ``SELECT`` and run it on a :func:`connect` connection."""
+    import duckdb
+
+    check_read_only(con, sql)
+    try:
+        rel = con.sql(sql, params=params) if params else con.sql(sql)
+        reader = rel.to_arrow_reader(8192)
+        batches, rows, truncated = [], 0, False
+        for batch in reader:
+            if limit is not None and rows + batch.num_rows > limit:
+                batches.append(batch.slice(0, limit - rows))
+                rows = limit
+                truncated = True
+                break
+            batches.append(batch)
+            rows += batch.num_rows
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.PermissionException as exc:
+        raise QueryError(f"refused: {_first_line(exc)}",
+                         "queries are read-only and can only read the database's tables") from None
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {_first_line(exc)}", _hint_for(exc)) from None
+    if truncated:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED_KEY: b"true"})
+    return table
+
+
+def check_read_only(con: Any, sql: str) -> None:
+    """Raise :class:`QueryError` unless ``sql`` parses as exactly one ``SELECT`` statement."""
+    import duckdb
+
+    if not sql or not sql.strip():
+        raise QueryError("empty query", 'pass one SELECT statement, e.g. "SELECT count(*) FROM images"')
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL syntax error: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise QueryError(f"expected one statement, got {len(statements)}", "run one SELECT at a time")
+    kind = statements[0].type.name
+    if kind != _ALLOWED:
+        raise QueryError(
+            f"refused: only SELECT queries are allowed, not {kind}",
+            "the SQL interface is read-only; tables change only through ingest and analyze",
+        )
+
+
+def is_truncated(table: pa.Table) -> bool:
+    """Whether :func:`run_sql` cut ``table`` at its row limit."""
+    return (table.schema.metadata or {}).get(TRUNCATED_KEY) == b"true"
+
+
+def visible_tables(db: Database) -> list[str]:
+    """The names a query can use, fixed tables and views first, then ``embeddings_<model>``."""
+    return [*S.FIXED_SCHEMAS, "embeddings", "images_latest", *db.embedding_table_names()]
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+def _register_tables(con: Any, db: Database) -> None:
+    existing = set(db.table_names())
+    for name, schema in S.FIXED_SCHEMAS.items():
+        con.register(name, db.dataset(name) if name in existing else schema.empty_table())
+    parts = []
+    for name in sorted(n for n in existing if n.startswith(S.EMBEDDINGS_PREFIX)):
+        con.register(name, db.dataset(name))
+        parts.append(f"SELECT * REPLACE (vector::FLOAT[] AS vector) FROM {_ident(name)}")
+    if not parts:
+        empty = _flexible_embeddings_schema().empty_table()
+        con.register("_embeddings_empty", empty)
+        parts.append("SELECT * FROM _embeddings_empty")
+    con.execute("CREATE VIEW embeddings AS " + " UNION ALL BY NAME ".join(parts))
+
+
+def _flexible_embeddings_schema() -> pa.Schema:
+    fixed = S.embeddings_schema(1)
+    return pa.schema([pa.field("vector", pa.list_(pa.float32())) if f.name == "vector" else f for f in fixed])
+
+
+def latest_analyze_run(db: Database) -> dict[str, Any] | None:
+    """The newest ``runs`` row with ``kind = 'analyze'`` and its parsed ``params``, or None."""
+    runs = db.read(S.RUNS, where="kind = 'analyze'").to_pylist()
+    if not runs:
+        return None
+    epoch = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
+    run = max(runs, key=lambda r: (r["created_at"] or epoch, r["run_id"]))
+    try:
+        params = json.loads(run["params"] or "{}")
+    except ValueError:
+        params = {}
+    return {**run, "params": params if isinstance(params, dict) else {}}
+
+
+def _images_latest_view(db: Database) -> str:
+    run = latest_analyze_run(db)
+    params = run["params"] if run else {}
+    run_id = _lit(run["run_id"]) if run else "NULL"
+    cluster = _lit(params.get("primary_cluster"))
+    projection = _lit(params.get("primary_projection"))
+    dims = int(params.get("primary_dims") or 2)
+    return f"""CREATE VIEW images_latest AS
+        SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group
+        FROM images i
+        LEFT JOIN (SELECT sha256, any_value(cluster) AS cluster FROM clusters
+                   WHERE run_id = {run_id} AND method = {cluster} GROUP BY sha256) c USING (sha256)
+        LEFT JOIN (SELECT sha256, any_value(x) AS x, any_value(y) AS y FROM projections
+                   WHERE run_id = {run_id} AND method = {projection} AND dims = {dims}
+                   GROUP BY sha256) p USING (sha256)
+        LEFT JOIN (SELECT sha256, novelty_score, is_novel, is_contaminated, dup_group FROM flags
+                   WHERE run_id = {run_id}) f USING (sha256)"""
+
+
+def _lit(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _hint_for(exc: BaseException) -> str:
+    text = str(exc)
+    if "does not exist" in text and ("Table" in text or "Catalog" in text):
+        return ("tables: images, sources, quarantine, embeddings, embeddings_<model>, masks, runs, "
+                "clusters, projections, flags, metrics, images_latest")
+    return ""
