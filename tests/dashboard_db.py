@@ -134,3 +134,17 @@ def write_standin_analysis(db_path: Path, run_id: str = RUN_ID) -> str:
     db.upsert(S.METRICS, pa.table({"run_id": [run_id] * len(rows), "name": list(names), "method": list(methods),
                                    "space": list(spaces), "k": pa.array(list(ks), pa.int32()), "value": list(values)}))
     return run_id
+
+
+def cached_dashboard_db(tmp_path_factory) -> Path:
+    """``build_dashboard_db`` once per test session (shared by the dashboard test modules)."""
+    root = tmp_path_factory.getbasetemp() / "dashboard-db"
+    done = root / ".built"
+    if not done.exists():
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        build_dashboard_db(root)
+        done.touch()
+    return root / "db"

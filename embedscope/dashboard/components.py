@@ -33,6 +33,12 @@ def thumb_card(sha256: str, caption: Sequence[str] = (), *, path: str | None = N
         className=class_name, style=CARD_STYLE, **{"data-sha256": sha256})
 
 
+def similarity_text(value: float) -> str:
+    """``similarity 0.8734``; more digits when the value is too close to 1 to tell apart
+    (as with random-weight embeddings)."""
+    return f"similarity {value:.6f}" if value > 0.9995 else f"similarity {value:.4f}"
+
+
 def gallery(cards: Sequence[Any], *, gallery_id: str | None = None, empty: str = "nothing to show") -> html.Div:
     kwargs = {"id": gallery_id} if gallery_id else {}
     return html.Div(list(cards) if cards else [html.Em(empty)], **kwargs)

@@ -51,7 +51,7 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     fig = go.Figure()
     if points.continuous:
         vals = np.asarray([np.nan if v is None else float(v) for v in points.color], np.float64) if n else np.zeros(0)
-        fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index, name=color_title or "points",
+        fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index.tolist(), name=color_title or "points",
                             marker={"size": size, "color": vals, "colorscale": "Viridis", "showscale": True,
                                     "colorbar": {"title": {"text": color_title}}},
                             hoverinfo="none", hovertemplate=None, showlegend=False))
@@ -65,17 +65,17 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
         for i, cat in enumerate(cats):
             mask = labels == cat
             colour = "#bbbbbb" if cat in (UNKNOWN, "noise", "other") else PALETTE[i % len(PALETTE)]
-            fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask], name=f"{cat} ({int(mask.sum())})",
+            fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].tolist(), name=f"{cat} ({int(mask.sum())})",
                                 marker={"size": size, "color": colour}, hoverinfo="none", hovertemplate=None))
     if highlight:
         hs = set(highlight)
         mask = np.asarray([s in hs for s in points.sha256], bool) if n else np.zeros(0, bool)
-        fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask], name=f"selection ({int(mask.sum())})",
+        fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].tolist(), name=f"selection ({int(mask.sum())})",
                             marker={"size": size + 6, "color": "rgba(0,0,0,0)", "line": {"color": "#d62728", "width": 2}},
                             hoverinfo="none", hovertemplate=None))
     fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso", uirevision="map",
                       legend={"title": {"text": color_title}, "itemsizing": "constant"}, template="plotly_white",
-                      clickmode="event+select", height=620)
+                      clickmode="event", height=620)
     if not three_d:
         fig.update_xaxes(showticklabels=False, title=None)
         fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)

@@ -82,7 +82,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         ], style={"display": "flex"}),
         html.H4(f"{len(near)} nearest neighbours (cosine similarity)"),
         C.notice(near_note, kind="error") if near_note else None,
-        C.gallery([C.thumb_card(n["sha256"], [n.get("label"), f"similarity {n['similarity']:.4f}"], path=n.get("path"),
+        C.gallery([C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
                                 class_name="es-thumb es-neighbour") for n in near], gallery_id=ids.DETAIL_NEIGHBOURS),
         html.Div("Search by an uploaded image is not available yet (it needs the encoder at request time).",
                  style={"fontSize": "12px", "color": "#777", "marginTop": "8px"}),

@@ -196,7 +196,7 @@ def point_panel(ctx: Any, sha256: str, run_id: str | None) -> Any:
                     ("novelty", f"{flags['novelty_score']:.3f}" if flags.get("novelty_score") is not None else None)]),
         dcc.Link("open image detail →", href=C.detail_href(sha256), id="map-open-detail"),
         html.H5(f"{len(near)} nearest neighbours", style={"margin": "8px 0 2px"}),
-        C.gallery([C.thumb_card(n["sha256"], [n.get("label"), f"similarity {n['similarity']:.4f}"], path=n.get("path"),
+        C.gallery([C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
                                 class_name="es-thumb es-neighbour") for n in near],
                   gallery_id="map-neighbours", empty="no neighbours"),
     ], **{"data-sha256": sha256})
