@@ -138,10 +138,11 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   Input(ids.MAP_GRAPH, "selectedData"), Input(ids.MAP_CLEAR, "n_clicks"),
                   State(ids.SELECTION, "data"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"))
     def _selection(selected: dict | None, _clear: int, stored: dict | None, run_id: str, proj: str | None) -> tuple:
+        # when the page is (re)built every input counts as triggered, with empty values
         trigger = callback_context.triggered_id
-        if trigger == ids.MAP_CLEAR:
+        if trigger == ids.MAP_CLEAR and _clear:
             return "Selection", C.gallery([], empty="nothing selected"), None
-        if trigger == ids.MAP_GRAPH:
+        if trigger == ids.MAP_GRAPH and selected is not None:
             shas = _resolve(ctx, selected, run_id, proj)
             new = {"source": "map", "sha256": shas} if shas else None
         else:  # page load: show what the SQL page (or an earlier lasso) selected
