@@ -50,7 +50,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         html.H3(f"Image {sha[:16]}…"),
         html.Div([
             html.Div([
-                html.Img(id=ids.DETAIL_IMAGE, src=f"/image/{sha}", style={"maxWidth": "100%", "maxHeight": "560px"}),
+                html.Img(id=ids.DETAIL_IMAGE, src=f"/image/{sha}", style={"width": "100%", "maxWidth": "640px", "height": "auto"}),
                 dcc.Checklist(id=ids.DETAIL_OVERLAY, options=[{"label": " show SAM2 mask overlay", "value": "mask"}],
                               value=[]) if has_mask else html.Div("no SAM2 mask stored", style={"fontSize": "12px", "color": "#777"}),
                 dcc.Store(id="detail-sha", data=sha),
