@@ -11,13 +11,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from embedscope.store.views import MapPoints
 
 UNKNOWN = "unknown"
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf", "#393b79", "#ad494a", "#8ca252", "#bd9e39", "#7b4173", "#3182bd")
-MAX_CATEGORIES = 40  # more distinct values than this are folded into "other"
+# 10 + 24 + 26 distinct colours before any repeats (plotly's qualitative palettes)
+PALETTE = tuple(dict.fromkeys(qualitative.Plotly + qualitative.Dark24 + qualitative.Alphabet))
+MAX_CATEGORIES = 50  # more distinct values than this are folded into "other"
 
 
 def _category_order(values: Iterable[Any]) -> list[str]:
@@ -37,6 +38,8 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     ``highlight`` shas get a ring marker trace on top (e.g. the rows of a SQL result).
     """
     n = points.shown
+    # an object array serialises as a plain JSON list: Plotly's event data (hover, click,
+    # selection) drops customdata sent as a typed array
     index = np.arange(n, dtype=np.int32)
     three_d = points.z is not None
     trace = go.Scatter3d if three_d else go.Scattergl
@@ -51,7 +54,7 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     fig = go.Figure()
     if points.continuous:
         vals = np.asarray([np.nan if v is None else float(v) for v in points.color], np.float64) if n else np.zeros(0)
-        fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index.tolist(), name=color_title or "points",
+        fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index.astype(object), name=color_title or "points",
                             marker={"size": size, "color": vals, "colorscale": "Viridis", "showscale": True,
                                     "colorbar": {"title": {"text": color_title}}},
                             hoverinfo="none", hovertemplate=None, showlegend=False))
@@ -65,12 +68,12 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
         for i, cat in enumerate(cats):
             mask = labels == cat
             colour = "#bbbbbb" if cat in (UNKNOWN, "noise", "other") else PALETTE[i % len(PALETTE)]
-            fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].tolist(), name=f"{cat} ({int(mask.sum())})",
+            fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].astype(object), name=f"{cat} ({int(mask.sum())})",
                                 marker={"size": size, "color": colour}, hoverinfo="none", hovertemplate=None))
     if highlight:
         hs = set(highlight)
         mask = np.asarray([s in hs for s in points.sha256], bool) if n else np.zeros(0, bool)
-        fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].tolist(), name=f"selection ({int(mask.sum())})",
+        fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].astype(object), name=f"selection ({int(mask.sum())})",
                             marker={"size": size + 6, "color": "rgba(0,0,0,0)", "line": {"color": "#d62728", "width": 2}},
                             hoverinfo="none", hovertemplate=None))
     fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso", uirevision="map",
