@@ -270,3 +270,10 @@ def test_cli_import_does_not_load_dash():
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO)}, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_similarity_text_stays_informative_near_one():
+    from embedscope.dashboard.components import similarity_text
+
+    assert similarity_text(0.87341) == "similarity 0.8734"
+    assert similarity_text(1.0 - 2.4e-7) == "distance 2.4e-07"

@@ -34,9 +34,9 @@ def thumb_card(sha256: str, caption: Sequence[str] = (), *, path: str | None = N
 
 
 def similarity_text(value: float) -> str:
-    """``similarity 0.8734``; more digits when the value is too close to 1 to tell apart
-    (as with random-weight embeddings)."""
-    return f"similarity {value:.6f}" if value > 0.9995 else f"similarity {value:.4f}"
+    """``similarity 0.8734``; too close to 1 to tell apart at 4 digits (as with random-weight
+    embeddings), the cosine distance instead: ``distance 2.4e-07``."""
+    return f"distance {max(0.0, 1.0 - value):.1e}" if value > 0.9995 else f"similarity {value:.4f}"
 
 
 def gallery(cards: Sequence[Any], *, gallery_id: str | None = None, empty: str = "nothing to show") -> html.Div:
