@@ -94,9 +94,15 @@ def shots(tmp_path_factory):
     out = tmp_path_factory.mktemp("screenshots")
     extra = os.environ.get("EMBEDSCOPE_SCREENSHOT_DIR")
 
-    def save(driver, name: str) -> Path:
+    def save(driver, name: str, full_page: bool = False) -> Path:
         path = out / f"{name}.png"
+        if full_page:  # grow the window to the document so the screenshot shows all of it
+            height = _js(driver, "return document.documentElement.scrollHeight")
+            driver.set_window_size(1500, min(max(1100, height + 140), 4000))
+            time.sleep(0.5)
         driver.save_screenshot(str(path))
+        if full_page:
+            driver.set_window_size(1500, 1100)
         if extra:
             Path(extra).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(extra) / path.name)
@@ -259,7 +265,7 @@ def test_detail_page_shows_image_sources_and_neighbours(browser, server, shots):
     assert "cats_00.jpg" in sources and "copy of cats_00.jpg" in sources
     n = _js(browser, "return document.querySelectorAll('#detail-neighbours .es-neighbour').length")
     assert n == 12
-    shots(browser, "07-detail")
+    shots(browser, "07-detail", full_page=True)
 
 
 @pytest.mark.parametrize("page,marker", [("clusters", "es-cluster"), ("flags", "es-flag"), ("metrics", None),
@@ -271,4 +277,4 @@ def test_other_pages_render(browser, server, shots, page, marker):
         _wait(browser, lambda d: _js(d, f"return document.getElementsByClassName('{marker}').length") > 0, marker)
     time.sleep(1.0)
     assert browser.find_element("id", "es-random-weights-banner").is_displayed()
-    shots(browser, f"08-{page}")
+    shots(browser, f"08-{page}", full_page=True)

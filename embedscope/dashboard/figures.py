@@ -181,7 +181,11 @@ def cosine_matrix(X: np.ndarray) -> np.ndarray:
 
 def cosine_heatmap_figure(X: np.ndarray, names: Sequence[str]) -> go.Figure:
     """Pairwise cosine similarity of the rows of ``X``."""
-    fig = go.Figure(go.Heatmap(z=cosine_matrix(X), x=list(names), y=list(names), colorscale="RdBu", zmid=0,
+    C = cosine_matrix(X)
+    off = C[~np.eye(len(C), dtype=bool)] if len(C) > 1 else C.ravel()
+    # the colour range follows the data: collapsed embeddings (all ~1) still show structure
+    fig = go.Figure(go.Heatmap(z=C, x=list(names), y=list(names), colorscale="Viridis",
+                               zmin=float(off.min()) if off.size else -1.0, zmax=float(off.max()) if off.size else 1.0,
                                colorbar={"title": {"text": "cosine"}}))
     fig.update_layout(title=f"pairwise cosine similarity ({len(names)} images)", height=520,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white")

@@ -98,7 +98,7 @@ def similar(
         return pa.table({"sha256": pa.array([], pa.string()), "path": pa.array([], pa.string()),
                          "distance": pa.array([], pa.float32())})
     vectors = np.asarray(table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                         np.float32).reshape(len(shas), -1)
+                         np.float64).reshape(len(shas), -1)
     if isinstance(query, str):
         sha = query
         if sha not in shas:
@@ -108,7 +108,7 @@ def similar(
             sha = found.column("sha256")[0].as_py()
         q = vectors[shas.index(sha)]
     else:
-        q = np.asarray(query, np.float32).ravel()
+        q = np.asarray(query, np.float64).ravel()
     q = q / (np.linalg.norm(q) or 1.0)
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1.0
