@@ -277,3 +277,24 @@ def test_similarity_text_stays_informative_near_one():
 
     assert similarity_text(0.87341) == "similarity 0.8734"
     assert similarity_text(1.0 - 2.4e-7) == "distance 2.4e-07"
+
+
+def test_pages_explain_what_is_missing_before_analysis(db_path, tmp_path):
+    """An ingested but not yet analysed database: every page says what to run, none fails."""
+    import importlib
+
+    from embedscope.dashboard.app import create_app
+    from embedscope.dashboard.pages import PAGES
+
+    copy = tmp_path / "db"
+    shutil.copytree(db_path, copy)
+    for table in ("runs", "clusters", "projections", "flags", "metrics"):
+        shutil.rmtree(copy / f"{table}.lance")
+    app = create_app(str(copy))
+    with app.server.app_context():
+        text = {m: json.dumps(importlib.import_module(f"embedscope.dashboard.pages.{m}").layout().to_plotly_json(),
+                              default=str) for m, *_ in PAGES}
+    for page in ("map", "flags", "clusters", "metrics"):
+        assert "embedscope analyze --db DIR" in text[page], page
+    assert "384" not in text["map"]  # no stale data
+    assert "vectors" in text["embeddings"] and "SELECT" in text["sql"] and "?sha=" in text["detail"]
