@@ -199,7 +199,7 @@ def test_hover_shows_thumbnail_and_click_shows_neighbours(browser, server, shots
     shots(browser, "03-map-click-neighbours")
 
 
-def test_lasso_selection_fills_gallery_and_exports(browser, server, shots):
+def test_lasso_selection_fills_gallery(browser, server, shots):
     points = _open_map(browser, server)
     cluster = [p for p in points if p["trace"] == 0]
     x0, x1 = min(p["px"] for p in cluster) - 10, max(p["px"] for p in cluster) + 10
@@ -216,6 +216,25 @@ def test_lasso_selection_fills_gallery_and_exports(browser, server, shots):
     cards = _js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)")
     assert len(cards) == len(set(cards)) == len(inside)
     shots(browser, "04-map-lasso-gallery")
+
+
+def _choose(driver, dropdown_id: str, text: str) -> None:
+    """Pick the option containing ``text`` in a Dash 4 dropdown, as a user would."""
+    driver.find_element("id", dropdown_id).click()
+    option = _wait(driver, lambda d: next((o for o in d.find_elements("css selector", "[role=option]") if text in o.text), None),
+                   f"option {text!r}")
+    option.click()
+
+
+def test_map_switches_to_3d_and_continuous_colour(browser, server, shots):
+    _open_map(browser, server)
+    _choose(browser, "map-projection", "pca 3-D")
+    _choose(browser, "map-color", "novelty")
+    traces = _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                             "const t=g && g._fullData; return t && t.length === 1 && t[0].type === 'scatter3d'"
+                                             " ? t.map(x => [x.x.length, x.marker.showscale]) : null"), "a 3-D novelty map")
+    assert traces == [[N_IMAGES, True]]
+    shots(browser, "04b-map-3d-novelty")
 
 
 def test_sql_box_returns_rows_and_shows_them_on_the_map(browser, server, shots):
