@@ -298,3 +298,19 @@ def test_pages_explain_what_is_missing_before_analysis(db_path, tmp_path):
         assert "embedscope analyze --db DIR" in text[page], page
     assert "384" not in text["map"]  # no stale data
     assert "vectors" in text["embeddings"] and "SELECT" in text["sql"] and "?sha=" in text["detail"]
+
+
+def test_patch_clustering_builders():
+    from embedscope.dashboard.patches import cluster_patches, example_patches
+
+    rng = np.random.default_rng(0)
+    tokens = np.concatenate([rng.normal(size=(8, 16)) + 20 * np.eye(16)[0], rng.normal(size=(8, 16)) - 20 * np.eye(16)[0]])
+    labels = cluster_patches(tokens, 2)
+    assert len(set(labels[:8])) == 1 and len(set(labels[8:])) == 1 and labels[0] != labels[8]
+    grid = labels.reshape(4, 4)
+    crop = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)  # 4x4 patches of 2 px
+    ex = example_patches(crop, grid, 2, per_cluster=3)
+    assert sorted(ex) == [0, 1] and all(len(v) == 3 and v[0].shape == (2, 2, 3) for v in ex.values())
+    overlay = figures.patch_overlay(crop, grid, 2, alpha=1.0)
+    colour = figures._rgb(figures.PALETTE[int(grid[0, 0])])
+    assert tuple(overlay[0, 0]) == colour and tuple(overlay[1, 1]) == colour

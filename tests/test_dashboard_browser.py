@@ -287,6 +287,26 @@ def test_detail_page_shows_image_sources_and_neighbours(browser, server, shots):
     shots(browser, "07-detail", full_page=True)
 
 
+def test_within_image_patch_clusters_run_with_random_weights(browser, server, shots):
+    from embedscope.store.db import Database
+
+    sha = Database(str(server["db"])).read("images", ["sha256"], where="label = 'birds'").column("sha256")[0].as_py()
+    browser.get(server["url"] + f"/patches?sha={sha}")
+    _wait(browser, lambda d: d.find_element("id", "patch-run"), "the page").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # builds the encoder on first use (seconds on a busy CPU), then one forward pass
+    WebDriverWait(browser, 180, poll_frequency=0.5).until(
+        lambda d: _js(d, "return !!(document.getElementById('patch-done') || document.getElementById('patch-error'))"),
+        message="patch clustering")
+    assert not _js(browser, "return !!document.getElementById('patch-error')")
+    assert "weights random" in browser.find_element("id", "patch-done").text
+    assert _js(browser, "return document.getElementsByClassName('es-patch-cluster').length") == 4  # k = 4
+    assert "RANDOM WEIGHTS" in browser.find_element("id", "patch-status").text
+    time.sleep(1.0)
+    shots(browser, "09-within-image", full_page=True)
+
+
 @pytest.mark.parametrize("page,marker", [("clusters", "es-cluster"), ("flags", "es-flag"), ("metrics", None),
                                          ("embeddings", None)])
 def test_other_pages_render(browser, server, shots, page, marker):

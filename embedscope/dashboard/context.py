@@ -18,6 +18,7 @@ class DashboardContext:
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _encoders: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def db(self) -> Any:
@@ -25,6 +26,16 @@ class DashboardContext:
         from embedscope.store.db import Database
 
         return Database(self.db_path)
+
+    @property
+    def patch_encoders(self) -> Any:
+        """Encoders for within-image patch clustering, built on first use."""
+        from embedscope.dashboard.patches import EncoderCache
+
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = EncoderCache()
+            return self._encoders
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

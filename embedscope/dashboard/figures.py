@@ -266,3 +266,35 @@ def flag_rows(df: Any, kind: str, *, label: str | None = None, min_score: float 
         raise ValueError(f"unknown flag kind {kind!r}")
     cols = [c for c in ("sha256", "path", "label", "score", "reason", "group") if c in d.columns]
     return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in d[cols].to_dict("records")]
+
+
+# -- within-image ---------------------------------------------------------------------------
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    c = colour.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def patch_overlay(crop: np.ndarray, labels: np.ndarray, patch: int, alpha: float = 0.5) -> np.ndarray:
+    """The crop with each patch tinted by its cluster's colour (uint8 HxWx3)."""
+    g = labels.shape[0]
+    tint = np.zeros((g * patch, g * patch, 3), np.float32)
+    for lab in np.unique(labels):
+        tint[np.kron(labels == lab, np.ones((patch, patch), bool))] = _rgb(PALETTE[int(lab) % len(PALETTE)])
+    base = crop[: g * patch, : g * patch].astype(np.float32)
+    return np.clip(base * (1 - alpha) + tint * alpha, 0, 255).astype(np.uint8)
+
+
+def patch_overlay_figure(crop: np.ndarray, labels: np.ndarray, patch: int) -> go.Figure:
+    """Side by side: what the model saw, and its patches coloured by cluster."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(1, 2, subplot_titles=("model input", f"{len(np.unique(labels))} patch clusters"),
+                        horizontal_spacing=0.03)
+    fig.add_trace(go.Image(z=crop), 1, 1)
+    fig.add_trace(go.Image(z=patch_overlay(crop, labels, patch)), 1, 2)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white")
+    return fig

@@ -63,3 +63,11 @@ EMB_HEATMAP = "emb-heatmap"
 EMB_DOWNLOAD_NPY = "emb-download-npy"
 EMB_DOWNLOAD_PARQUET = "emb-download-parquet"
 EMB_DOWNLOAD = "emb-download"
+
+# within-image page
+PATCH_SHA = "patch-sha"
+PATCH_K = "patch-k"
+PATCH_RUN = "patch-run"
+PATCH_STATUS = "patch-status"
+PATCH_FIGURE = "patch-figure"
+PATCH_EXAMPLES = "patch-examples"

@@ -86,6 +86,21 @@ def _load_stored(db: Any, sha256: str) -> Any:
     return None
 
 
+def load_stored_image(db: Any, sha256: str) -> tuple[Any, str | None]:
+    """(PIL image, 'file' | 'thumbnail') for a stored sha256, or (None, None)."""
+    img = _load_stored(db, sha256)
+    if img is not None:
+        return img, "file"
+    from PIL import Image
+
+    from embedscope.store import views
+
+    data = views.thumbnail(db, sha256)
+    if data is None:
+        return None, None
+    return Image.open(io.BytesIO(data)).convert("RGB"), "thumbnail"
+
+
 def _encode(img: Any) -> bytes:
     img = img.copy()
     img.thumbnail((MAX_SIDE, MAX_SIDE))

@@ -12,8 +12,9 @@ PAGES = (
     ("flags", "/flags", "Flags", 2, True),
     ("metrics", "/metrics", "Metrics", 3, True),
     ("embeddings", "/embeddings", "Embeddings", 4, True),
-    ("sql", "/sql", "SQL", 5, True),
-    ("detail", "/detail", "Image", 6, False),
+    ("patches", "/patches", "Within-image", 5, True),
+    ("sql", "/sql", "SQL", 6, True),
+    ("detail", "/detail", "Image", 7, False),
 )
 
 
