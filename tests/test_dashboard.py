@@ -130,6 +130,7 @@ def test_metrics_pivot_and_sweeps():
 # -- views on a real database -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_views_map_points_colours_and_downsampling(db):
     from embedscope.store import views
 
@@ -153,6 +154,7 @@ def test_views_map_points_colours_and_downsampling(db):
         assert None not in values
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
     from embedscope.store import views
 
@@ -174,6 +176,7 @@ def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
         views.image_detail(db, "0" * 64)
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_views_cluster_summaries_purity_and_typical_members(db):
     from embedscope.store import views
 
@@ -196,6 +199,7 @@ def client(db_path):
     return create_app(str(db_path)).server.test_client()
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_image_routes_serve_only_by_sha256(client, db, db_path, tmp_path):
     img = db.read("images", ["sha256", "path", "thumbnail"]).to_pylist()[0]
     r = client.get(f"/thumb/{img['sha256']}")
@@ -211,6 +215,7 @@ def test_image_routes_serve_only_by_sha256(client, db, db_path, tmp_path):
         assert r.mimetype != "image/jpeg" and b"root:" not in r.data, bad
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_image_route_falls_back_to_thumbnail_when_file_changed(db_path, tmp_path):
     """A stored path whose bytes no longer hash to the sha256 is never served."""
     from embedscope.dashboard.app import create_app
@@ -230,6 +235,7 @@ def test_image_route_falls_back_to_thumbnail_when_file_changed(db_path, tmp_path
             fh.write(original)
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_pages_render_server_side(client):
     for path in ("/", "/clusters", "/flags", "/metrics", "/embeddings", "/sql", "/detail"):
         assert client.get(path).status_code == 200, path
@@ -237,6 +243,7 @@ def test_pages_render_server_side(client):
     assert "RANDOM WEIGHTS" in layout and "dinov2_vits14/full" in layout
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_basic_auth_required_when_configured(db_path):
     from embedscope.dashboard.app import create_app
 
@@ -246,6 +253,7 @@ def test_basic_auth_required_when_configured(db_path):
     assert c.get("/", headers={"Authorization": "Basic YW5uOnMzY3JldA=="}).status_code == 200  # ann:s3cret
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_sql_table_payload_summarises_binary_and_vectors(db):
     from embedscope.dashboard.pages.sql import table_payload
     from embedscope.store.queries import run_sql
@@ -257,6 +265,7 @@ def test_sql_table_payload_summarises_binary_and_vectors(db):
     assert data[0]["thumbnail"].endswith("bytes>") and data[0]["vector"] == "[384 values]"
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_cli_refuses_non_loopback_without_auth(db_path):
     proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", check=False)
     assert proc.returncode != 0
@@ -279,6 +288,7 @@ def test_similarity_text_stays_informative_near_one():
     assert similarity_text(1.0 - 2.4e-7) == "distance 2.4e-07"
 
 
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_pages_explain_what_is_missing_before_analysis(db_path, tmp_path):
     """An ingested but not yet analysed database: every page says what to run, none fails."""
     import importlib
