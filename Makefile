@@ -45,5 +45,8 @@ watch: install ## ingest continuously: make watch DROP=path [DB=path] [ARGS="--i
 stats: install ## row counts of DB
 	$(BIN)/embedscope stats --db $(DB)
 
+dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboard DB=path [ARGS="--port 8051"]
+	$(BIN)/embedscope dashboard --db $(DB) $(ARGS)
+
 clean: ## remove the demo output and caches (keeps .venv)
 	rm -rf demo .pytest_cache bench-results.json

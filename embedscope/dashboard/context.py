@@ -1,0 +1,64 @@
+"""Per-app settings and the read-only database handle the pages and callbacks use."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
+CONFIG_KEY = "EMBEDSCOPE_DASHBOARD"
+
+
+@dataclass
+class DashboardContext:
+    """What a dashboard instance serves: one database, read-only, plus display limits."""
+
+    db_path: str
+    max_points: int = DEFAULT_MAX_POINTS
+    neighbours_k: int = 8
+    _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _encoders: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def db(self) -> Any:
+        """A fresh read handle (cheap); it sees the latest committed versions."""
+        from embedscope.store.db import Database
+
+        return Database(self.db_path)
+
+    @property
+    def patch_encoders(self) -> Any:
+        """Encoders for within-image patch clustering, built on first use."""
+        from embedscope.dashboard.patches import EncoderCache
+
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = EncoderCache()
+            return self._encoders
+
+    def map_points(self, run_id: str, method: str, dims: int) -> Any:
+        """The map's coordinates for one projection, cached per projections-table version so
+        that hover/click/selection events (which carry only point indices) resolve quickly."""
+        from embedscope.store import schema as S
+        from embedscope.store.views import map_coordinates
+
+        db = self.db()
+        key = (run_id, method, int(dims), db.version(S.PROJECTIONS), self.max_points)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        points = map_coordinates(db, run_id, method, int(dims), max_points=self.max_points)
+        with self._lock:
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = points
+        return points
+
+
+def current() -> DashboardContext:
+    """The context of the app serving the current request (layouts are built per request)."""
+    from flask import current_app
+
+    return current_app.config[CONFIG_KEY]

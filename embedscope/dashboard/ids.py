@@ -1,0 +1,73 @@
+"""Component ids, in one place, so pages, callbacks and browser tests agree."""
+
+# app shell
+URL = "es-url"
+BANNER = "es-random-weights-banner"
+NAV = "es-nav"
+SELECTION = "es-selection"  # session store: {"source": "map"|"sql", "sha256": [...]}
+
+# map page
+MAP_RUN = "map-run"
+MAP_PROJECTION = "map-projection"
+MAP_COLOR = "map-color"
+MAP_GRAPH = "map-graph"
+MAP_NOTICE = "map-notice"
+MAP_TOOLTIP = "map-tooltip"
+MAP_POINT_PANEL = "map-point-panel"
+MAP_GALLERY = "map-gallery"
+MAP_GALLERY_TITLE = "map-gallery-title"
+MAP_EXPORT = "map-export"
+MAP_DOWNLOAD = "map-download"
+MAP_CLEAR = "map-clear-selection"
+
+# image detail page
+DETAIL_ROOT = "detail-root"
+DETAIL_IMAGE = "detail-image"
+DETAIL_OVERLAY = "detail-overlay-toggle"
+DETAIL_NEIGHBOURS = "detail-neighbours"
+
+# SQL page
+SQL_INPUT = "sql-input"
+SQL_RUN = "sql-run"
+SQL_STATUS = "sql-status"
+SQL_TABLE = "sql-table"
+SQL_SHOW_ON_MAP = "sql-show-on-map"
+SQL_SHAS = "sql-shas"
+
+# flags page
+FLAGS_KIND = "flags-kind"
+FLAGS_LABEL = "flags-label"
+FLAGS_MIN_SCORE = "flags-min-score"
+FLAGS_GALLERY = "flags-gallery"
+FLAGS_COUNT = "flags-count"
+FLAGS_EXPORT = "flags-export"
+FLAGS_DOWNLOAD = "flags-download"
+
+# metrics page
+METRICS_TABLE = "metrics-table"
+METRICS_ELBOW = "metrics-elbow"
+METRICS_SILHOUETTE = "metrics-silhouette-vs-k"
+
+# clusters page
+CLUSTERS_METHOD = "clusters-method"
+CLUSTERS_SIZES = "clusters-sizes"
+CLUSTERS_GALLERIES = "clusters-galleries"
+
+# embeddings page
+EMB_SHA = "emb-sha"
+EMB_VECTOR = "emb-vector"
+EMB_HIST = "emb-hist"
+EMB_TOPDIMS = "emb-topdims"
+EMB_PCA = "emb-pca"
+EMB_HEATMAP = "emb-heatmap"
+EMB_DOWNLOAD_NPY = "emb-download-npy"
+EMB_DOWNLOAD_PARQUET = "emb-download-parquet"
+EMB_DOWNLOAD = "emb-download"
+
+# within-image page
+PATCH_SHA = "patch-sha"
+PATCH_K = "patch-k"
+PATCH_RUN = "patch-run"
+PATCH_STATUS = "patch-status"
+PATCH_FIGURE = "patch-figure"
+PATCH_EXAMPLES = "patch-examples"

@@ -1,0 +1,74 @@
+"""Flags: novel, contaminated and near-duplicate images as reviewable galleries, sorted by
+score, with the reason for each flag; filter by label and minimum score; export CSV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from embedscope.dashboard import components as C
+from embedscope.dashboard import context, figures, ids
+
+KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"))
+GALLERY_MAX = 120
+
+
+def layout(kind: str = "novel", **_: Any) -> Any:
+    from embedscope.store import views
+
+    ctx = context.current()
+    db = ctx.db()
+    run = views.run_by_id(db, None)
+    if run is None:
+        return html.Div([html.H3("Flags"), C.notice("No analysis run yet: run `embedscope analyze --db DIR`.", kind="warn")])
+    labels = sorted({v for v in db.read("images", ["label"]).column("label").to_pylist() if v})
+    return html.Div([
+        html.H3(f"Flags (run {run.run_id[:8]})"),
+        html.Div([
+            dcc.RadioItems(id=ids.FLAGS_KIND, options=[{"label": f" {n}  ", "value": v} for v, n in KINDS],
+                           value=kind if kind in dict(KINDS) else "novel", inline=True,
+                           style={"display": "inline-block", "marginRight": "20px"}),
+            html.Div(dcc.Dropdown(id=ids.FLAGS_LABEL, options=labels, placeholder="any label"),
+                     style={"display": "inline-block", "width": "220px", "verticalAlign": "middle"}),
+            html.Div([html.Span("min novelty score", style={"fontSize": "12px"}),
+                      dcc.Slider(id=ids.FLAGS_MIN_SCORE, min=0, max=1, step=0.05, value=0,
+                                 marks={0: "0", 0.5: "0.5", 1: "1"})],
+                     style={"display": "inline-block", "width": "260px", "verticalAlign": "middle", "marginLeft": "16px"}),
+            html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
+            dcc.Download(id=ids.FLAGS_DOWNLOAD),
+        ]),
+        dcc.Store(id="flags-run", data=run.run_id),
+        html.Div(id=ids.FLAGS_COUNT, style={"margin": "6px 0", "fontSize": "13px"}),
+        html.Div(id=ids.FLAGS_GALLERY),
+    ])
+
+
+def _rows(ctx: Any, run_id: str, kind: str, label: str | None, min_score: float) -> list[dict]:
+    from embedscope.store import views
+
+    return figures.flag_rows(views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0))
+
+
+def register_callbacks(app: Any, ctx: Any) -> None:
+    @app.callback(Output(ids.FLAGS_GALLERY, "children"), Output(ids.FLAGS_COUNT, "children"),
+                  Input(ids.FLAGS_KIND, "value"), Input(ids.FLAGS_LABEL, "value"), Input(ids.FLAGS_MIN_SCORE, "value"),
+                  Input("flags-run", "data"))
+    def _gallery(kind: str, label: str | None, min_score: float, run_id: str) -> tuple:
+        rows = _rows(ctx, run_id, kind, label, min_score)
+        cards = []
+        for r in rows[:GALLERY_MAX]:
+            caption = [r.get("label"), f"score {r['score']:.3f}" if r.get("score") is not None else None, r.get("reason")]
+            cards.append(C.thumb_card(r["sha256"], caption, path=r.get("path"), class_name="es-thumb es-flag"))
+        count = f"{len(rows):,} flagged as {kind}" + (f", first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else "")
+        return C.gallery(cards, gallery_id="flags-cards", empty=f"no {kind} images"), count
+
+    @app.callback(Output(ids.FLAGS_DOWNLOAD, "data"), Input(ids.FLAGS_EXPORT, "n_clicks"),
+                  State(ids.FLAGS_KIND, "value"), State(ids.FLAGS_LABEL, "value"), State(ids.FLAGS_MIN_SCORE, "value"),
+                  State("flags-run", "data"), prevent_initial_call=True)
+    def _export(_n: int, kind: str, label: str | None, min_score: float, run_id: str) -> Any:
+        rows = _rows(ctx, run_id, kind, label, min_score)
+        if not rows:
+            return no_update
+        return {"content": figures.rows_csv(rows, ("sha256", "path", "label", "score", "reason")),
+                "filename": f"embedscope-flags-{kind}.csv", "type": "text/csv"}

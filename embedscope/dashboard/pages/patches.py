@@ -1,0 +1,95 @@
+"""Within-image: the DINOv2 patch tokens of one image clustered into k groups (k chosen by
+the user), as a coloured overlay with example patches per cluster. Computed on demand with
+the stored model and weights; with random weights it still runs, and says so."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from embedscope.dashboard import components as C
+from embedscope.dashboard import figures, ids
+
+
+def layout(sha: str | None = None, **_: Any) -> Any:
+    from embedscope.store.views import is_sha256
+
+    return html.Div([
+        html.H3("Within-image patch clusters"),
+        html.Div("The image's DINOv2 patch tokens (one per 14×14 patch of the model input), clustered with k-means. "
+                 "Computed on request with the model and weights its stored embedding came from.",
+                 style={"fontSize": "13px", "color": "#555"}),
+        html.Div([html.Label("image sha256 "),
+                  dcc.Input(id=ids.PATCH_SHA, value=sha if is_sha256(sha) else "", style={"width": "560px", "fontFamily": "monospace"})]),
+        html.Div([html.Span("k ", style={"fontSize": "13px"}),
+                  html.Div(dcc.Slider(id=ids.PATCH_K, min=2, max=10, step=1, value=4), style={"width": "320px", "display": "inline-block"}),
+                  html.Button("Cluster patches", id=ids.PATCH_RUN, n_clicks=0)], style={"margin": "6px 0"}),
+        dcc.Loading(html.Div([html.Div(id=ids.PATCH_STATUS), dcc.Graph(id=ids.PATCH_FIGURE, style={"display": "none"}),
+                              html.Div(id=ids.PATCH_EXAMPLES)])),
+    ])
+
+
+def _png_data_uri(pixels: Any, scale: int = 4) -> str:
+    from PIL import Image
+
+    img = Image.fromarray(pixels)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def register_callbacks(app: Any, ctx: Any) -> None:
+    @app.callback(Output(ids.PATCH_FIGURE, "figure"), Output(ids.PATCH_FIGURE, "style"), Output(ids.PATCH_EXAMPLES, "children"),
+                  Output(ids.PATCH_STATUS, "children"),
+                  Input(ids.PATCH_RUN, "n_clicks"), State(ids.PATCH_SHA, "value"), State(ids.PATCH_K, "value"),
+                  prevent_initial_call=True)
+    def _run(_n: int, sha: str | None, k: int) -> tuple:
+        from embedscope.dashboard.routes import load_stored_image
+        from embedscope.errors import EmbedscopeError
+        from embedscope.store import views
+
+        sha = (sha or "").strip().lower()
+        hidden = {"display": "none"}
+        if not views.is_sha256(sha):
+            return no_update, hidden, None, C.notice("enter the sha256 of a stored image", kind="warn")
+        db = ctx.db()
+        try:
+            detail = views.image_detail(db, sha)
+            emb = sorted(detail["embeddings"], key=lambda e: e["variant"] != "full")
+            if not emb:
+                return no_update, hidden, None, C.notice("this image has no stored embedding", kind="warn")
+            image, source = load_stored_image(db, sha)
+            if image is None:
+                return no_update, hidden, None, C.notice("the image file and thumbnail are both unavailable", kind="error")
+            result = ctx.patch_encoders.patch_clusters(image, emb[0]["model"], emb[0]["weights"] or "?", int(k))
+        except EmbedscopeError as exc:
+            return no_update, hidden, None, C.notice(exc.one_line(), kind="error", id="patch-error")
+        examples = figures_examples(result)
+        notes = [f"{emb[0]['model']} · weights {result.weights} · {result.labels.size} patches of {result.patch}px"]
+        if source == "thumbnail":
+            notes.append("the stored file is unavailable: computed on the thumbnail")
+        status = [html.Div(" · ".join(notes), id="patch-done", style={"fontSize": "13px"})]
+        if result.weights == "random":
+            status.append(C.notice("RANDOM WEIGHTS: these patch clusters come from an untrained network and mean nothing.",
+                                   kind="warn"))
+        fig = figures.patch_overlay_figure(result.crop, result.labels, result.patch)
+        return fig, {"display": "block"}, examples, status
+
+
+def figures_examples(result: Any) -> Any:
+    from embedscope.dashboard.patches import example_patches
+
+    blocks = []
+    for lab, crops in example_patches(result.crop, result.labels, result.patch).items():
+        colour = figures.PALETTE[lab % len(figures.PALETTE)]
+        size = int((result.labels == lab).sum())
+        blocks.append(html.Div([
+            html.Span(f"cluster {lab} · {size} patches ", style={"fontSize": "12px", "borderLeft": f"12px solid {colour}",
+                                                                 "paddingLeft": "4px"}),
+            *[html.Img(src=_png_data_uri(c), style={"margin": "2px", "border": f"2px solid {colour}"}) for c in crops],
+        ], className="es-patch-cluster", style={"margin": "4px 0"}))
+    return blocks

@@ -1,0 +1,87 @@
+"""SQL: the same read-only SQL as `embedscope query`, results as a table; a result with a
+sha256 column can be shown on the map as a selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dash_table, dcc, html, no_update
+
+from embedscope.dashboard import components as C
+from embedscope.dashboard import ids
+
+EXAMPLE = "SELECT sha256, path, label, width, height FROM images ORDER BY path LIMIT 100"
+MAX_ROWS = 5_000  # rows sent to the table
+SHOW_COLUMNS_MAX_CHARS = 200
+
+
+def layout(**_: Any) -> Any:
+    return html.Div([
+        html.H3("SQL (read-only)"),
+        html.Div("Tables: images, sources, quarantine, embeddings (all models), masks, runs, clusters, projections, "
+                 "flags, metrics. Only SELECT / WITH queries run.", style={"fontSize": "13px", "color": "#555"}),
+        dcc.Textarea(id=ids.SQL_INPUT, value=EXAMPLE, style={"width": "100%", "height": "110px", "fontFamily": "monospace"}),
+        html.Div([html.Button("Run", id=ids.SQL_RUN, n_clicks=0),
+                  html.Button("Show on map", id=ids.SQL_SHOW_ON_MAP, n_clicks=0, disabled=True, style={"marginLeft": "8px"})]),
+        html.Div(id=ids.SQL_STATUS, style={"margin": "6px 0", "fontSize": "13px"}),
+        dcc.Store(id=ids.SQL_SHAS),
+        dash_table.DataTable(id=ids.SQL_TABLE, page_size=25, sort_action="native", filter_action="native",
+                             style_table={"overflowX": "auto"},
+                             style_cell={"fontFamily": "monospace", "fontSize": "12px", "maxWidth": "420px",
+                                         "overflow": "hidden", "textOverflow": "ellipsis", "textAlign": "left"}),
+    ])
+
+
+def table_payload(table: Any) -> tuple[list[dict], list[dict], list[str]]:
+    """(DataTable columns, records, sha256 values) for an Arrow result. Binary and vector
+    columns are summarised, not sent."""
+    cols, data = [], []
+    names = table.column_names
+    records = table.slice(0, MAX_ROWS).to_pylist()
+    for name in names:
+        cols.append({"name": name, "id": name})
+    for r in records:
+        row = {}
+        for k, v in r.items():
+            if isinstance(v, (bytes, bytearray)):
+                v = f"<{len(v)} bytes>"
+            elif isinstance(v, (list, tuple)):
+                v = f"[{len(v)} values]"
+            elif isinstance(v, dict):
+                v = str(v)[:SHOW_COLUMNS_MAX_CHARS]
+            elif v is not None and not isinstance(v, (int, float, str, bool)):
+                v = str(v)
+            row[k] = v
+        data.append(row)
+    shas = []
+    if "sha256" in names:
+        from embedscope.store.views import is_sha256
+
+        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_sha256(s)))
+    return cols, data, shas
+
+
+def register_callbacks(app: Any, ctx: Any) -> None:
+    @app.callback(Output(ids.SQL_TABLE, "columns"), Output(ids.SQL_TABLE, "data"), Output(ids.SQL_STATUS, "children"),
+                  Output(ids.SQL_SHAS, "data"), Output(ids.SQL_SHOW_ON_MAP, "disabled"),
+                  Input(ids.SQL_RUN, "n_clicks"), State(ids.SQL_INPUT, "value"), prevent_initial_call=True)
+    def _run(_n: int, sql: str | None) -> tuple:
+        from embedscope.errors import EmbedscopeError
+        from embedscope.store.queries import run_sql
+
+        try:
+            result = run_sql(ctx.db(), sql or "")
+        except EmbedscopeError as exc:
+            return [], [], C.notice(exc.one_line(), kind="error", id="sql-error"), None, True
+        cols, data, shas = table_payload(result)
+        msg = f"{result.num_rows:,} rows" + (f" (first {MAX_ROWS:,} shown)" if result.num_rows > MAX_ROWS else "")
+        if shas:
+            msg += f"; {len(shas):,} images with a sha256 — “Show on map” selects them there."
+        return cols, data, html.Span(msg, id="sql-rowcount", **{"data-rows": str(result.num_rows)}), shas or None, not shas
+
+    @app.callback(Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.URL, "href"),
+                  Input(ids.SQL_SHOW_ON_MAP, "n_clicks"), State(ids.SQL_SHAS, "data"), prevent_initial_call=True)
+    def _show(_n: int, shas: list[str] | None) -> tuple:
+        if not shas:
+            return no_update, no_update
+        return {"source": "sql", "sha256": shas}, "/"

@@ -1,0 +1,326 @@
+"""Dashboard without a browser: pure figure builders, the read-side views on a real ingested
+database, the sha256-only image routes and basic auth through Flask's test client, and the
+`dashboard` command's refusal to bind off loopback without --auth."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, run_cli
+from tests.dashboard_db import GROUPS, N_IMAGES, PER_GROUP, RUN_ID, cached_dashboard_db
+
+from embedscope.dashboard import figures
+from embedscope.store.views import MapPoints
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory):
+    return cached_dashboard_db(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def db(db_path):
+    from embedscope.store.db import Database
+
+    return Database(str(db_path))
+
+
+def _points(n=6, z=False):
+    rng = np.random.default_rng(0)
+    return MapPoints([f"{i:064x}" for i in range(n)], rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32),
+                     rng.random(n, dtype=np.float32) if z else None, total=n)
+
+
+# -- pure builders ----------------------------------------------------------------------------
+
+
+def test_map_figure_categorical_one_trace_per_category_and_only_indices_sent():
+    p = _points(6)
+    p.color = ["cluster 1", "cluster 0", "cluster 1", None, "noise", "cluster 0"]
+    fig = figures.map_figure(p, color_title="cluster")
+    names = [t.name for t in fig.data]
+    assert names == ["cluster 0 (2)", "cluster 1 (2)", "noise (1)", "unknown (1)"]
+    assert all(t.type == "scattergl" for t in fig.data)
+    assert sorted(i for t in fig.data for i in t.customdata) == list(range(6))
+    # thumbnails and sha256 are fetched on demand: neither is embedded in the figure
+    payload = fig.to_json()
+    assert p.sha256[1] not in payload and "/thumb/" not in payload
+
+
+def test_map_figure_continuous_colorbar_highlight_and_3d():
+    p = _points(5, z=True)
+    p.color, p.continuous = [0.1, None, 0.5, 0.9, 0.2], True
+    fig = figures.map_figure(p, color_title="novelty", highlight=[p.sha256[2], p.sha256[4]])
+    assert [t.type for t in fig.data] == ["scatter3d", "scatter3d"]
+    assert fig.data[0].marker.showscale is True and np.isnan(fig.data[0].marker.color[1])
+    assert list(fig.data[1].customdata) == [2, 4] and fig.data[1].name == "selection (2)"
+
+
+def test_map_figure_folds_too_many_categories():
+    p = _points(60)
+    p.color = [f"c{i}" for i in range(60)]
+    fig = figures.map_figure(p)
+    assert len(fig.data) == figures.MAX_CATEGORIES
+    assert fig.data[-1].name.startswith("other (")
+
+
+def test_point_events_resolve_to_sha256():
+    shas = ["a" * 64, "b" * 64, "c" * 64]
+    event = {"points": [{"customdata": 2}, {"customdata": [0]}, {"customdata": 2}, {"x": 1}, {"customdata": 9}]}
+    assert figures.point_indices(event) == [2, 0, 9]
+    assert figures.shas_for(figures.point_indices(event), shas) == ["c" * 64, "a" * 64]
+    assert figures.point_indices(None) == [] and figures.point_indices({"points": []}) == []
+
+
+def test_downsample_notice_says_when_sampled():
+    p = _points(10)
+    assert figures.downsample_notice(p, 100) == "Showing all 10 points."
+    p.total = 1000
+    assert "random sample of 10 of 1,000 points" in figures.downsample_notice(p, 10)
+
+
+def test_rows_csv_and_top_dims_and_cosine():
+    text = figures.rows_csv([{"sha256": "s", "path": "/a b/ç,1.jpg", "label": None, "x": 1}])
+    assert text == 'sha256,path,label\ns,"/a b/ç,1.jpg",\n'
+    dims = figures.top_dims(np.array([0.1, -2.0, 3.0, 0.0]), n=2)
+    assert [(d["which"], d["dim"]) for d in dims] == [("top", 2), ("top", 0), ("bottom", 1), ("bottom", 3)]
+    c = figures.cosine_matrix(np.array([[1.0, 0], [0, 2.0], [3.0, 3.0]]))
+    assert np.allclose(np.diag(c), 1) and abs(c[0, 1]) < 1e-9 and abs(c[0, 2] - 2**-0.5) < 1e-9
+    ratios = figures.explained_variance(np.random.default_rng(0).normal(size=(50, 8)) * np.arange(1, 9))
+    assert abs(ratios.sum() - 1) < 1e-9 and ratios[0] >= ratios[-1]
+
+
+def test_flag_rows_filters_sorts_and_gives_reasons():
+    df = pd.DataFrame({
+        "sha256": list("abcde"), "path": list("ABCDE"), "label": ["x", "y", "x", "x", "y"],
+        "novelty_score": [0.2, 0.9, 0.7, np.nan, 0.5], "is_novel": [True, True, True, False, False],
+        "novelty_reason": ["r-a", "r-b", "r-c", "", ""], "is_contaminated": [False, False, True, False, True],
+        "contamination_reason": ["", "", "c-c", "", "c-e"], "dup_group": [None, 3, None, 3, None],
+        "phash_group": [None, None, 7, None, None]})
+    assert [r["sha256"] for r in figures.flag_rows(df, "novel")] == ["b", "c", "a"]
+    assert [r["sha256"] for r in figures.flag_rows(df, "novel", label="x", min_score=0.5)] == ["c"]
+    assert [(r["sha256"], r["reason"]) for r in figures.flag_rows(df, "contaminated")] == [("c", "c-c"), ("e", "c-e")]
+    dups = figures.flag_rows(df, "duplicate")
+    assert [r["sha256"] for r in dups] == ["b", "d", "c"]
+    assert dups[0]["reason"] == "embedding near-duplicate group 3" and dups[2]["reason"] == "perceptual-hash group 7"
+    with pytest.raises(ValueError):
+        figures.flag_rows(df, "bogus")
+
+
+def test_metrics_pivot_and_sweeps():
+    df = pd.DataFrame({"run_id": ["r1", "r1", "r2", "r1", "r1"], "name": ["silhouette", "ari", "silhouette", "inertia", "inertia"],
+                       "method": ["kmeans"] * 5, "space": ["embedding"] * 5, "k": [None, None, None, 3, 2],
+                       "value": [0.5, 0.7, 0.25, 10.0, 20.0], "model": ["m"] * 5, "variant": ["full", "full", "sam2_masked", "full", "full"]})
+    cols, rows = figures.metrics_pivot(df)
+    assert cols == ["metric", "r1 m/full", "r2 m/sam2_masked"]
+    sil = next(r for r in rows if r["metric"].startswith("silhouette"))
+    assert sil["r1 m/full"] == 0.5 and sil["r2 m/sam2_masked"] == 0.25
+    fig = figures.sweep_figure(df, "inertia", "elbow", "inertia")
+    assert list(fig.data[0].x) == [2, 3] and list(fig.data[0].y) == [20.0, 10.0]
+    assert not figures.sweep_figure(df, "silhouette_vs_k", "s", "s").data  # nothing stored → annotation only
+
+
+# -- views on a real database -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_views_map_points_colours_and_downsampling(db):
+    from embedscope.store import views
+
+    run = views.run_by_id(db, None)
+    assert run.run_id == RUN_ID and run.primary_cluster == "kmeans"
+    assert ("umap", 2) in views.projection_options(db, RUN_ID) and ("pca", 3) in views.projection_options(db, RUN_ID)
+    full = views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10_000)
+    assert full.total == full.shown == N_IMAGES and full.sha256 == sorted(full.sha256)
+    sample = views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10)
+    assert sample.shown == 10 and sample.total == N_IMAGES and sample.downsampled
+    assert views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10).sha256 == sample.sha256  # fixed sample
+    assert views.map_coordinates(db, RUN_ID, "pca", 3, max_points=100).z is not None
+    labels, cont = views.point_colors(db, RUN_ID, full.sha256, views.COLOR_LABEL)
+    assert not cont and sorted(set(labels)) == sorted(GROUPS) and labels.count("cats") == PER_GROUP
+    clusters, _ = views.point_colors(db, RUN_ID, full.sha256, "cluster:kmeans")
+    assert len(set(clusters)) == 3
+    novelty, cont = views.point_colors(db, RUN_ID, full.sha256, views.COLOR_NOVELTY)
+    assert cont and all(0 <= v <= 1 for v in novelty)
+    for option in (views.COLOR_CONTAMINATION, views.COLOR_DROP, views.COLOR_DATE):
+        values, _ = views.point_colors(db, RUN_ID, full.sha256, option)
+        assert None not in values
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
+    from embedscope.store import views
+
+    dup = db.read("sources", ["sha256", "path"]).to_pandas().groupby("sha256").filter(lambda g: len(g) == 2)
+    sha = dup["sha256"].iloc[0]
+    d = views.image_detail(db, sha)
+    assert sorted(s["path"] for s in d["sources"]) == sorted(dup["path"])
+    assert {c["method"] for c in d["clusters"]} == {"kmeans", "agglomerative"} and d["flags"]["run_id"] == RUN_ID
+    assert d["embeddings"][0]["weights"] == "random"
+    near = views.neighbours(db, sha, k=5)
+    assert len(near) == 5 and sha not in [n["sha256"] for n in near]
+    assert all(-1.0001 <= n["similarity"] <= 1.0001 for n in near)
+    assert views.random_weight_sets(db) == ["dinov2_vits14/full"]
+    from embedscope.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        views.image_detail(db, "../../etc/passwd")
+    with pytest.raises(NotFoundError):
+        views.image_detail(db, "0" * 64)
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_views_cluster_summaries_purity_and_typical_members(db):
+    from embedscope.store import views
+
+    run = views.run_by_id(db, None)
+    summaries = views.cluster_summaries(db, run, "kmeans", n_rep=4, n_atypical=3)
+    assert sum(s.size for s in summaries) == N_IMAGES
+    for s in summaries:
+        assert len(s.representatives) == 4 and len(s.atypical) == 3
+        assert not set(s.representatives) & set(s.atypical)
+        assert s.majority_label in GROUPS and 0 < s.purity <= 1
+
+
+# -- the app: routes, pages, auth ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(db_path):
+    from embedscope.dashboard.app import create_app
+
+    return create_app(str(db_path)).server.test_client()
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_image_routes_serve_only_by_sha256(client, db, db_path, tmp_path):
+    img = db.read("images", ["sha256", "path", "thumbnail"]).to_pylist()[0]
+    r = client.get(f"/thumb/{img['sha256']}")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg" and r.data == img["thumbnail"]
+    r = client.get(f"/image/{img['sha256']}")
+    assert r.status_code == 200 and r.headers["X-Embedscope-Source"] == "file" and r.data[:2] == b"\xff\xd8"
+    for bad in ("/thumb/" + "0" * 64, "/image/" + "0" * 64, "/image/abc", "/image/" + img["sha256"].upper(),
+                "/overlay/" + img["sha256"]):  # unknown, malformed, not lowercase, no mask stored
+        assert client.get(bad).status_code == 404, bad
+    # a path in the URL never reaches the file system: it is not even routed to the image handlers
+    for bad in ("/image/..%2F..%2Fetc%2Fpasswd", "/thumb/%2Fetc%2Fpasswd", "/image/" + str(db_path / "x.jpg")):
+        r = client.get(bad)
+        assert r.mimetype != "image/jpeg" and b"root:" not in r.data, bad
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_image_route_falls_back_to_thumbnail_when_file_changed(db_path, tmp_path):
+    """A stored path whose bytes no longer hash to the sha256 is never served."""
+    from embedscope.dashboard.app import create_app
+    from embedscope.store.db import Database
+
+    copy = tmp_path / "db"
+    shutil.copytree(db_path, copy)
+    row = Database(str(copy)).read("images", ["sha256", "path"], where="label = 'birds'").to_pylist()[0]
+    original = open(row["path"], "rb").read()
+    try:
+        with open(row["path"], "wb") as fh:
+            fh.write(b"not the same content")
+        r = create_app(str(copy)).server.test_client().get(f"/image/{row['sha256']}")
+        assert r.status_code == 200 and r.headers["X-Embedscope-Source"] == "thumbnail"
+    finally:
+        with open(row["path"], "wb") as fh:
+            fh.write(original)
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_pages_render_server_side(client):
+    for path in ("/", "/clusters", "/flags", "/metrics", "/embeddings", "/sql", "/detail"):
+        assert client.get(path).status_code == 200, path
+    layout = json.dumps(client.get("/_dash-layout").get_json())
+    assert "RANDOM WEIGHTS" in layout and "dinov2_vits14/full" in layout
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_basic_auth_required_when_configured(db_path):
+    from embedscope.dashboard.app import create_app
+
+    c = create_app(str(db_path), auth="ann:s3cret").server.test_client()
+    assert c.get("/").status_code == 401
+    assert c.get("/", headers={"Authorization": "Basic YW5uOndyb25n"}).status_code == 401  # ann:wrong
+    assert c.get("/", headers={"Authorization": "Basic YW5uOnMzY3JldA=="}).status_code == 200  # ann:s3cret
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_sql_table_payload_summarises_binary_and_vectors(db):
+    from embedscope.dashboard.pages.sql import table_payload
+    from embedscope.store.queries import run_sql
+
+    cols, data, shas = table_payload(run_sql(db, "SELECT i.sha256, i.thumbnail, e.vector FROM images i "
+                                                 "JOIN embeddings e USING (sha256) WHERE i.label = 'dogs'"))
+    assert [c["id"] for c in cols] == ["sha256", "thumbnail", "vector"]
+    assert len(data) == len(shas) == PER_GROUP
+    assert data[0]["thumbnail"].endswith("bytes>") and data[0]["vector"] == "[384 values]"
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_cli_refuses_non_loopback_without_auth(db_path):
+    proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", check=False)
+    assert proc.returncode != 0
+    assert "without --auth" in proc.stderr and "--auth USER:PASSWORD" in proc.stderr
+    proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", "--auth", "nopassword", check=False)
+    assert proc.returncode != 0 and "USER:PASSWORD" in proc.stderr
+
+
+def test_cli_import_does_not_load_dash():
+    code = "import embedscope.cli, sys; print(json.dumps([m for m in ('dash', 'flask', 'plotly') if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO)}, check=True).stdout
+    assert json.loads(out) == []
+
+
+def test_similarity_text_stays_informative_near_one():
+    from embedscope.dashboard.components import similarity_text
+
+    assert similarity_text(0.87341) == "similarity 0.8734"
+    assert similarity_text(1.0 - 2.4e-7) == "distance 2.4e-07"
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_pages_explain_what_is_missing_before_analysis(db_path, tmp_path):
+    """An ingested but not yet analysed database: every page says what to run, none fails."""
+    import importlib
+
+    from embedscope.dashboard.app import create_app
+    from embedscope.dashboard.pages import PAGES
+
+    copy = tmp_path / "db"
+    shutil.copytree(db_path, copy)
+    for table in ("runs", "clusters", "projections", "flags", "metrics"):
+        shutil.rmtree(copy / f"{table}.lance")
+    app = create_app(str(copy))
+    with app.server.app_context():
+        text = {m: json.dumps(importlib.import_module(f"embedscope.dashboard.pages.{m}").layout().to_plotly_json(),
+                              default=str) for m, *_ in PAGES}
+    for page in ("map", "flags", "clusters", "metrics"):
+        assert "embedscope analyze --db DIR" in text[page], page
+    assert "384" not in text["map"]  # no stale data
+    assert "vectors" in text["embeddings"] and "SELECT" in text["sql"] and "?sha=" in text["detail"]
+
+
+def test_patch_clustering_builders():
+    from embedscope.dashboard.patches import cluster_patches, example_patches
+
+    rng = np.random.default_rng(0)
+    tokens = np.concatenate([rng.normal(size=(8, 16)) + 20 * np.eye(16)[0], rng.normal(size=(8, 16)) - 20 * np.eye(16)[0]])
+    labels = cluster_patches(tokens, 2)
+    assert len(set(labels[:8])) == 1 and len(set(labels[8:])) == 1 and labels[0] != labels[8]
+    grid = labels.reshape(4, 4)
+    crop = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)  # 4x4 patches of 2 px
+    ex = example_patches(crop, grid, 2, per_cluster=3)
+    assert sorted(ex) == [0, 1] and all(len(v) == 3 and v[0].shape == (2, 2, 3) for v in ex.values())
+    overlay = figures.patch_overlay(crop, grid, 2, alpha=1.0)
+    colour = figures._rgb(figures.PALETTE[int(grid[0, 0])])
+    assert tuple(overlay[0, 0]) == colour and tuple(overlay[1, 1]) == colour

@@ -1,0 +1,319 @@
+"""Browser tier: a real `embedscope dashboard` process on an ingested + analysed database,
+driven by real headless Chromium (Debian chromium + chromedriver; skipped when absent).
+
+Hover, click and the lasso are real pointer events at the pixel positions of the points
+(computed from Plotly's axes in the page); nothing calls Dash callbacks directly.
+Screenshots of every page go to the test's tmp dir, and also to $EMBEDSCOPE_SCREENSHOT_DIR
+when that is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.dashboard_db import N_IMAGES, PER_GROUP, cached_dashboard_db
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+WAIT = 45  # seconds for a page/callback, generous for 2 busy cores
+
+# pixel positions (viewport coordinates) of every drawn point of the map
+POINTS_JS = """
+const gd = document.querySelector('#map-graph .js-plotly-plot');
+const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+const out = [];
+gd._fullData.forEach((t, c) => { if (t.visible !== true) return;
+  for (let i = 0; i < t.x.length; i++) out.push({trace: c, name: t.name, index: t.customdata[i],
+    px: r.left + xa._offset + xa.l2p(t.x[i]), py: r.top + ya._offset + ya.l2p(t.y[i])}); });
+return out;
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    db = cached_dashboard_db(tmp_path_factory)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url + "/", timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dashboard did not start: {Path(log.name).read_text()}")
+                time.sleep(0.5)
+        yield {"url": url, "db": db}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", "--window-size=1500,1100"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    out = tmp_path_factory.mktemp("screenshots")
+    extra = os.environ.get("EMBEDSCOPE_SCREENSHOT_DIR")
+
+    def save(driver, name: str, full_page: bool = False) -> Path:
+        path = out / f"{name}.png"
+        if full_page:  # grow the window to the document so the screenshot shows all of it
+            height = _js(driver, "return document.documentElement.scrollHeight")
+            driver.set_window_size(1500, min(max(1100, height + 140), 4000))
+            time.sleep(0.5)
+        driver.save_screenshot(str(path))
+        if full_page:
+            driver.set_window_size(1500, 1100)
+        if extra:
+            Path(extra).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(extra) / path.name)
+        return path
+
+    return save
+
+
+def _wait(driver, predicate, what: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: predicate(d), message=f"waiting for {what}")
+
+
+def _js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def _open_map(driver, server) -> list[dict]:
+    driver.get(server["url"] + "/")
+    _wait(driver, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                   "return g && g._fullData && g._fullData.length > 0"), "the map")
+    time.sleep(0.5)  # let the WebGL canvas settle before pointer events
+    return [p for p in _js(driver, POINTS_JS) if not p["name"].startswith("selection (")]  # not the SQL rings
+
+
+def _pointer(driver, moves, *, down_up: bool = False, click: bool = False):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    ab = ActionBuilder(driver, duration=25)  # ms per pointer move (default 250)
+    pa = ab.pointer_action
+    pa.move_to_location(int(moves[0][0]), int(moves[0][1]))
+    if down_up:
+        pa.pointer_down()
+        for x, y in moves[1:]:
+            pa.move_to_location(int(x), int(y))
+        pa.pointer_up()
+    if click:
+        pa.click()
+    ab.perform()
+
+
+def _type(element, text: str) -> None:
+    """Replace a React-controlled input's text (element.clear() does not reach React's state)."""
+    from selenium.webdriver.common.keys import Keys
+
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(text)
+
+
+def _isolated(points: list[dict]) -> dict:
+    """The point farthest from its nearest neighbour on screen (so the pointer hits only it)."""
+    def gap(p):
+        return min(((p["px"] - q["px"]) ** 2 + (p["py"] - q["py"]) ** 2 for q in points if q is not p), default=1e9)
+
+    return max(points, key=gap)
+
+
+def test_map_renders_every_point_with_banner(browser, server, shots):
+    points = _open_map(browser, server)
+    assert len(points) == N_IMAGES
+    assert sorted(p["index"] for p in points) == list(range(N_IMAGES))
+    assert {p["name"] for p in points} == {"cluster 0 (12)", "cluster 1 (12)", "cluster 2 (12)"}
+    banner = browser.find_element("id", "es-random-weights-banner")
+    assert banner.is_displayed() and "RANDOM WEIGHTS" in banner.text and "dinov2_vits14/full" in banner.text
+    assert f"Showing all {N_IMAGES} points" in browser.find_element("id", "map-notice").text
+    shots(browser, "01-map")
+
+
+def test_hover_shows_thumbnail_and_click_shows_neighbours(browser, server, shots):
+    points = _open_map(browser, server)
+    target = _isolated(points)
+    _pointer(browser, [(target["px"], target["py"])])
+    tip = _wait(browser, lambda d: _js(d, "const t=document.getElementById('map-tooltip-content');"
+                                          "return t && t.offsetParent !== null ? t : null"), "the hover tooltip")
+    sha = tip.get_attribute("data-sha256")
+    assert len(sha) == 64 and ".jpg" in tip.text
+    _wait(browser, lambda d: _js(d, "const i=document.querySelector('#map-tooltip-content img');"
+                                    "return i && i.complete && i.naturalWidth > 0"), "the tooltip thumbnail to load")
+    shots(browser, "02-map-hover")
+
+    _pointer(browser, [(target["px"], target["py"])], click=True)
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#map-neighbours .es-neighbour').length") == 8,
+          "8 neighbour cards")
+    panel_sha = _js(browser, "return document.querySelector('#map-point-panel [data-sha256]').dataset.sha256")
+    assert panel_sha == sha  # the clicked point is the hovered point
+    neighbours = _js(browser, "return [...document.querySelectorAll('#map-neighbours .es-neighbour')].map(e => e.dataset.sha256)")
+    assert sha not in neighbours and len(set(neighbours)) == 8
+    _wait(browser, lambda d: _js(d, "return [...document.querySelectorAll('#map-point-panel img')]"
+                                    ".every(i => i.complete && i.naturalWidth > 0)"), "neighbour thumbnails")
+    text = browser.find_element("id", "map-neighbours").text
+    assert "similarity" in text or "distance" in text
+    shots(browser, "03-map-click-neighbours")
+
+
+def test_lasso_selection_fills_gallery(browser, server, shots):
+    points = _open_map(browser, server)
+    cluster = [p for p in points if p["trace"] == 0]
+    x0, x1 = min(p["px"] for p in cluster) - 10, max(p["px"] for p in cluster) + 10
+    y0, y1 = min(p["py"] for p in cluster) - 10, max(p["py"] for p in cluster) + 10
+    inside = [p for p in points if x0 < p["px"] < x1 and y0 < p["py"] < y1]
+    assert PER_GROUP <= len(inside) < N_IMAGES
+    # a real lasso drag (the map's default drag mode) along the rectangle, in small steps
+    path = []
+    for (ax, ay), (bx, by) in zip([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]):
+        path += [(ax + (bx - ax) * t / 8, ay + (by - ay) * t / 8) for t in range(8)]
+    _pointer(browser, path + [(x0, y0 + 1)], down_up=True)
+    _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(inside)} images"),
+          f"a gallery of {len(inside)}")
+    cards = _js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)")
+    assert len(cards) == len(set(cards)) == len(inside)
+    shots(browser, "04-map-lasso-gallery")
+
+
+def _choose(driver, dropdown_id: str, text: str) -> None:
+    """Pick the option containing ``text`` in a Dash 4 dropdown, as a user would."""
+    driver.find_element("id", dropdown_id).click()
+    option = _wait(driver, lambda d: next((o for o in d.find_elements("css selector", "[role=option]") if text in o.text), None),
+                   f"option {text!r}")
+    option.click()
+
+
+def test_map_switches_to_3d_and_continuous_colour(browser, server, shots):
+    _open_map(browser, server)
+    _choose(browser, "map-projection", "pca 3-D")
+    _choose(browser, "map-color", "novelty")
+    traces = _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                             "const t=g && g._fullData; return t && t.length === 1 && t[0].type === 'scatter3d'"
+                                             " ? t.map(x => [x.x.length, x.marker.showscale]) : null"), "a 3-D novelty map")
+    assert traces == [[N_IMAGES, True]]
+    shots(browser, "04b-map-3d-novelty")
+
+
+def test_sql_box_returns_rows_and_shows_them_on_the_map(browser, server, shots):
+    browser.get(server["url"] + "/sql")
+    box = _wait(browser, lambda d: d.find_element("id", "sql-input"), "the SQL box")
+    _type(box, "SELECT sha256, path, label FROM images WHERE label = 'dogs' ORDER BY path")
+    browser.find_element("id", "sql-run").click()
+    count = _wait(browser, lambda d: _js(d, "const e=document.getElementById('sql-rowcount'); return e && e.dataset.rows"),
+                  "the row count")
+    assert int(count) == PER_GROUP
+    rows = _js(browser, "return document.querySelectorAll('#sql-table tbody tr td[data-dash-column=\"label\"]').length")
+    assert rows == PER_GROUP
+    shots(browser, "05-sql")
+
+    _type(box, "DELETE FROM images")
+    browser.find_element("id", "sql-run").click()
+    err = _wait(browser, lambda d: _js(d, "const e=document.getElementById('sql-error'); return e && e.innerText"), "the refusal")
+    assert "read-only" in err
+
+    _type(box, "SELECT sha256 FROM images WHERE label = 'dogs'")
+    browser.find_element("id", "sql-run").click()
+    _wait(browser, lambda d: _js(d, "const e=document.getElementById('sql-rowcount'); return e && e.dataset.rows") == str(PER_GROUP),
+          "the second result")
+    _wait(browser, lambda d: d.find_element("id", "sql-show-on-map").is_enabled(), "Show on map")
+    browser.find_element("id", "sql-show-on-map").click()
+    _wait(browser, lambda d: "(from SQL)" in _js(d, "const e=document.getElementById('map-gallery-title'); return e ? e.innerText : ''"),
+          "the SQL selection on the map")
+    assert browser.find_element("id", "map-gallery-title").text.startswith(f"Selection: {PER_GROUP} images")
+    _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                    "return g && g._fullData && g._fullData.some(t => t.name.startsWith('selection ('))"),
+          "the ringed selection trace")
+    ringed = _js(browser, "return document.querySelector('#map-graph .js-plotly-plot')._fullData"
+                          ".find(t => t.name.startsWith('selection (')).x.length")
+    assert ringed == PER_GROUP
+    shots(browser, "06-map-sql-selection")
+
+
+def test_detail_page_shows_image_sources_and_neighbours(browser, server, shots):
+    from embedscope.store.db import Database
+
+    src = Database(str(server["db"])).read("sources", ["sha256", "path"]).to_pandas()
+    sha = src.groupby("sha256").filter(lambda g: len(g) == 2)["sha256"].iloc[0]
+    browser.get(server["url"] + f"/detail?sha={sha}")
+    _wait(browser, lambda d: _js(d, "const i=document.getElementById('detail-image');"
+                                    "return i && i.complete && i.naturalWidth > 0"), "the full image")
+    sources = browser.find_element("id", "detail-sources").text
+    assert "cats_00.jpg" in sources and "copy of cats_00.jpg" in sources
+    n = _js(browser, "return document.querySelectorAll('#detail-neighbours .es-neighbour').length")
+    assert n == 12
+    shots(browser, "07-detail", full_page=True)
+
+
+def test_within_image_patch_clusters_run_with_random_weights(browser, server, shots):
+    from embedscope.store.db import Database
+
+    sha = Database(str(server["db"])).read("images", ["sha256"], where="label = 'birds'").column("sha256")[0].as_py()
+    browser.get(server["url"] + f"/patches?sha={sha}")
+    _wait(browser, lambda d: d.find_element("id", "patch-run"), "the page").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # builds the encoder on first use (seconds on a busy CPU), then one forward pass
+    WebDriverWait(browser, 180, poll_frequency=0.5).until(
+        lambda d: _js(d, "return !!(document.getElementById('patch-done') || document.getElementById('patch-error'))"),
+        message="patch clustering")
+    assert not _js(browser, "return !!document.getElementById('patch-error')")
+    assert "weights random" in browser.find_element("id", "patch-done").text
+    assert _js(browser, "return document.getElementsByClassName('es-patch-cluster').length") == 4  # k = 4
+    assert "RANDOM WEIGHTS" in browser.find_element("id", "patch-status").text
+    time.sleep(1.0)
+    shots(browser, "09-within-image", full_page=True)
+
+
+@pytest.mark.parametrize("page,marker", [("clusters", "es-cluster"), ("flags", "es-flag"), ("metrics", None),
+                                         ("embeddings", None)])
+def test_other_pages_render(browser, server, shots, page, marker):
+    browser.get(server["url"] + f"/{page}")
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('.js-plotly-plot, .es-flag').length > 0"), page)
+    if marker:
+        _wait(browser, lambda d: _js(d, f"return document.getElementsByClassName('{marker}').length") > 0, marker)
+    time.sleep(1.0)
+    assert browser.find_element("id", "es-random-weights-banner").is_displayed()
+    shots(browser, f"08-{page}", full_page=True)
