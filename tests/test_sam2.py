@@ -71,6 +71,20 @@ def test_weights_random_file_and_offline_hub(tmp_path, monkeypatch):
     assert "--sam2-weights PATH" in line and "--sam2-weights random" in line and "\n" not in line
 
 
+def test_missing_sam2_package_is_a_dependency_error_with_the_install_command(monkeypatch):
+    import sys
+
+    from embedscope.errors import DependencyError
+    from embedscope.models.sam2 import import_sam2, require_sam2
+
+    monkeypatch.setitem(sys.modules, "sam2", None)  # what `import sam2` sees when it is absent
+    monkeypatch.setitem(sys.modules, "sam2.build_sam", None)
+    for check in (require_sam2, import_sam2):
+        with pytest.raises(DependencyError) as err:
+            check()
+        assert "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0" in err.value.one_line()
+
+
 def test_input_size_and_prompt_grid():
     assert [sam2_input_size(s) for s in (1024, 1000, 512, 100, 10)] == [1024, 992, 512, 96, 64]
     pts = grid_points(200, 100)

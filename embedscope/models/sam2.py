@@ -109,6 +109,18 @@ def sam2_input_size(max_side: int) -> int:
     return max(MIN_SIZE, max_side // SIZE_STEP * SIZE_STEP)
 
 
+def require_sam2() -> None:
+    """Fail before any work when the sam2 package is absent (cheap: nothing is imported)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("sam2") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise DependencyError("the sam2 package is needed for --sam2 but is not installed", INSTALL_HINT)
+
+
 def import_sam2() -> Any:
     """``sam2.build_sam``, or a :class:`DependencyError` with the install command."""
     try:
@@ -213,6 +225,47 @@ class Sam2Segmenter:
         return out
 
 
+@dataclass
+class MainMask:
+    """The main-object mask of one image, or why there is none (fallback)."""
+
+    mask: np.ndarray | None  # (h, w) bool at the size SAM2 was given (longest side <= its input)
+    score: float | None
+    reason: str
+
+    @property
+    def fallback(self) -> bool:
+        return self.mask is None
+
+
+def find_main_masks(segmenter: Sam2Segmenter, images: Sequence[np.ndarray],
+                    rule: MaskRule = MaskRule()) -> list[MainMask]:
+    """One :class:`MainMask` per (H, W, 3) uint8 image: uniform images are not segmented;
+    the others go to SAM2 as one batch and :func:`select_mask` picks among the candidates."""
+    small = [_fit(im, segmenter.input_size) for im in images]
+    todo = [i for i, im in enumerate(small) if not is_uniform(im, rule)]
+    found = dict(zip(todo, segmenter.candidates([small[i] for i in todo])))
+    out = []
+    for i in range(len(images)):
+        cand = found.get(i)
+        if cand is None:
+            out.append(MainMask(None, None, "uniform image: nothing to segment"))
+            continue
+        choice = select_mask(cand.masks, cand.scores, rule)
+        if choice.index is None:
+            out.append(MainMask(None, None, choice.reason))
+        else:
+            out.append(MainMask(cand.masks[choice.index], float(cand.scores[choice.index]), choice.reason))
+    return out
+
+
+def masked_image(image: np.ndarray, main: MainMask, *, mode: str, fill: tuple[int, int, int]) -> np.ndarray:
+    """The image the encoder gets for the masked variant (``image`` itself on fallback)."""
+    if main.mask is None:
+        return image
+    return apply_mask(image, resize_mask(main.mask, (image.shape[1], image.shape[0])), mode=mode, fill=fill)
+
+
 class Sam2MaskedStage:
     """The ``sam2_masked`` variant: SAM2 mask → masked image → the DINOv2 encoder.
 
@@ -240,6 +293,7 @@ class Sam2MaskedStage:
         """From :class:`~embedscope.config.IngestSettings` (``sam2_*`` fields); ``weights`` come
         from :func:`resolve_sam2_weights`. The SAM2 network itself is built on first use."""
         config = get_sam2_config(settings.sam2_model)
+        require_sam2()
         if weights.is_random:
             from embedscope.ingest.pipeline import warn_random
 
@@ -257,38 +311,27 @@ class Sam2MaskedStage:
         from embedscope.ingest.pipeline import embedding_rows
         from embedscope.store.db import utc_now
 
-        side = self.segmenter.input_size
-        small = [_fit(np.asarray(it.image), side) for it in items]
-        todo = [i for i, im in enumerate(small) if not is_uniform(im, self.rule)]
         t0 = time.monotonic()
-        found = dict(zip(todo, self.segmenter.candidates([small[i] for i in todo])))
+        found = find_main_masks(self.segmenter, [np.asarray(it.image) for it in items], self.rule)
         seconds = time.monotonic() - t0
         self._seconds += seconds
-        if todo:
-            log.info("sam2: %d images in %.1fs (%.2f s/image, %s, input %d px)", len(todo), seconds,
-                     seconds / len(todo), self.segmenter.device_name, side)
-
+        log.info("sam2: %d images in %.1fs (%.2f s/image, %s, input %d px, %d fallbacks)", len(items), seconds,
+                 seconds / len(items), self.segmenter.device_name, self.segmenter.input_size,
+                 sum(m.fallback for m in found))
         pixels, rows = [], []
         now = utc_now()
-        for i, it in enumerate(items):
+        for it, main in zip(items, found):
             row: dict[str, Any] = {"sha256": it.sha256, "model": self.segmenter.name,
-                                   "weights": self.segmenter.weights.label, "created_at": now}
-            cand = found.get(i)
-            choice = select_mask(cand.masks, cand.scores, self.rule) if cand is not None else None
-            if choice is None or choice.index is None:
-                reason = choice.reason if choice is not None else "uniform image: nothing to segment"
-                row.update(area_fraction=1.0, bbox=[0, 0, it.width, it.height], score=None, mask_png=None,
-                           fallback=True, reason=reason)
+                                   "weights": self.segmenter.weights.label, "score": main.score,
+                                   "reason": main.reason, "fallback": main.fallback, "created_at": now}
+            if main.mask is None:
+                row.update(area_fraction=1.0, bbox=[0, 0, it.width, it.height], mask_png=None)
                 pixels.append(it.pixels)  # the full image's input: the vector equals the full variant's
             else:
-                mask = cand.masks[choice.index]
-                original = resize_mask(mask, (it.width, it.height))
+                original = resize_mask(main.mask, (it.width, it.height))
                 row.update(area_fraction=float(original.mean()), bbox=list(mask_bbox(original)),
-                           score=float(cand.scores[choice.index]), mask_png=encode_mask_png(original),
-                           fallback=False, reason=choice.reason)
-                image = np.asarray(it.image)
-                masked = apply_mask(image, resize_mask(mask, (image.shape[1], image.shape[0])),
-                                    mode=self.mask_mode, fill=self.fill)
+                           mask_png=encode_mask_png(original))
+                masked = masked_image(np.asarray(it.image), main, mode=self.mask_mode, fill=self.fill)
                 pixels.append(self.encoder.preprocessor(Image.fromarray(masked)))
             rows.append(row)
         vectors = self.encoder.embed(np.stack(pixels)).cls
