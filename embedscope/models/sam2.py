@@ -204,8 +204,12 @@ class Sam2Segmenter:
             log.info("sam2: running on CPU — expect seconds per image; --sam2-max-side bounds the cost")
         return predictor
 
-    def candidates(self, images: Sequence[np.ndarray]) -> list[Candidates]:
-        """Candidate masks for each (H, W, 3) uint8 image, at that image's size."""
+    def candidates(self, images: Sequence[np.ndarray], *, max_batch: int = 8) -> list[Candidates]:
+        """Candidate masks for each (H, W, 3) uint8 image, at that image's size; at most
+        ``max_batch`` images go through SAM2 at once (its activations are large at 1024 px)."""
+        return [c for i in range(0, len(images), max_batch) for c in self._candidates(images[i : i + max_batch])]
+
+    def _candidates(self, images: Sequence[np.ndarray]) -> list[Candidates]:
         import torch
 
         if not images:
