@@ -190,6 +190,7 @@ def test_sam2_end_to_end_added_to_known_images_then_a_noop(tmp_path):
     for name in ("photo0", "photo1", "photo2"):
         row = masks[shas[name]]
         assert row["fallback"] is False and row["model"] == "sam2.1_hiera_tiny" and row["weights"] == "random"
+        assert row["mask_mode"] == "mean_fill"
         mask = decode_mask_png(row["mask_png"])
         assert mask.shape == (120, 160)  # the original image size
         assert row["area_fraction"] == pytest.approx(mask.mean(), abs=1e-6)
@@ -254,6 +255,7 @@ def test_stage_feeds_the_encoder_exactly_the_masked_image(tmp_path):
         stage.mask_mode = mode
         out = stage.process(items)
         masks = {r["sha256"]: r for r in out[S.MASKS].to_pylist()}
+        assert {r["mask_mode"] for r in masks.values()} == {mode}
         vectors = out[S.embeddings_table_name("dinov2_vits14")]
         assert vectors.column("variant").to_pylist() == ["sam2_masked", "sam2_masked"]
         assert vectors.column("sha256").to_pylist() == ["photo.png", "black.png"]

@@ -327,7 +327,8 @@ class Sam2MaskedStage:
         for it, main in zip(items, found):
             row: dict[str, Any] = {"sha256": it.sha256, "model": self.segmenter.name,
                                    "weights": self.segmenter.weights.label, "score": main.score,
-                                   "reason": main.reason, "fallback": main.fallback, "created_at": now}
+                                   "reason": main.reason, "fallback": main.fallback, "created_at": now,
+                                   "mask_mode": self.mask_mode}
             if main.mask is None:
                 row.update(area_fraction=1.0, bbox=[0, 0, it.width, it.height], mask_png=None)
                 pixels.append(it.pixels)  # the full image's input: the vector equals the full variant's
