@@ -172,7 +172,7 @@ def run(quick: bool = False, *, n: int | None = None, weights: str = "random", s
     rows = measure_cost(images, sides, amg, device)
     if datasets.is_dir():
         for name in ("clothing", "chest_xray_224"):
-            rows += measure_dataset(datasets, name, n or (6 if quick else 20), 128 if quick else 512, weights, sam2_weights,
+            rows += measure_dataset(datasets, name, n or (8 if quick else 20), 128 if quick else 512, weights, sam2_weights,
                                     device)
     return rows
 
