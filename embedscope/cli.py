@@ -47,6 +47,9 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sam2-model", help="sam2.1_hiera_tiny (default) | _small | _base_plus | _large")
     p.add_argument("--sam2-weights", help="hub (default) | random | PATH to a SAM2 checkpoint")
     p.add_argument("--sam2-max-side", type=int, help="longest image side given to SAM2 (default 1024)")
+    p.add_argument("--sam2-mask-mode", choices=["mean_fill", "crop"],
+                   help="mean_fill (default): background set to the encoder's mean colour; "
+                        "crop: also cut to the mask's box")
     p.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
     p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
                    help="if another process is writing the database, wait this long for it")

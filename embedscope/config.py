@@ -22,6 +22,7 @@ ENV_PREFIX = "EMBEDSCOPE_"
 
 PREPROCESS_MODES = ("default", "xray")
 DEVICES = ("auto", "cpu", "cuda")
+SAM2_MASK_MODES = ("mean_fill", "crop")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class IngestSettings:
             )
         if self.device not in DEVICES:
             raise ConfigError(f"unknown --device {self.device!r}", f"use one of: {', '.join(DEVICES)}")
+        if self.sam2_mask_mode not in SAM2_MASK_MODES:
+            raise ConfigError(f"unknown --sam2-mask-mode {self.sam2_mask_mode!r}", f"use one of: {', '.join(SAM2_MASK_MODES)}")
         for name in ("batch_size", "image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")

@@ -91,6 +91,8 @@ class IngestSummary:
 
     def one_line(self) -> str:
         extra = f", {self.completed} completed" if self.completed else ""
+        if "sam2" in self.stage_seconds:
+            extra += f" (SAM2 {self.stage_seconds['sam2']:.1f}s)"
         return (
             f"ingest: {self.new} new{extra}, {self.duplicates} duplicates, "
             f"{self.quarantined} quarantined of {self.scanned} files in {self.seconds:.1f}s "
@@ -360,6 +362,8 @@ class IngestRun:
         progress.close()
         summary.seconds = time.monotonic() - started
         summary.stage_seconds = times.as_dict()
+        for stage in self.stages:  # sub-steps a stage times itself, e.g. 'sam2' (part of 'encode')
+            summary.stage_seconds.update(getattr(stage, "take_timings", dict)())
         summary.device, summary.precision = self.describe_device()
         return summary
 

@@ -100,6 +100,7 @@ MASKS_SCHEMA = pa.schema(
         pa.field("fallback", pa.bool_()),  # no usable mask: masked variant == full image
         pa.field("reason", pa.string()),
         pa.field("created_at", _TS),
+        pa.field("mask_mode", pa.string()),  # how the masked image was made: mean_fill | crop
     ]
 )
 
