@@ -273,6 +273,8 @@ class Watcher:
                         chunk = [e for e in chunk if entry_key(e) not in self.known]
                     self._run = make_run(self.db, self.settings, self.encoders)
                 summary = self._run.run(chunk, should_stop=self.stop.is_set)
+                if summary.new or summary.completed:
+                    self._keep_index_current()
                 self._snapshot = self._versions()
             except Exception as exc:  # the daemon logs and goes on; the batch is redone later
                 self.totals.failed_batches += 1
@@ -299,6 +301,14 @@ class Watcher:
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
                 self._new_since_analyze = 0
                 self._analyze()
+
+    def _keep_index_current(self) -> None:
+        """Build the ANN index once the table is large enough, fold new rows in, retrain on growth."""
+        from embedscope.store.index import maybe_optimize
+
+        action = maybe_optimize(self.db, self.encoders.encoder.name)
+        if action != "none":
+            log.info("vector index of %s: %s", self.encoders.encoder.name, action)
 
     def _versions(self) -> tuple:
         names = (S.IMAGES, S.SOURCES, S.QUARANTINE, S.embeddings_table_name(self.encoders.encoder.name))
