@@ -64,6 +64,7 @@ class StageTimes:
     decode: float = 0.0
     encode: float = 0.0
     write: float = 0.0
+    load: float = 0.0  # building the model (overlaps hashing and the first decodes)
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in vars(self).items()}
@@ -272,9 +273,11 @@ class IngestRun:
         weights: str,
         describe_device: Callable[[], tuple[str, str]] = lambda: ("cpu", "fp32"),
         choose_batch_size: Callable[[int], int] | None = None,
+        warm_up: Callable[[], Any] | None = None,
     ) -> None:
         self.db = db
         self.choose_batch_size = choose_batch_size
+        self.warm_up = warm_up  # builds the model: run in the background once there is work
         self._waiting_sources: list[dict[str, Any]] = []  # path rows whose sha is not settled yet
         self.settings = settings
         self.stages = list(stages)
@@ -302,7 +305,7 @@ class IngestRun:
         job = WriteJob()  # rows gathered since the last hand-over to the writer
         in_flight: deque[tuple[FileEntry, str, Future]] = deque()
         batch_size = s.batch_size or CPU_BATCH_SIZE  # the real one is chosen with the model
-        sized = False
+        model_ready: Future | None = None  # the model's build, overlapping the first decodes
         now = utc_now()
         self._waiting_sources = []
         writer = BatchWriter(lambda j: self._commit(j, times), min_images=s.write_images,
@@ -321,9 +324,21 @@ class IngestRun:
         def tick() -> None:
             progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
 
+        def prepare_model() -> int:
+            t0 = time.monotonic()
+            if self.warm_up is not None:
+                self.warm_up()
+            chosen = self.choose_batch_size(s.batch_size) if self.choose_batch_size is not None else batch_size
+            times.load = time.monotonic() - t0
+            return chosen
+
         def hand_over() -> None:
-            nonlocal job
+            nonlocal job, batch_size
             if batch:
+                if model_ready is not None and model_ready.running():
+                    log.info("waiting for the model to load")
+                if model_ready is not None:
+                    batch_size = model_ready.result()
                 t0 = time.monotonic()
                 for name, rows in self._encode(batch, summary).items():
                     job.tables.setdefault(name, []).append(rows)
@@ -335,7 +350,6 @@ class IngestRun:
                 job = WriteJob()
 
         def drain(block_until: int) -> None:
-            nonlocal batch_size, sized
             while in_flight and (len(in_flight) > block_until or in_flight[0][2].done()):
                 entry, sha, fut = in_flight.popleft()
                 item, seconds = fut.result()
@@ -348,10 +362,6 @@ class IngestRun:
                     self.known.quarantined[sha] = item.message
                     quarantine(entry, sha, item.message)
                 else:
-                    if not sized:  # first real work: now it is worth building the model
-                        sized = True
-                        if self.choose_batch_size is not None:
-                            batch_size = self.choose_batch_size(s.batch_size)
                     batch.append(item)
                     job.sources.append(source_row(entry, sha))
                     if len(batch) >= batch_size:
@@ -359,7 +369,8 @@ class IngestRun:
                 tick()
 
         try:
-            with ThreadPoolExecutor(max_workers=s.worker_count, thread_name_prefix="ingest") as pool:
+            with ThreadPoolExecutor(max_workers=s.worker_count, thread_name_prefix="ingest") as pool, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-load") as loader:
                 hashed = _bounded_map(pool, _timed_hash, entries, lookahead=4 * s.worker_count)
                 for entry, sha, hash_seconds in hashed:
                     if should_stop():
@@ -378,6 +389,8 @@ class IngestRun:
                         self.known.quarantined[sha] = "empty file (0 bytes)"
                         quarantine(entry, sha, "empty file (0 bytes)")
                     else:
+                        if model_ready is None:  # first real work: now it is worth building the model
+                            model_ready = loader.submit(prepare_model)
                         in_run.add(sha)
                         if sha in self.known.images:
                             summary.completed += 1
@@ -393,13 +406,14 @@ class IngestRun:
                     tick()
                 drain(0)
             hand_over()
-        except BaseException:
+        except BaseException as exc:
             # what was handed over is still committed (each job is consistent on its own);
             # the error in flight wins over a writer error
             try:
                 writer.close()
-            except Exception:
-                log.exception("ingest writer failed while stopping after an error")
+            except Exception as writer_exc:
+                if writer_exc is not exc:
+                    log.exception("ingest writer failed while stopping after an error")
             progress.close()
             raise
         writer.close()  # raises the writer's error, if any
@@ -541,7 +555,8 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders) -> Inge
     enc = encoders.encoder
     return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
                      weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision),
-                     choose_batch_size=getattr(enc, "choose_batch_size", None))
+                     choose_batch_size=getattr(enc, "choose_batch_size", None),
+                     warm_up=lambda: enc.model)
 
 
 def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:

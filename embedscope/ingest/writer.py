@@ -121,12 +121,5 @@ class BatchWriter:
                     self.commit(pending)
                     self.seconds += time.monotonic() - t0
                     pending, first_at = WriteJob(), None
-        except BaseException as exc:  # surfaced to the submitting thread
+        except BaseException as exc:  # surfaced to the submitting thread by submit() / close()
             self.error = exc
-            # keep draining so a blocked submit() wakes up and sees the error
-            while True:
-                try:
-                    if self._queue.get(timeout=0.5) is _CLOSE:
-                        return
-                except queue.Empty:
-                    return
