@@ -65,6 +65,7 @@ class StageTimes:
     encode: float = 0.0
     write: float = 0.0
     load: float = 0.0  # building the model (overlaps hashing and the first decodes)
+    load_wait: float = 0.0  # the part of ``load`` the encoder had to wait for
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in vars(self).items()}
@@ -338,7 +339,9 @@ class IngestRun:
                 if model_ready is not None and model_ready.running():
                     log.info("waiting for the model to load")
                 if model_ready is not None:
+                    t0 = time.monotonic()
                     batch_size = model_ready.result()
+                    times.load_wait += time.monotonic() - t0
                 t0 = time.monotonic()
                 for name, rows in self._encode(batch, summary).items():
                     job.tables.setdefault(name, []).append(rows)
