@@ -151,6 +151,8 @@ class DinoV2Encoder:
         import torch
 
         model, device = self.model, self.device
+        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
         x = torch.as_tensor(batch)
         if x.device != device:
             if device.type == "cuda" and not x.is_pinned():
