@@ -10,7 +10,7 @@ DROP   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench clean
+.PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,5 +48,11 @@ stats: install ## row counts of DB
 dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboard DB=path [ARGS="--port 8051"]
 	$(BIN)/embedscope dashboard --db $(DB) $(ARGS)
 
+bench: install ## benchmarks (ingest, analysis, queries): table + bench-results.json, a few minutes
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+bench-quick: install ## the benchmarks at small sizes (about two minutes)
+	$(BIN)/python -m benchmarks.run --quick $(ARGS)
+
 clean: ## remove the demo output and caches (keeps .venv)
-	rm -rf demo .pytest_cache bench-results.json
+	rm -rf demo .pytest_cache bench-results.json .bench

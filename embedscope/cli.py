@@ -33,7 +33,12 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=f"encoder (default dinov2_vits14): {', '.join(list_encoders())}")
     p.add_argument("--weights", help="hub (default) | random | PATH to a weights file")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
-    p.add_argument("--batch-size", type=int, help="images per model batch (default 32)")
+    p.add_argument("--batch-size", type=int,
+                   help="images per model batch (default 0 = auto: 32 on CPU, from free memory on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="default auto: bf16 on CUDA; on CPU bf16 only if a start-up timing shows it faster")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the encoder")
+    p.add_argument("--torch-threads", type=int, help="threads for the model on CPU (default: one per core)")
     p.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
     p.add_argument("--label-from-folder", action="store_true", default=None,
                    help="store each image's parent folder name as its label")

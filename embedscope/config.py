@@ -23,6 +23,7 @@ ENV_PREFIX = "EMBEDSCOPE_"
 PREPROCESS_MODES = ("default", "xray")
 DEVICES = ("auto", "cpu", "cuda")
 SAM2_MASK_MODES = ("mean_fill", "crop")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class IngestSettings:
     model: str = DEFAULT_MODEL
     weights: str = "hub"
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 0  # 0 = auto: 32 on CPU, from free memory on CUDA
     workers: int = 0  # 0 = choose from the CPU count
     label_from_folder: bool = False
     image_size: int = 224
@@ -53,6 +54,11 @@ class IngestSettings:
     sam2_max_side: int = 1024
     sam2_mask_mode: str = "mean_fill"
     progress: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA; on CPU only if measured faster)
+    compile: bool = False  # torch.compile the encoder (helps on CUDA; minutes of start-up on CPU)
+    torch_threads: int = 0  # 0 = torch's default (one per core)
+    write_images: int = 256  # the writer commits once this many images have queued up ...
+    write_seconds: float = 5.0  # ... or this long after the oldest uncommitted batch
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_MODES:
@@ -64,7 +70,12 @@ class IngestSettings:
             raise ConfigError(f"unknown --device {self.device!r}", f"use one of: {', '.join(DEVICES)}")
         if self.sam2_mask_mode not in SAM2_MASK_MODES:
             raise ConfigError(f"unknown --sam2-mask-mode {self.sam2_mask_mode!r}", f"use one of: {', '.join(SAM2_MASK_MODES)}")
-        for name in ("batch_size", "image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown --precision {self.precision!r}", f"use one of: {', '.join(PRECISIONS)}")
+        for name in ("batch_size", "torch_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 (auto) or more")
+        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.workers < 0:

@@ -25,12 +25,13 @@ class Preprocessor:
         """The geometric part: shorter side to ``size``, centre crop (RGB in, RGB out)."""
         if self.mode == "xray":
             image = clahe_rgb(image)
+        # resize only the centre square (``box``): same result as resize-then-crop, without
+        # resampling the pixels the crop would throw away
         w, h = image.size
-        scale = self.size / min(w, h)
-        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-        image = image.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-        left, top = (nw - self.size) // 2, (nh - self.size) // 2
-        return image.crop((left, top, left + self.size, top + self.size))
+        side = min(w, h)
+        left, top = (w - side) / 2, (h - side) / 2
+        box = (left, top, left + side, top + side)
+        return image.resize((self.size, self.size), Image.BICUBIC, box=box, reducing_gap=3.0)
 
     def to_array(self, image: Image.Image) -> np.ndarray:
         """Cropped RGB image → normalised CHW float32."""

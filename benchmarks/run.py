@@ -1,0 +1,112 @@
+"""``make bench``: run every ``benchmarks/bench_*.py``, print one table, write bench-results.json.
+
+Each module exposes ``run(quick: bool = False) -> list[dict]`` with dicts
+``{"name", "value", "unit", "settings": {...}}``; the JSON file is the list of them all, plus
+a last ``bench_total`` row whose settings describe the machine. A module that fails is reported (an entry
+with ``"error"`` in its settings) and the others still run; the exit code is then 1.
+
+    python -m benchmarks.run [--quick] [--sam2] [--only ingest,queries] [--out bench-results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def discover() -> list[str]:
+    """Module names of the benchmarks present, ingest first (its numbers head the table)."""
+    names = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    return sorted(names, key=lambda n: (n != "bench_ingest", n))
+
+
+def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
+    """A fixed-width table: name, value, unit and the settings that matter most."""
+    file = file or sys.stdout
+    width = max([len(r["name"]) for r in rows] + [4])
+    print(f"{'name':{width}}  {'value':>12}  {'unit':6}  settings", file=file)
+    print("-" * (width + 40), file=file)
+    for r in rows:
+        value = r.get("value")
+        shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+        settings = r.get("settings", {})
+        brief = ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, (dict, list)))
+        print(f"{r['name']:{width}}  {shown:>12}  {r.get('unit', ''):6}  {brief[:110]}", file=file)
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                            "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="run the embedscope benchmarks")
+    p.add_argument("--quick", action="store_true", help="small sizes (about a minute or two)")
+    p.add_argument("--sam2", action="store_true", help="also the SAM2-masked variant (if present)")
+    p.add_argument("--only", help="comma-separated topics, e.g. ingest,queries")
+    p.add_argument("--out", default="bench-results.json")
+    args = p.parse_args(argv)
+    names = discover()
+    if args.only:
+        wanted = {f"bench_{t.strip()}" for t in args.only.split(",")}
+        names = [n for n in names if n in wanted]
+    rows: list[dict[str, Any]] = []
+    failed = False
+    started = time.monotonic()
+    for name in names:
+        t0 = time.monotonic()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            kwargs: dict[str, Any] = {"quick": args.quick}
+            if "sam2" in inspect.signature(module.run).parameters:
+                kwargs["sam2"] = args.sam2
+            out = module.run(**kwargs)
+        except Exception as exc:
+            failed = True
+            traceback.print_exc()
+            out = [{"name": name, "value": None, "unit": "", "settings": {"error": f"{type(exc).__name__}: {exc}"}}]
+        for row in out:
+            row.setdefault("settings", {})["benchmark"] = name.removeprefix("bench_")
+        rows += out
+        print(f"   {name}: {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    total = round(time.monotonic() - started, 1)
+    rows.append({"name": "bench_total", "value": total, "unit": "s",
+                 "settings": {"quick": args.quick, "benchmarks": names, **machine()}})
+    print_table(rows)
+    Path(args.out).write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    print(f"wrote {args.out} ({len(rows)} measurements, {total}s)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
