@@ -41,5 +41,8 @@ ingest: install ## one-shot ingest: make ingest DROP=path [DB=path] [ARGS="--lab
 stats: install ## row counts of DB
 	$(BIN)/embedscope stats --db $(DB)
 
+analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
+	$(BIN)/embedscope analyze --db $(DB) $(ARGS)
+
 clean: ## remove the demo output and caches (keeps .venv)
 	rm -rf demo .pytest_cache bench-results.json
