@@ -21,6 +21,21 @@ class Synthetic:
     kind: np.ndarray  # 'blob' | 'planted' | 'outlier' | 'dup'
     dup_pairs: list[tuple[str, str]]
     labels: list[str]  # 'blob<i>' / 'planted' / 'outlier' (usable as image labels)
+    centers: np.ndarray  # (n_blobs, D) the blob centres, to draw more points from them later
+    spread: float
+
+
+def more_points(syn: Synthetic, n_inliers: int, n_outliers: int, seed: int = 1,
+                prefix: str = "new") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """New points from the same blobs plus new outliers: (ids, X, is_outlier)."""
+    rng = np.random.default_rng(seed)
+    dim = syn.centers.shape[1]
+    which = rng.integers(0, len(syn.centers), n_inliers)
+    inl = syn.centers[which] + syn.spread / np.sqrt(dim) * rng.normal(size=(n_inliers, dim))
+    X = np.concatenate([inl, rng.normal(size=(n_outliers, dim))])
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"{prefix}{i:05d}" for i in range(len(X))]
+    return ids, X, np.array([False] * n_inliers + [True] * n_outliers)
 
 
 def make_blobs(n_per_blob: int = 150, n_blobs: int = 5, dim: int = 384, n_planted: int = 20, n_outliers: int = 30,
@@ -56,4 +71,4 @@ def make_blobs(n_per_blob: int = 150, n_blobs: int = 5, dim: int = 384, n_plante
     perm = rng.permutation(len(X))
     truth_arr, kind_arr = np.array(truth)[perm], np.array(kind)[perm]
     labels = [f"blob{t}" if 0 <= t < n_blobs else ("planted" if t == n_blobs else "outlier") for t in truth_arr]
-    return Synthetic([ids[i] for i in perm], X[perm], truth_arr, kind_arr, dup_pairs, labels)
+    return Synthetic([ids[i] for i in perm], X[perm], truth_arr, kind_arr, dup_pairs, labels, centers, spread)
