@@ -125,7 +125,8 @@ def _tsne(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> np.ndar
         info["fallback"] = "too few rows for t-SNE: PCA"
         return fit_projection(Z, ProjectionConfig("pca", cfg.dims, cfg.seed)).coords
     tsne = TSNE(n_components=cfg.dims, perplexity=perplexity, metric="cosine", random_state=cfg.seed,
-                n_jobs=1, negative_gradient_method="fft" if cfg.dims <= 2 else "bh", verbose=False)
+                n_jobs=1, negative_gradient_method="fft" if cfg.dims <= 2 and n >= 10_000 else "bh", verbose=False)
+    info["gradient"] = tsne.negative_gradient_method  # FFT pays off only for large N
     if n <= cfg.tsne_max_fit:
         return np.asarray(tsne.fit(Z))
     rng = np.random.default_rng(cfg.seed)
