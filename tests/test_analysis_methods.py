@@ -57,6 +57,13 @@ def test_sampled_fits_say_so_and_still_label_every_row(syn):
     assert adjusted_rand_score(syn.truth[keep], res.labels[keep]) >= 0.9
 
 
+def test_hdbscan_on_a_sample_predicts_the_rest(syn):
+    res = fit_clusters(pca(syn.X, 10), ClusterConfig("hdbscan", hdbscan_max_fit=150))
+    assert "sampled" in res.info and len(res.labels) == len(syn.X) and len(res.outlier_scores) == len(syn.X)
+    keep = syn.truth >= 0
+    assert adjusted_rand_score(syn.truth[keep], res.labels[keep]) >= 0.9
+
+
 def test_k_sweep_picks_the_true_k():
     plain = make_blobs(n_per_blob=60, n_blobs=4, n_planted=0, n_outliers=0, n_dups=0, seed=3)
     sweep = sweep_k(plain.X, list(range(2, 9)))

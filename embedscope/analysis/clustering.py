@@ -6,7 +6,8 @@ HDBSCAN and DBSCAN are meant for a reduced space (the job gives them UMAP-10 or 
 raw 384/768-d vectors); the others work on the L2-normalised embeddings, where Euclidean
 distance is a monotone function of cosine distance. Methods that are quadratic in N
 (k-medoids, agglomerative) are fitted on a seeded sample of ``max_fit`` rows and the other
-rows are assigned to the nearest medoid / cluster centroid; ``info`` says so.
+rows are assigned to the nearest medoid / cluster centroid; HDBSCAN above ``hdbscan_max_fit``
+rows is fitted on a sample and the rest placed by its approximate prediction; ``info`` says so.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ClusterConfig:
     min_samples: int = 5  # HDBSCAN and DBSCAN
     eps: float | None = None  # DBSCAN; None = 90th percentile of the min_samples-NN distance
     max_fit: int = 5_000  # k-medoids / agglomerative fit on a sample this big
+    hdbscan_max_fit: int = 20_000  # HDBSCAN fits on a sample this big, predicts the rest
     dendrogram_max: int = 300  # rows in the stored dendrogram (a seeded sample)
 
     def __post_init__(self) -> None:
@@ -78,14 +80,30 @@ def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     import hdbscan
 
     n = X.shape[0]
+    idx = _sample(n, cfg.hdbscan_max_fit, cfg.seed)
+    m = len(idx)
     mcs = cfg.min_cluster_size or max(5, min(50, n // 100))
-    mcs = max(2, min(mcs, n))
-    ms = max(1, min(cfg.min_samples, n - 1))
-    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1)
-    labels = model.fit_predict(X)
-    glosh = np.nan_to_num(np.asarray(model.outlier_scores_, np.float32), nan=0.0)
-    return ClusterResult(labels, np.asarray(model.probabilities_, np.float32), glosh,
-                         {"min_cluster_size": mcs, "min_samples": ms})
+    mcs = max(2, min(int(round(mcs * m / n)) if m < n else mcs, m))
+    ms = max(1, min(cfg.min_samples, m - 1))
+    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1, prediction_data=m < n)
+    fit_labels = model.fit_predict(X[idx])
+    info: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms}
+    if m == n:
+        glosh = np.nan_to_num(np.asarray(model.outlier_scores_, np.float32), nan=0.0)
+        return ClusterResult(fit_labels, np.asarray(model.probabilities_, np.float32), glosh, info)
+    # fit on a sample, then place the other rows with HDBSCAN's own approximate prediction
+    labels = np.empty(n, np.int32)
+    probs = np.empty(n, np.float32)
+    glosh = np.empty(n, np.float32)
+    rest = np.setdiff1d(np.arange(n), idx)
+    labels[idx], probs[idx] = fit_labels, model.probabilities_
+    glosh[idx] = np.nan_to_num(model.outlier_scores_, nan=0.0)
+    labels[rest], probs[rest] = hdbscan.approximate_predict(model, X[rest])
+    glosh[rest] = np.nan_to_num(hdbscan.approximate_predict_scores(model, X[rest]), nan=0.0)
+    info["sampled"] = (f"HDBSCAN fitted on a seeded sample of {m} of {n} rows (min_cluster_size scaled to {mcs}); "
+                       "the rest placed by approximate_predict / approximate_predict_scores")
+    log.info(info["sampled"])
+    return ClusterResult(labels, probs, glosh, info)
 
 
 def kmeans_model(X: np.ndarray, k: int, seed: int, n_init: int = 3) -> Any:

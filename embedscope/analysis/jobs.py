@@ -62,6 +62,7 @@ class AnalysisParams:
     min_samples: int = 5
     eps: float | None = None
     max_fit: int = 5_000
+    hdbscan_max_fit: int = 20_000
     seed: int = 0
     holdout: float = 0.0  # fraction of images left out of fitting and scored against the model
     silhouette_sample: int = 5_000
@@ -271,7 +272,7 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
         else:
             Z, space = Xf, "embedding"
         cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
-                            params.max_fit)
+                            params.max_fit, params.hdbscan_max_fit)
         res = fit_clusters(Z, cfg)
         labels_by[method], prob_by[method] = res.labels, res.probabilities
         methods_info[method] = {**res.info, "space": space}

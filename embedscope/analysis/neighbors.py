@@ -33,7 +33,7 @@ def knn(
     k: int,
     *,
     exclude_self: bool = False,
-    chunk: int = 1024,
+    chunk: int | None = None,
     search_dims: int | None = None,
     seed: int = 0,
 ) -> Neighbors:
@@ -49,6 +49,8 @@ def knn(
     k = max(0, min(k, m - (1 if exclude_self else 0)))
     if n == 0 or k == 0:
         return Neighbors(np.zeros((n, k), np.int64), np.zeros((n, k), np.float32))
+    if chunk is None:  # keep one chunk's similarity block near 50M floats (200 MB)
+        chunk = int(min(1024, max(64, 50_000_000 // m)))
     approximate = False
     Qs, Rs, kc = Q, R, k
     if search_dims and Q.shape[1] > search_dims and m > search_dims:

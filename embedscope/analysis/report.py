@@ -159,10 +159,12 @@ def _projection_plots(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
         coords = [grp["x"].to_numpy(), grp["y"].to_numpy()] + ([grp["z"].to_numpy()] if dims == 3 else [])
         noise = c < 0
         ax.scatter(*[v[~noise] for v in coords], c=c[~noise], cmap="tab20", s=6)
-        ax.scatter(*[v[noise] for v in coords], c="lightgrey", s=6, label="noise")
+        if noise.any():
+            ax.scatter(*[v[noise] for v in coords], c="lightgrey", s=6, label="noise")
         if nov.any():
             ax.scatter(*[v[nov] for v in coords], facecolors="none", edgecolors="red", s=30, label="novel")
-        ax.legend(loc="best", fontsize=7)
+        if noise.any() or nov.any():
+            ax.legend(loc="best", fontsize=7)
         ax.set_title(f"{method} {dims}-D, coloured by {p.get('primary_cluster')}")
         parts.append(_png(fig))
     return parts
