@@ -156,3 +156,11 @@ def test_analyze_on_a_database_made_by_the_real_image_ingest(tmp_path):
     assert group["a0.jpg"] is not None and group["a0.jpg"] == group["a0_small.png"]
     names = {r["name"] for r in db.read(S.METRICS, where=f"run_id = '{summary['run_id']}'").to_pylist()}
     assert {"ari", "nmi", "knn_acc_5", "silhouette_vs_k", "inertia"} <= names  # labels came from the folders
+    # vectors of another model imported for the same images leave the images rows alone
+    shas = sorted(paths)
+    np.save(tmp_path / "other.npy", np.random.default_rng(0).normal(size=(len(shas), 8)).astype(np.float32))
+    (tmp_path / "ids.txt").write_text("\n".join(shas))
+    import_vectors(db, tmp_path / "other.npy", model="other", ids_file=tmp_path / "ids.txt")
+    after = {r["sha256"]: r for r in db.read(S.IMAGES).to_pylist()}
+    assert all(Path(after[s]["path"]).name == paths[s] and after[s]["thumbnail"] for s in shas)
+    assert db.embedding_models() == ["dinov2_vits14", "other"]

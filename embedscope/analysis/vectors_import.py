@@ -3,7 +3,8 @@
 Imported rows go into ``images`` (``sha256`` = the id, ``path`` = the id, the label if given,
 no thumbnail, no phash) and ``embeddings_<model>`` (variant 'full', weights
 'import:<file name>'), L2-normalised, so every later command treats them like ingested
-images. Re-importing the same ids updates them (upsert), never duplicates them.
+images. Re-importing the same ids updates their vectors (upsert), never duplicates them; an
+``images`` row that already exists (an ingested image, or an earlier import) is kept as is.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ def import_vectors(db: Database, path: Path, *, model: str, ids_file: Path | Non
             "label": pa.array(labels[start:stop] if labels else [None] * m, pa.string()),
             "ingested_at": pa.array([now] * m, ts),
         })
-        db.upsert(S.IMAGES, img)
+        # an id that is already an image (e.g. vectors of another model for ingested images)
+        # keeps its row: path, thumbnail and phash of a real image are never overwritten
+        db.upsert(S.IMAGES, img, update_existing=False)
         log.info("ingest-vectors: %d/%d", stop, n)
     labelled = sum(1 for v in labels if v) if labels else 0
     return ImportSummary(n, dim, model, time.perf_counter() - t0, labelled)
