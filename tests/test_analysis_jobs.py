@@ -164,3 +164,26 @@ def test_analyze_on_a_database_made_by_the_real_image_ingest(tmp_path):
     after = {r["sha256"]: r for r in db.read(S.IMAGES).to_pylist()}
     assert all(Path(after[s]["path"]).name == paths[s] and after[s]["thumbnail"] for s in shas)
     assert db.embedding_models() == ["dinov2_vits14", "other"]
+
+
+def test_report_compares_full_and_sam2_masked_runs(syn_db):
+    syn, db, tmp = syn_db
+    from embedscope.analysis.report import write_report
+    from embedscope.store.db import utc_now
+
+    # a second variant of the same model (as SAM2-masked ingest would write it)
+    masked = syn.X + 0.2 / np.sqrt(syn.X.shape[1]) * np.random.default_rng(1).normal(size=syn.X.shape)
+    masked = (masked / np.linalg.norm(masked, axis=1, keepdims=True)).astype(np.float32)
+    n = len(syn.ids)
+    db.upsert(S.embeddings_table_name("syn"), pa.table({
+        "sha256": syn.ids, "model": ["syn"] * n, "variant": ["sam2_masked"] * n, "dim": pa.array([384] * n, pa.int32()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(masked.ravel()), 384), "weights": ["random"] * n,
+        "created_at": pa.array([utc_now()] * n, pa.timestamp("us", tz="UTC"))}))
+    from embedscope.analysis.jobs import resolve_model_variant
+
+    assert resolve_model_variant(db, None, None) == ("syn", "full")  # 'full' stays the default
+    full = run_analysis(db, AnalysisParams(**FAST, k=5))
+    sam = run_analysis(db, AnalysisParams(**FAST, k=5, variant="sam2_masked"))
+    assert [r["variant"] for r in db.read(S.RUNS, ["variant"]).to_pylist()].count("sam2_masked") == 1
+    text = write_report(db, run_id=full, out=tmp / "cmp.html").read_text()
+    assert "Variants compared" in text and sam in text and full in text
