@@ -26,7 +26,6 @@ def _peak_rss_mb() -> float:
 
 def run(quick: bool = False) -> list[dict]:
     """Run the benchmark; one dict per measurement ``{"name", "value", "unit", "settings"}``."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -78,7 +77,6 @@ def run(quick: bool = False) -> list[dict]:
                    and any(w in json.dumps(v) for w in ("sample", "PCA", "pca_first"))}
         for r in results:
             r["settings"] = {**r["settings"], "sampling": sampled}
-        del np  # numpy was only needed for the generator
     return results
 
 
