@@ -262,7 +262,6 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     glosh = None
     dendrogram = None
     for method in params.cluster:
-        t = time.perf_counter()
         if method in REDUCED_SPACE:
             if params.hdbscan_space == "umap":
                 Z = project("umap", params.hdbscan_dims)
@@ -271,6 +270,7 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
             space = f"{params.hdbscan_space}{params.hdbscan_dims}d"
         else:
             Z, space = Xf, "embedding"
+        t = time.perf_counter()  # after the reduced space, which is timed on its own
         cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
                             params.max_fit, params.hdbscan_max_fit)
         res = fit_clusters(Z, cfg)
