@@ -54,5 +54,8 @@ bench: install ## benchmarks (ingest, analysis, queries): table + bench-results.
 bench-quick: install ## the benchmarks at small sizes (about two minutes)
 	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
+analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
+	$(BIN)/embedscope analyze --db $(DB) $(ARGS)
+
 clean: ## remove the demo output and caches (keeps .venv)
 	rm -rf demo .pytest_cache bench-results.json .bench

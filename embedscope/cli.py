@@ -229,6 +229,118 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     print(f"embedscope dashboard: serving {args.db} read-only at {where}"
           f"{' (basic auth required)' if args.auth else ''} — Ctrl-C to stop", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=False)
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
+
+
+def analysis_params(args: argparse.Namespace) -> Any:
+    """AnalysisParams from the `analyze` flags (defaults live in AnalysisParams)."""
+    from embedscope.analysis.duplicates import DuplicateConfig
+    from embedscope.analysis.jobs import AnalysisParams
+    from embedscope.analysis.novelty import NoveltyConfig
+    from embedscope.errors import ConfigError
+
+    kw: dict[str, Any] = {"model": args.model, "variant": args.variant}
+    if args.project is not None:
+        kw["project"] = _csv(args.project)
+    if args.dims is not None:
+        try:
+            kw["dims"] = tuple(int(d) for d in _csv(args.dims))
+        except ValueError:
+            raise ConfigError(f"--dims {args.dims!r} is not a list of numbers", "use --dims 2, --dims 3 or --dims 2,3") from None
+    if args.cluster is not None:
+        kw["cluster"] = _csv(args.cluster)
+    if args.k is not None and args.k != "auto":
+        try:
+            kw["k"] = int(args.k)
+        except ValueError:
+            raise ConfigError(f"--k {args.k!r} is neither a number nor 'auto'", "use --k auto or --k 8") from None
+    for name in ("k_min", "k_max", "hdbscan_space", "hdbscan_dims", "min_cluster_size", "min_samples", "eps", "seed",
+                 "holdout", "silhouette_sample"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    nov: dict[str, Any] = {}
+    if args.novelty_rule is not None:
+        nov["rule"] = args.novelty_rule
+    if args.novelty_z is not None:
+        nov["z_threshold"] = args.novelty_z
+    if args.novelty_percentile is not None:
+        nov["percentile"] = args.novelty_percentile
+    if args.knn_k is not None:
+        nov["knn_k"] = args.knn_k
+    if args.small_fraction is not None:
+        nov["small_fraction"] = args.small_fraction
+    kw["novelty"] = NoveltyConfig(**nov)
+    dup: dict[str, Any] = {}
+    if args.dup_cosine is not None:
+        dup["cosine_threshold"] = args.dup_cosine
+    if args.dup_hamming is not None:
+        dup["hamming_threshold"] = args.dup_hamming
+    kw["duplicates"] = DuplicateConfig(**dup)
+    return AnalysisParams(**kw)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import time
+
+    from embedscope.analysis.jobs import get_run, run_analysis, run_novelty_only
+    from embedscope.errors import ConfigError
+    from embedscope.store.db import Database
+
+    db = Database(args.db)
+    t0 = time.perf_counter()
+    if args.novelty_only:
+        run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full")
+        if run_id is None:
+            print("novelty-only: nothing new to score", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"run_id": None, "n_images": 0}))
+            return 0
+    else:
+        if args.since is not None:
+            raise ConfigError("--since only applies with --novelty-only", "add --novelty-only, or drop --since")
+        run_id = run_analysis(db, analysis_params(args))
+    run = get_run(db, run_id)
+    summary = _run_summary(db, run)
+    print(f"{run['kind']} run {run_id}: {run['n_images']} images of {run['model']}/{run['variant']}, "
+          f"{summary['novel']} novel, {summary['contaminated']} contaminated, {summary['dup_groups']} near-duplicate "
+          f"groups, in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"run_id": run_id, "kind": run["kind"], "n_images": run["n_images"], **summary}))
+    return 0
+
+
+def _run_summary(db: Any, run: dict[str, Any]) -> dict[str, int]:
+    flags = db.read("flags", ["is_novel", "is_contaminated", "dup_group"], where=f"run_id = '{run['run_id']}'")
+    dup = [g for g in flags.column("dup_group").to_pylist() if g is not None]
+    return {"novel": sum(bool(v) for v in flags.column("is_novel").to_pylist()),
+            "contaminated": sum(bool(v) for v in flags.column("is_contaminated").to_pylist()),
+            "dup_groups": len(set(dup))}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from embedscope.analysis.report import write_report
+    from embedscope.store.db import Database
+
+    out = write_report(Database(args.db), run_id=args.run, out=args.out)
+    print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_ingest_vectors(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+
+    db = Database(args.db, create=True)
+    with db.writer_lock(wait=args.wait_lock, owner="ingest-vectors"):
+        summary = import_vectors(db, Path(args.file), model=args.model, ids_file=Path(args.ids) if args.ids else None,
+                                 id_column=args.id_column, vector_column=args.vector_column,
+                                 label_column=args.label_column or None)
+    print(summary.one_line(), file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.__dict__))
     return 0
 
 
@@ -317,6 +429,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=int, default=150_000,
                    help="the map shows a fixed random sample beyond this many points (default 150000)")
     p.set_defaults(handler=cmd_dashboard)
+    p = sub.add_parser("analyze", help="cluster, project, score novelty/contamination/near-duplicates; store a run")
+    _add_db(p)
+    p.add_argument("--model", help="embeddings to analyse (default: the only model in the database)")
+    p.add_argument("--variant", choices=["full", "sam2_masked", "patch_mean"],
+                   help="default: full if present, else the only one")
+    p.add_argument("--project", metavar="LIST", help="projections, comma-separated: umap,tsne,pca or none (default umap)")
+    p.add_argument("--dims", metavar="LIST", help="projection dims: 2, 3 or 2,3 (default 2)")
+    p.add_argument("--cluster", metavar="LIST",
+                   help="clusterings, comma-separated, the first is the primary: hdbscan,kmeans,kmedoids,agglomerative,dbscan "
+                        "(default hdbscan,kmeans)")
+    p.add_argument("--k", metavar="N|auto", help="clusters for kmeans/kmedoids/agglomerative (default auto: best silhouette)")
+    p.add_argument("--k-min", type=int, help="auto k range start (default 2)")
+    p.add_argument("--k-max", type=int, help="auto k range end (default 15)")
+    p.add_argument("--hdbscan-space", choices=["umap", "pca"], help="reduced space for hdbscan/dbscan (default umap)")
+    p.add_argument("--hdbscan-dims", type=int, help="dims of that space (default 10)")
+    p.add_argument("--min-cluster-size", type=int, help="HDBSCAN (default max(5, min(50, N/100)))")
+    p.add_argument("--min-samples", type=int, help="HDBSCAN/DBSCAN (default 5)")
+    p.add_argument("--eps", type=float, help="DBSCAN radius (default: 90th percentile of the k-NN distance)")
+    p.add_argument("--seed", type=int, help="seed for every random step (default 0)")
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help="fit on the rest and score this fraction against it (default 0)")
+    p.add_argument("--silhouette-sample", type=int, help="rows the silhouette is computed on (default 5000)")
+    p.add_argument("--knn-k", type=int, help="neighbours for the kNN novelty component (default 10)")
+    p.add_argument("--novelty-rule", choices=["zscore", "percentile"], help="how is_novel is decided (default zscore)")
+    p.add_argument("--novelty-z", type=float, help="zscore rule threshold (default 3.0)")
+    p.add_argument("--novelty-percentile", type=float, help="percentile rule threshold (default 99)")
+    p.add_argument("--small-fraction", type=float, help="contamination: a cluster this small or smaller (default 0.05)")
+    p.add_argument("--dup-cosine", type=float, help="near-duplicate cosine distance threshold (default 0.03)")
+    p.add_argument("--dup-hamming", type=int, help="perceptual-hash Hamming threshold (default 6)")
+    p.add_argument("--novelty-only", action="store_true",
+                   help="score new images against the latest analyze run without refitting")
+    p.add_argument("--since", metavar="RUN|TIMESTAMP",
+                   help="with --novelty-only: images embedded after this run or time (default: not yet scored)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.set_defaults(handler=cmd_analyze)
+
+    p = sub.add_parser("report", help="write an HTML report of an analyze run (tables, curves, dendrogram, plots)")
+    _add_db(p)
+    p.add_argument("--run", metavar="RUN", help="run id (default: the latest analyze run)")
+    p.add_argument("--out", default="report.html", metavar="FILE", help="output HTML file (default report.html)")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("ingest-vectors", help="import precomputed embeddings (Parquet, or .npy + --ids)")
+    p.add_argument("file", metavar="FILE", help=".parquet, or .npy with --ids")
+    _add_db(p)
+    p.add_argument("--model", required=True, help="name to store the vectors under")
+    p.add_argument("--ids", metavar="FILE", help="for .npy: text file, one id per line, in row order")
+    p.add_argument("--id-column", default="id", help="Parquet id column (default id)")
+    p.add_argument("--vector-column", default="vector", help="Parquet vector column (default vector)")
+    p.add_argument("--label-column", default="label", help="Parquet label column, if present (default label)")
+    p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="if another process is writing the database, wait this long for it")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.set_defaults(handler=cmd_ingest_vectors)
 
     return parser
 

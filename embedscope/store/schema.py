@@ -9,6 +9,7 @@ Tables (LanceDB, one directory each under the database folder):
                    between models); SQL sees their union as ``embeddings``
 - ``masks``        the SAM2 mask chosen per image
 - ``runs``, ``clusters``, ``projections``, ``flags``, ``metrics``  analysis results by run_id
+- ``run_models``   per analyze run, the fitted model of the data that novelty-only runs score against
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CLUSTERS = "clusters"
 PROJECTIONS = "projections"
 FLAGS = "flags"
 METRICS = "metrics"
+RUN_MODELS = "run_models"  # per analyze run: the fitted model of the data (for novelty-only scoring)
 
 VARIANT_FULL = "full"
 VARIANT_SAM2 = "sam2_masked"
@@ -154,6 +156,8 @@ FLAGS_SCHEMA = pa.schema(
         pa.field("contamination_reason", pa.string()),
         pa.field("dup_group", pa.int64()),  # embedding near-duplicate group, null = none
         pa.field("phash_group", pa.int64()),  # perceptual-hash near-duplicate group
+        pa.field("in_fit", pa.bool_()),  # True: the model of the data was fitted on it; False: scored against it
+        pa.field("cluster", pa.int32()),  # the primary clustering's cluster (nearest centroid when scored)
     ]
 )
 
@@ -168,6 +172,15 @@ METRICS_SCHEMA = pa.schema(
     ]
 )
 
+RUN_MODELS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("format", pa.string()),  # 'npz-v1': see embedscope.analysis.novelty.DataModel
+        pa.field("blob", pa.binary()),
+        pa.field("created_at", _TS),
+    ]
+)
+
 FIXED_SCHEMAS: dict[str, pa.Schema] = {
     IMAGES: IMAGES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
@@ -178,6 +191,7 @@ FIXED_SCHEMAS: dict[str, pa.Schema] = {
     PROJECTIONS: PROJECTIONS_SCHEMA,
     FLAGS: FLAGS_SCHEMA,
     METRICS: METRICS_SCHEMA,
+    RUN_MODELS: RUN_MODELS_SCHEMA,
 }
 
 # Upsert keys: what makes a row unique in each table.
@@ -191,6 +205,7 @@ KEYS: dict[str, list[str]] = {
     PROJECTIONS: ["run_id", "method", "dims", "sha256"],
     FLAGS: ["run_id", "sha256"],
     METRICS: ["run_id", "name", "method", "space", "k"],
+    RUN_MODELS: ["run_id"],
 }
 EMBEDDING_KEYS = ["sha256", "model", "variant"]
 

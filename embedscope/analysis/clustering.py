@@ -1,0 +1,213 @@
+"""Clusterers: HDBSCAN, k-means, k-medoids, agglomerative (Ward), DBSCAN.
+
+Each is configured by :class:`ClusterConfig` (explicit defaults) and run by the pure
+:func:`fit_clusters` ``(X, cfg) -> ClusterResult`` — labels in row order, ``-1`` = noise.
+HDBSCAN and DBSCAN are meant for a reduced space (the job gives them UMAP-10 or PCA, never the
+raw 384/768-d vectors); the others work on the L2-normalised embeddings, where Euclidean
+distance is a monotone function of cosine distance. Methods that are quadratic in N
+(k-medoids, agglomerative) are fitted on a seeded sample of ``max_fit`` rows and the other
+rows are assigned to the nearest medoid / cluster centroid; HDBSCAN above ``hdbscan_max_fit``
+rows is fitted on a sample and the rest placed by its approximate prediction; ``info`` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedscope.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CLUSTER_METHODS = ("hdbscan", "kmeans", "kmedoids", "agglomerative", "dbscan")
+NEEDS_K = ("kmeans", "kmedoids", "agglomerative")
+REDUCED_SPACE = ("hdbscan", "dbscan")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How to cluster. ``k`` is used by kmeans / kmedoids / agglomerative."""
+
+    method: str = "hdbscan"
+    k: int = 8
+    seed: int = 0
+    min_cluster_size: int | None = None  # HDBSCAN; None = max(5, min(50, N // 100))
+    min_samples: int = 5  # HDBSCAN and DBSCAN
+    eps: float | None = None  # DBSCAN; None = 90th percentile of the min_samples-NN distance
+    max_fit: int = 5_000  # k-medoids / agglomerative fit on a sample this big
+    hdbscan_max_fit: int = 20_000  # HDBSCAN fits on a sample this big, predicts the rest
+    dendrogram_max: int = 300  # rows in the stored dendrogram (a seeded sample)
+
+    def __post_init__(self) -> None:
+        if self.method not in CLUSTER_METHODS:
+            raise ConfigError(f"unknown clustering {self.method!r}", f"use one of {', '.join(CLUSTER_METHODS)}")
+        if self.method in NEEDS_K and self.k < 2:
+            raise ConfigError(f"{self.method} needs k >= 2, got {self.k}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ClusterResult:
+    labels: np.ndarray  # int32, -1 = noise
+    probabilities: np.ndarray | None = None  # membership strength (HDBSCAN), else None
+    outlier_scores: np.ndarray | None = None  # GLOSH (HDBSCAN)
+    info: dict[str, Any] = field(default_factory=dict)
+    dendrogram: dict[str, Any] | None = None  # agglomerative: scipy linkage of a sample
+
+
+def fit_clusters(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    """Cluster the rows of ``X``."""
+    X = np.asarray(X, dtype=np.float32)
+    n = X.shape[0]
+    if n == 0:
+        return ClusterResult(np.zeros(0, np.int32))
+    if cfg.method in NEEDS_K and n <= cfg.k:
+        return ClusterResult(np.arange(n, dtype=np.int32), info={"fallback": f"{n} rows <= k: one cluster each"})
+    fn = {"hdbscan": _hdbscan, "kmeans": _kmeans, "kmedoids": _kmedoids,
+          "agglomerative": _agglomerative, "dbscan": _dbscan}[cfg.method]
+    result = fn(X, cfg)
+    result.labels = np.asarray(result.labels, np.int32)
+    result.info.setdefault("method", cfg.method)
+    return result
+
+
+def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    import hdbscan
+
+    n = X.shape[0]
+    idx = _sample(n, cfg.hdbscan_max_fit, cfg.seed)
+    m = len(idx)
+    mcs = cfg.min_cluster_size or max(5, min(50, n // 100))
+    mcs = max(2, min(int(round(mcs * m / n)) if m < n else mcs, m))
+    ms = max(1, min(cfg.min_samples, m - 1))
+    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1, prediction_data=m < n)
+    fit_labels = model.fit_predict(X[idx])
+    info: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms}
+    if m == n:
+        glosh = np.nan_to_num(np.asarray(model.outlier_scores_, np.float32), nan=0.0)
+        return ClusterResult(fit_labels, np.asarray(model.probabilities_, np.float32), glosh, info)
+    # fit on a sample, then place the other rows with HDBSCAN's own approximate prediction
+    labels = np.empty(n, np.int32)
+    probs = np.empty(n, np.float32)
+    glosh = np.empty(n, np.float32)
+    rest = np.setdiff1d(np.arange(n), idx)
+    labels[idx], probs[idx] = fit_labels, model.probabilities_
+    glosh[idx] = np.nan_to_num(model.outlier_scores_, nan=0.0)
+    labels[rest], probs[rest] = hdbscan.approximate_predict(model, X[rest])
+    glosh[rest] = np.nan_to_num(hdbscan.approximate_predict_scores(model, X[rest]), nan=0.0)
+    info["sampled"] = (f"HDBSCAN fitted on a seeded sample of {m} of {n} rows (min_cluster_size scaled to {mcs}); "
+                       "the rest placed by approximate_predict / approximate_predict_scores")
+    log.info(info["sampled"])
+    return ClusterResult(labels, probs, glosh, info)
+
+
+def kmeans_model(X: np.ndarray, k: int, seed: int, n_init: int = 3) -> Any:
+    """A fitted k-means (MiniBatch above 50k rows, which is what scales)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if X.shape[0] > 50_000:
+        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=n_init, batch_size=4096).fit(X)
+    return KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(X)
+
+
+def _kmeans(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    model = kmeans_model(X, cfg.k, cfg.seed)
+    return ClusterResult(model.labels_, info={"k": cfg.k, "inertia": float(model.inertia_)})
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _assign_nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    d = (X * X).sum(1)[:, None] - 2 * X @ centers.T + (centers * centers).sum(1)[None, :]
+    return np.argmin(d, axis=1)
+
+
+def _kmedoids(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    import kmedoids
+
+    n = X.shape[0]
+    idx = _sample(n, cfg.max_fit, cfg.seed)
+    S = X[idx]
+    D = np.clip(1.0 - S @ S.T, 0.0, None).astype(np.float64)  # cosine distance
+    res = kmedoids.fasterpam(D, cfg.k, random_state=cfg.seed)
+    medoids = S[np.asarray(res.medoids)]
+    labels = np.argmax(X @ medoids.T, axis=1)  # nearest medoid by cosine
+    info = {"k": cfg.k, "medoid_rows": idx[np.asarray(res.medoids)].tolist()}
+    if len(idx) < n:
+        info["sampled"] = f"k-medoids fitted on a seeded sample of {len(idx)} of {n} rows; the rest assigned to the nearest medoid"
+    return ClusterResult(labels, info=info)
+
+
+def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    from scipy.cluster.hierarchy import linkage
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = X.shape[0]
+    idx = _sample(n, cfg.max_fit, cfg.seed)
+    fit_labels = AgglomerativeClustering(n_clusters=cfg.k, linkage="ward").fit_predict(X[idx])
+    info: dict[str, Any] = {"k": cfg.k, "linkage": "ward"}
+    if len(idx) < n:
+        centers = np.stack([X[idx][fit_labels == c].mean(0) for c in range(cfg.k)])
+        labels = _assign_nearest(X, centers)
+        labels[idx] = fit_labels
+        info["sampled"] = f"agglomerative fitted on a seeded sample of {len(idx)} of {n} rows; the rest assigned to the nearest cluster centroid"
+    else:
+        labels = fit_labels
+    didx = _sample(n, cfg.dendrogram_max, cfg.seed + 1)
+    Z = linkage(X[didx].astype(np.float64), method="ward")
+    dendro = {"method": "ward", "rows": didx.tolist(), "linkage": np.round(Z, 6).tolist(),
+              "labels": [int(labels[i]) for i in didx]}
+    return ClusterResult(labels, info=info, dendrogram=dendro)
+
+
+def _dbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    from sklearn.cluster import DBSCAN
+    from sklearn.neighbors import NearestNeighbors
+
+    n = X.shape[0]
+    ms = max(2, min(cfg.min_samples, n))
+    eps = cfg.eps
+    if eps is None:
+        nn = NearestNeighbors(n_neighbors=ms).fit(X)
+        kd = nn.kneighbors(X)[0][:, -1]
+        eps = float(np.quantile(kd, 0.9)) or 1e-6
+    labels = DBSCAN(eps=eps, min_samples=ms).fit_predict(X)
+    return ClusterResult(labels, info={"eps": eps, "min_samples": ms})
+
+
+def sweep_k(X: np.ndarray, k_values: list[int], *, seed: int = 0, sample: int = 3_000) -> list[dict[str, float]]:
+    """k-means for each k: inertia (the elbow curve) and silhouette on a seeded sample.
+
+    Returns ``[{"k", "inertia", "silhouette"}]``; :func:`best_k` picks the highest silhouette.
+    """
+    from sklearn.metrics import silhouette_score
+
+    n = X.shape[0]
+    fit_idx = _sample(n, 20_000, seed)
+    sil_idx = _sample(len(fit_idx), sample, seed + 1)
+    out = []
+    for k in k_values:
+        if k >= len(fit_idx):
+            break
+        model = kmeans_model(X[fit_idx], k, seed, n_init=2)
+        lab = model.labels_[sil_idx]
+        sil = float(silhouette_score(X[fit_idx][sil_idx], lab)) if len(set(lab.tolist())) > 1 else float("nan")
+        out.append({"k": k, "inertia": float(model.inertia_), "silhouette": sil})
+        log.info("k sweep: k=%d silhouette=%.3f", k, sil)
+    return out
+
+
+def best_k(sweep: list[dict[str, float]]) -> int:
+    valid = [s for s in sweep if np.isfinite(s["silhouette"])]
+    if not valid:
+        raise ConfigError("could not choose k: no k gave two or more clusters", "pass --k N")
+    return int(max(valid, key=lambda s: s["silhouette"])["k"])
