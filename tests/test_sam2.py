@@ -25,7 +25,7 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database
 from tests.conftest import make_photo, run_cli, save_jpeg
 
-FAST = ["--weights", "random", "--image-size", "56", "--batch-size", "8", "--json", "--no-progress"]
+FAST = ["--precision", "fp32", "--weights", "random", "--image-size", "56", "--batch-size", "8", "--json", "--no-progress"]
 SAM2_FAST = ["--sam2", "--sam2-weights", "random", "--sam2-max-side", "64"]
 
 
