@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.dashboard_db import GROUPS, N_IMAGES, PER_GROUP, RUN_ID, cached_dashboard_db
+from tests.dashboard_db import GROUPS, N_IMAGES, PER_GROUP, cached_dashboard_db
 
 from embedscope.dashboard import figures
 from embedscope.store.views import MapPoints
@@ -135,22 +135,25 @@ def test_views_map_points_colours_and_downsampling(db):
     from embedscope.store import views
 
     run = views.run_by_id(db, None)
-    assert run.run_id == RUN_ID and run.primary_cluster == "kmeans"
-    assert ("umap", 2) in views.projection_options(db, RUN_ID) and ("pca", 3) in views.projection_options(db, RUN_ID)
-    full = views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10_000)
+    run_id = run.run_id
+    assert run.primary_cluster == "kmeans"
+    assert ("umap", 2) in views.projection_options(db, run_id) and ("pca", 3) in views.projection_options(db, run_id)
+    full = views.map_coordinates(db, run_id, "umap", 2, max_points=10_000)
     assert full.total == full.shown == N_IMAGES and full.sha256 == sorted(full.sha256)
-    sample = views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10)
+    sample = views.map_coordinates(db, run_id, "umap", 2, max_points=10)
     assert sample.shown == 10 and sample.total == N_IMAGES and sample.downsampled
-    assert views.map_coordinates(db, RUN_ID, "umap", 2, max_points=10).sha256 == sample.sha256  # fixed sample
-    assert views.map_coordinates(db, RUN_ID, "pca", 3, max_points=100).z is not None
-    labels, cont = views.point_colors(db, RUN_ID, full.sha256, views.COLOR_LABEL)
+    assert views.map_coordinates(db, run_id, "umap", 2, max_points=10).sha256 == sample.sha256  # fixed sample
+    assert views.map_coordinates(db, run_id, "pca", 3, max_points=100).z is not None
+    labels, cont = views.point_colors(db, run_id, full.sha256, views.COLOR_LABEL)
     assert not cont and sorted(set(labels)) == sorted(GROUPS) and labels.count("cats") == PER_GROUP
-    clusters, _ = views.point_colors(db, RUN_ID, full.sha256, "cluster:kmeans")
+    clusters, _ = views.point_colors(db, run_id, full.sha256, "cluster:kmeans")
     assert len(set(clusters)) == 3
-    novelty, cont = views.point_colors(db, RUN_ID, full.sha256, views.COLOR_NOVELTY)
-    assert cont and all(0 <= v <= 1 for v in novelty)
+    novelty, cont = views.point_colors(db, run_id, full.sha256, views.COLOR_NOVELTY)
+    flags = db.read("flags", ["sha256", "novelty_score"], where=f"run_id = '{run_id}'").to_pylist()
+    by_sha = {r["sha256"]: r["novelty_score"] for r in flags}
+    assert cont and novelty == pytest.approx([by_sha[s] for s in full.sha256])
     for option in (views.COLOR_CONTAMINATION, views.COLOR_DROP, views.COLOR_DATE):
-        values, _ = views.point_colors(db, RUN_ID, full.sha256, option)
+        values, _ = views.point_colors(db, run_id, full.sha256, option)
         assert None not in values
 
 
@@ -161,8 +164,9 @@ def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
     dup = db.read("sources", ["sha256", "path"]).to_pandas().groupby("sha256").filter(lambda g: len(g) == 2)
     sha = dup["sha256"].iloc[0]
     d = views.image_detail(db, sha)
+    run_id = views.run_by_id(db, None).run_id
     assert sorted(s["path"] for s in d["sources"]) == sorted(dup["path"])
-    assert {c["method"] for c in d["clusters"]} == {"kmeans", "agglomerative"} and d["flags"]["run_id"] == RUN_ID
+    assert {c["method"] for c in d["clusters"]} == {"kmeans", "agglomerative"} and d["flags"]["run_id"] == run_id
     assert d["embeddings"][0]["weights"] == "random"
     near = views.neighbours(db, sha, k=5)
     assert len(near) == 5 and sha not in [n["sha256"] for n in near]
