@@ -1,4 +1,4 @@
-"""``make demo``: build a demo drop that needs no network, ingest it, say how to explore it.
+"""``make demo``: build a demo drop that needs no network, ingest and analyse it, say how to explore it.
 
 The drop is scikit-image's bundled sample photos plus generated variants that exercise the
 pipeline: exact copies (deduplicated by SHA-256), resized and recompressed near-copies (for
@@ -117,10 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     print(summary.one_line())
+    from embedscope.analysis.jobs import AnalysisParams, run_analysis
+
+    print("analysing (UMAP 2-D/3-D and PCA, HDBSCAN + k-means + agglomerative, novelty, near-duplicates)...")
+    params = AnalysisParams(project=("umap", "pca"), dims=(2, 3), cluster=("kmeans", "hdbscan", "agglomerative"),
+                            k_max=8)
+    run_id = run_analysis(Database(db), params)
+    print(f"analysis run {run_id}")
     print(json.dumps(stats(Database(db)), indent=2))
     print(f"\ndatabase: {db}")
     print("explore it:")
     print(f"  embedscope stats --db {db}")
+    print(f"  embedscope query --db {db} \"SELECT label, count(*) FROM images GROUP BY label\"")
+    print(f"  embedscope report --db {db} --out {out / 'report.html'}")
     print(f"  make dashboard DB={db}    # then open http://127.0.0.1:8050")
     return 0
 
