@@ -152,11 +152,12 @@ def naive_loop(files: list[Path], image_size: int, out: Path) -> dict[str, Any]:
     from PIL import Image
     from torchvision import transforms as T
 
+    from embedscope.models.dinov2 import RANDOM_INIT
     from embedscope.models.registry import get_encoder_config
 
     cfg = get_encoder_config(MODEL)
     torch.manual_seed(0)
-    model = timm.create_model(cfg.timm_name, pretrained=False, num_classes=0, img_size=image_size).eval()
+    model = timm.create_model(cfg.timm_name, pretrained=False, num_classes=0, img_size=image_size, **RANDOM_INIT).eval()
     tf = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size),
                     T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
     feats = []

@@ -69,7 +69,8 @@ def test_embedding_equals_direct_timm_forward(small_encoder):
     pixels = np.stack([small_encoder.preprocessor(make_photo(i)) for i in range(3)])
     ours = small_encoder.embed(pixels, patch_mean=True)
     torch.manual_seed(0)
-    ref = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=False, num_classes=0, img_size=112).eval()
+    ref = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=False, num_classes=0, img_size=112,
+                            init_values=1.0).eval()
     with torch.inference_mode():
         x = torch.from_numpy(pixels)
         expected = F.normalize(ref(x), dim=-1).numpy()
@@ -78,7 +79,8 @@ def test_embedding_equals_direct_timm_forward(small_encoder):
     np.testing.assert_allclose(ours.cls, expected, atol=1e-5)
     np.testing.assert_allclose(ours.patch_mean, expected_mean, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(ours.cls, axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(ours.cls[0], ours.cls[1])  # different images, different vectors
+    # random weights still see the input: different images, clearly different vectors
+    assert float(ours.cls[0] @ ours.cls[1]) < 0.99
 
 
 @pytest.mark.slow

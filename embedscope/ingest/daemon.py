@@ -361,9 +361,17 @@ class Watcher:
                 self._analyze_disabled = True
                 return
             self._analyze_fn = run_novelty_only
+        model = self.encoders.encoder.name
         try:
             self.db.refresh()
-            run_id = self._analyze_fn(self.db, since=None, model=self.encoders.encoder.name, variant=S.VARIANT_FULL)
+            if not self._has_analysis(model):
+                # nothing to score against yet: the first refresh fits the model of the data
+                from embedscope.analysis.jobs import AnalysisParams, run_analysis
+
+                log.info("no analyze run for %s/full yet: fitting one (embedscope analyze defaults)", model)
+                run_id = run_analysis(self.db, AnalysisParams(model=model, variant=S.VARIANT_FULL))
+            else:
+                run_id = self._analyze_fn(self.db, since=None, model=model, variant=S.VARIANT_FULL)
         except EmbedscopeError as exc:
             log.warning("novelty refresh failed: %s (the daemon goes on)", exc.one_line())
             return
@@ -374,6 +382,10 @@ class Watcher:
         log.info("novelty flags refreshed: %s", f"run {run_id}" if run_id else "nothing to score")
         if self.emit is not None:
             self.emit({"event": "analyze", "run_id": run_id})
+
+    def _has_analysis(self, model: str) -> bool:
+        runs = self.db.read(S.RUNS, ["kind", "model", "variant"]).to_pylist()
+        return any(r["kind"] == "analyze" and r["model"] == model and r["variant"] == S.VARIANT_FULL for r in runs)
 
     def _maybe_optimize(self) -> None:
         """Compact the tables the daemon appends to (many small commits → few fragments)."""

@@ -34,6 +34,13 @@ class Embeddings:
     patch_mean: np.ndarray | None  # (B, dim) float32, unit norm
 
 
+# timm initialises DINOv2's LayerScale at 1e-5, which makes a randomly initialised network
+# ignore its input: every image would get the same vector (cosine distances ~1e-8). With
+# LayerScale at 1.0 the random network's output depends on the image, so smoke runs, tests and
+# benchmarks exercise real neighbours, clusters and flags. Still random: never meaningful.
+RANDOM_INIT = {"init_values": 1.0}
+
+
 def build_timm_model(config: EncoderConfig, weights: WeightSource, image_size: int) -> Any:
     """The timm model in eval mode on CPU, with the weights of ``weights`` loaded."""
     import timm
@@ -42,7 +49,7 @@ def build_timm_model(config: EncoderConfig, weights: WeightSource, image_size: i
     kwargs: dict[str, Any] = {"num_classes": 0, "img_size": image_size}
     if weights.is_random:
         torch.manual_seed(RANDOM_SEED)
-        model = timm.create_model(config.timm_name, pretrained=False, **kwargs)
+        model = timm.create_model(config.timm_name, pretrained=False, **kwargs, **RANDOM_INIT)
     else:
         model = timm.create_model(
             config.timm_name,
