@@ -11,7 +11,7 @@ import time
 import pytest
 
 from embedscope.errors import ConfigError, DatabaseLockedError
-from embedscope.ingest import lockfile
+from embedscope.store import lockfile
 from embedscope.ingest.daemon import WATCH_LOCK_FILE, WatchSettings
 from embedscope.store import schema as S
 from embedscope.store.db import LOCK_FILE, Database
@@ -20,7 +20,7 @@ from tests.conftest import REPO, run_cli
 HOLD_WATCH_LOCK = """
 import sys, time
 from pathlib import Path
-from embedscope.ingest import lockfile
+from embedscope.store import lockfile
 lockfile.acquire(Path(sys.argv[1]), owner="watch")
 print("locked", flush=True)
 time.sleep(600)

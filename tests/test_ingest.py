@@ -146,3 +146,16 @@ def test_chest_xray_exact_duplicates_match_known_list(shared_datasets, tmp_path)
     assert groups == {frozenset({r["path_a"], r["path_b"]}) for r in known}
     labels = set(db.read(S.IMAGES, ["label"]).column("label").to_pylist())
     assert labels == {"normal", "pneumonia"}
+
+
+def test_second_writer_is_refused_with_the_holder_named(tmp_path, photo):
+    from tests.conftest import save_jpeg
+
+    save_jpeg(photo(1), tmp_path / "drop" / "a.jpg")
+    db = Database(tmp_path / "db", create=True)
+    with db.writer_lock(owner="test-holder"):
+        proc = run_cli("ingest", str(tmp_path / "drop"), "--db", str(tmp_path / "db"), "--weights", "random",
+                       check=False)
+    assert proc.returncode == 3
+    assert "test-holder" in proc.stderr and "--wait-lock" in proc.stderr
+    assert Database(tmp_path / "db").count(S.IMAGES) == 0

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, DatabaseLockedError, EmbedscopeError
-from embedscope.ingest import lockfile
+from embedscope.store import lockfile
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.stability import SettleTracker, entry_key
 from embedscope.store import schema as S

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
-import json
 import os
-import socket
-import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from embedscope.errors import DatabaseError, DatabaseLockedError, NotFoundError
+from embedscope.errors import DatabaseError, NotFoundError
+from embedscope.store import lockfile
 from embedscope.store import schema as S
 
 LOCK_FILE = ".embedscope-writer.lock"
@@ -235,39 +231,14 @@ class Database:
         if is_remote(self.uri):  # object stores: Lance's own commit protocol arbitrates
             yield
             return
-        path = Path(self.uri) / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait
+        held = lockfile.acquire(
+            Path(self.uri) / LOCK_FILE, owner=owner, wait=wait, what=f"{self.uri} (writer lock)",
+            hint="wait for it to finish, stop it, or pass --wait-lock SECONDS to wait",
+        )
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        holder = _read_holder(path)
-                        raise DatabaseLockedError(
-                            f"{self.uri} is being written by another process ({holder})",
-                            "wait for it to finish, stop it, or pass --wait-lock SECONDS to wait",
-                        ) from None
-                    time.sleep(0.2)
-            os.ftruncate(fd, 0)
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "owner": owner,
-                    "since": utc_now().isoformat(timespec="seconds")}
-            os.write(fd, json.dumps(info).encode())
             yield
         finally:
-            os.close(fd)  # closing releases the flock
-
-
-def _read_holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-        return f"{info.get('owner', '?')} pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
-    except (OSError, ValueError):
-        return "unknown holder"
+            held.release()
 
 
 def _sql_str(value: str) -> str:
