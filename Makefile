@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install embedscope with its dev tools
 
-demo: install ## build a demo drop (no network), ingest it, and say how to explore it
+demo: install ## build a demo drop (no network), ingest and analyse it, say how to explore it
 	$(BIN)/python -m embedscope.demo --out demo
 
 test: install ## run the whole test suite (unit, integration, daemon, browser)
@@ -48,7 +48,7 @@ stats: install ## row counts of DB
 dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboard DB=path [ARGS="--port 8051"]
 	$(BIN)/embedscope dashboard --db $(DB) $(ARGS)
 
-bench: install ## benchmarks (ingest, analysis, queries): table + bench-results.json, a few minutes
+bench: install ## all benchmarks at full size (ingest, SAM2, 100k analysis, 1M search): tens of minutes
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 bench-quick: install ## the benchmarks at small sizes (about two minutes)
