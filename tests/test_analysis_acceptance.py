@@ -164,3 +164,11 @@ def test_novelty_only_scores_new_images_without_refitting(analyzed):
     assert len(res) == len(analyzed["syn"].ids) + len(ids)
     assert all(res[s]["x"] is not None and res[s]["cluster"] is not None for s in ids)
     assert res[ids[-1]]["run_id"] == out["run_id"]
+    # ... and so does SQL's images_latest, with the novelty-only run's scores
+    from embedscope.store.queries import run_sql
+
+    latest = {r["sha256"]: r for r in run_sql(db, "SELECT sha256, cluster, x, novelty_score, is_novel "
+                                                  "FROM images_latest").to_pylist()}
+    assert all(latest[s]["x"] is not None and latest[s]["cluster"] == res[s]["cluster"] for s in ids)
+    assert {s for s in ids if latest[s]["is_novel"]} == novel
+    assert [latest[s]["novelty_score"] for s in ids] == pytest.approx([flags[s]["novelty_score"] for s in ids])

@@ -19,7 +19,8 @@ Views and macros defined on top of the tables:
 - ``embeddings``: ``UNION ALL BY NAME`` of every ``embeddings_<model>`` table, ``vector`` as
   ``FLOAT[]`` (each ``embeddings_<model>`` is visible too, ``vector`` as ``FLOAT[dim]``);
 - ``images_latest``: ``images`` plus the latest ``analyze`` run's ``cluster``, ``x``, ``y``,
-  ``novelty_score``, ``is_novel``, ``is_contaminated``, ``dup_group`` (nulls before any run);
+  ``novelty_score``, ``is_novel``, ``is_contaminated``, ``dup_group`` (nulls before any run),
+  overlaid with the novelty-only runs scored against it, so images the daemon scored show up;
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
 - ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
@@ -212,22 +213,42 @@ def latest_analyze_run(db: Database) -> dict[str, Any] | None:
 
 
 def _images_latest_view(db: Database) -> str:
+    """``images`` plus the latest analyze run's values, overlaid with the novelty-only runs scored
+    against that run (``analyze --novelty-only``, ``watch --on-batch-analyze``): a later run wins."""
     run = latest_analyze_run(db)
     params = run["params"] if run else {}
-    run_id = _lit(run["run_id"]) if run else "NULL"
+    ranked = _scoring_runs(db, run) if run else []
+    runs = ", ".join(f"({_lit(rid)}, {rank})" for rank, rid in enumerate(ranked)) or "(NULL, 0)"
     cluster = _lit(params.get("primary_cluster"))
     projection = _lit(params.get("primary_projection"))
     dims = int(params.get("primary_dims") or 2)
     return f"""CREATE VIEW images_latest AS
+        WITH r(run_id, rank) AS (VALUES {runs})
         SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group
         FROM images i
-        LEFT JOIN (SELECT sha256, any_value(cluster) AS cluster FROM clusters
-                   WHERE run_id = {run_id} AND method = {cluster} GROUP BY sha256) c USING (sha256)
-        LEFT JOIN (SELECT sha256, any_value(x) AS x, any_value(y) AS y FROM projections
-                   WHERE run_id = {run_id} AND method = {projection} AND dims = {dims}
+        LEFT JOIN (SELECT sha256, arg_max(cluster, rank) AS cluster FROM clusters JOIN r USING (run_id)
+                   WHERE method = {cluster} GROUP BY sha256) c USING (sha256)
+        LEFT JOIN (SELECT sha256, arg_max(x, rank) AS x, arg_max(y, rank) AS y FROM projections
+                   JOIN r USING (run_id) WHERE method = {projection} AND dims = {dims}
                    GROUP BY sha256) p USING (sha256)
-        LEFT JOIN (SELECT sha256, novelty_score, is_novel, is_contaminated, dup_group FROM flags
-                   WHERE run_id = {run_id}) f USING (sha256)"""
+        LEFT JOIN (SELECT sha256, arg_max(novelty_score, rank) AS novelty_score,
+                          arg_max(is_novel, rank) AS is_novel, arg_max(is_contaminated, rank) AS is_contaminated,
+                          arg_max(dup_group, rank) AS dup_group
+                   FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)"""
+
+
+def _scoring_runs(db: Database, run: dict[str, Any]) -> list[str]:
+    """``run``'s id, then the novelty-only runs scored against it, oldest first."""
+    later = []
+    for r in db.read(S.RUNS, where="kind = 'novelty'").to_pylist():
+        try:
+            parent = json.loads(r["params"] or "{}").get("parent_run")
+        except (ValueError, AttributeError):
+            continue
+        if parent == run["run_id"]:
+            later.append(r)
+    later.sort(key=lambda r: (r["created_at"], r["run_id"]))
+    return [run["run_id"]] + [r["run_id"] for r in later]
 
 
 def _lit(value: Any) -> str:
