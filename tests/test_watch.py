@@ -4,7 +4,6 @@ restart, SIGTERM, two daemons on one database, stats while it runs."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -181,10 +180,7 @@ def test_watch_ingests_drops_while_running_waits_for_slow_writers_and_stops_on_s
     assert "compacted images, sources" in log  # periodic compaction ran, and the counts above held
     batches = a.events("batch")
     assert sum(b["new"] for b in batches) == 8 and sum(b["duplicates"] for b in batches) == 1
-    if importlib.util.find_spec("embedscope.analysis.jobs") is None:
-        assert log.count("--on-batch-analyze is ignored") == 1  # said once, and the daemon went on
-    else:  # after the analysis branch is merged: novelty refreshed at least once
-        assert a.events("analyze") and Database(db).count(S.RUNS) >= 1
+    assert a.events("analyze") and Database(db).count(S.RUNS) >= 1  # novelty refreshed at least once
 
     # a second daemon on the same database exits at once, naming the first
     second = run_cli("watch", str(drop), "--db", str(db), *FAST, check=False, timeout=120)

@@ -134,8 +134,6 @@ class Watcher:
         self._missing_drops: set[str] = set()
         self._failures = 0  # consecutive failed batches (for the retry back-off)
         self._new_since_analyze = 0
-        self._analyze_fn: Any = None
-        self._analyze_disabled = False
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
 
@@ -346,32 +344,21 @@ class Watcher:
     # -- after batches --------------------------------------------------------------------
 
     def _analyze(self) -> None:
-        """Refresh novelty flags (the analysis issue's job), once per ``on_batch_analyze`` new images.
+        """Refresh novelty flags, once per ``on_batch_analyze`` new images: score the new images
+        against the latest analyze run, or fit one first if there is none.
 
-        Called without the writer lock held: the job takes it itself, like ``embedscope analyze``.
+        Called without the writer lock held: analysis jobs write only result tables.
         """
-        if self._analyze_disabled:
-            return
-        if self._analyze_fn is None:
-            try:
-                from embedscope.analysis.jobs import run_novelty_only
-            except ImportError as exc:
-                log.warning("--on-batch-analyze is ignored: novelty scoring is not available in this "
-                            "install (embedscope.analysis.jobs.run_novelty_only: %s)", exc)
-                self._analyze_disabled = True
-                return
-            self._analyze_fn = run_novelty_only
+        from embedscope.analysis.jobs import AnalysisParams, latest_run, run_analysis, run_novelty_only
+
         model = self.encoders.encoder.name
         try:
             self.db.refresh()
-            if not self._has_analysis(model):
-                # nothing to score against yet: the first refresh fits the model of the data
-                from embedscope.analysis.jobs import AnalysisParams, run_analysis
-
+            if latest_run(self.db, kind="analyze", model=model, variant=S.VARIANT_FULL) is None:
                 log.info("no analyze run for %s/full yet: fitting one (embedscope analyze defaults)", model)
                 run_id = run_analysis(self.db, AnalysisParams(model=model, variant=S.VARIANT_FULL))
             else:
-                run_id = self._analyze_fn(self.db, since=None, model=model, variant=S.VARIANT_FULL)
+                run_id = run_novelty_only(self.db, since=None, model=model, variant=S.VARIANT_FULL)
         except EmbedscopeError as exc:
             log.warning("novelty refresh failed: %s (the daemon goes on)", exc.one_line())
             return
@@ -382,10 +369,6 @@ class Watcher:
         log.info("novelty flags refreshed: %s", f"run {run_id}" if run_id else "nothing to score")
         if self.emit is not None:
             self.emit({"event": "analyze", "run_id": run_id})
-
-    def _has_analysis(self, model: str) -> bool:
-        runs = self.db.read(S.RUNS, ["kind", "model", "variant"]).to_pylist()
-        return any(r["kind"] == "analyze" and r["model"] == model and r["variant"] == S.VARIANT_FULL for r in runs)
 
     def _maybe_optimize(self) -> None:
         """Compact the tables the daemon appends to (many small commits → few fragments)."""
