@@ -353,6 +353,8 @@ def test_dendrogram_figure_draws_every_merge_and_colours_leaves_by_cluster():
     # the two top merges join clusters (grey); the merges inside a cluster take its colour
     grey = [t for t in links if t.line.color == "#888888"]
     assert len(grey) == 1 and list(grey[0].x).count(None) == 2
+    assert "of 27 images" in fig.layout.title.text
+    assert "a sample of 27 of 5,000 images" in figures.dendrogram_figure(Z, labels, total=5000).layout.title.text
     with pytest.raises(ValueError):
         figures.dendrogram_figure(Z[:-1], labels)
 
@@ -413,6 +415,7 @@ def test_search_upload_finds_the_stored_image_and_refuses_corrupt_files(db, db_p
     assert res.neighbours[1]["similarity"] < top["similarity"]
     assert res.weights == "random" and res.image_size == 56 and res.stored_sha == row["sha256"]
     assert res.check_similarity > 0.999 and not res.check_failed
+    assert res.query_thumb.startswith("data:image/jpeg;base64,")  # what was searched, shown beside the results
     assert cache.get(db, res.model, res.variant, "random") is cache.get(db, res.model, res.variant, "random")  # loaded once
 
     bad = search_upload(db, cache, upload(data[: len(data) // 2]), "half.jpg", run=run)

@@ -308,13 +308,14 @@ def _cluster_colour(label: int) -> str:
 
 
 def dendrogram_figure(linkage: Any, labels: Sequence[int], *, names: Sequence[str] | None = None,
-                      method: str = "ward") -> go.Figure:
+                      method: str = "ward", total: int | None = None) -> go.Figure:
     """The dendrogram of a stored scipy ``linkage`` (n-1 × 4) over ``n`` sampled images.
 
     One ⊓ per merge, drawn as line segments; a link is in a cluster's colour when every leaf
     under it carries that stored ``labels`` value, grey when it joins clusters. The leaves are
     markers coloured by their stored cluster (one trace per cluster, so the legend filters);
-    ``names`` (e.g. sha256 or file names) go to the leaves' hover text.
+    ``names`` (e.g. sha256 or file names) go to the leaves' hover text; ``total``: how many
+    images the run clustered (the title says whether the leaves are a sample of them).
     """
     from scipy.cluster.hierarchy import dendrogram
 
@@ -348,7 +349,8 @@ def dendrogram_figure(linkage: Any, labels: Sequence[int], *, names: Sequence[st
         fig.add_trace(go.Scatter(x=leaf_x[mask], y=np.zeros(int(mask.sum())), mode="markers", name=f"cluster {lab} ({int(mask.sum())})",
                                  marker={"color": _cluster_colour(lab), "size": 7, "symbol": "square"},
                                  hovertext=text, hoverinfo="text"))
-    fig.update_layout(title=f"agglomerative ({method}) dendrogram of a sample of {n} images (leaves: stored cluster)",
+    of = f"a sample of {n} of {total:,} images" if total and total > n else f"{n} images"
+    fig.update_layout(title=f"agglomerative ({method}) dendrogram of {of} (leaves: stored cluster)",
                       height=360, template="plotly_white", margin={"l": 50, "r": 10, "t": 40, "b": 20},
                       legend={"title": {"text": "cluster"}}, yaxis_title="merge distance")
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)

@@ -117,6 +117,7 @@ class UploadResult:
     image_size: int | None = None
     preprocess: str | None = None
     stored_sha: str | None = None  # the upload's own sha256 when that content is in the database
+    query_thumb: str | None = None  # a small JPEG of the upload as a data: URI, to show what was searched
     check_sha: str | None = None
     check_similarity: float | None = None
 
@@ -149,6 +150,7 @@ def search_upload(db: Any, cache: QueryEmbedderCache, contents: str | None, file
     except EmbedscopeError as exc:
         return UploadResult(error=f"{filename or 'upload'}: {exc.one_line()}")
     rows = table.to_pylist()
+    thumb = _thumb_uri(data, item.settings)
     labels = {r["sha256"]: r.get("label") for r in views.image_rows(db, [r["sha256"] for r in rows])}
     sha = hashlib.sha256(data).hexdigest()
     return UploadResult(
@@ -156,4 +158,15 @@ def search_upload(db: Any, cache: QueryEmbedderCache, contents: str | None, file
                      "similarity": 1.0 - float(r["distance"])} for r in rows],
         model=model, variant=variant, weights=label, image_size=item.settings.image_size,
         preprocess=item.settings.preprocess, stored_sha=sha if db.count(S.IMAGES, where=f"sha256 = '{sha}'") else None,
-        check_sha=item.check_sha, check_similarity=item.check_similarity)
+        check_sha=item.check_sha, check_similarity=item.check_similarity, query_thumb=thumb)
+
+
+def _thumb_uri(data: bytes, settings: Any, side: int = 160) -> str | None:
+    """The upload as a small JPEG ``data:`` URI (decoded again by the safe decoder)."""
+    from embedscope.ingest.decode import decode_bytes, thumbnail_jpeg
+
+    try:
+        img = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=side).image
+    except DecodeError:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(thumbnail_jpeg(img, side)).decode()

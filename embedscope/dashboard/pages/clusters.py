@@ -121,7 +121,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         shas = list(d["sha256"])
         names = {r["sha256"]: os.path.basename(r.get("path") or "") or r["sha256"][:12] for r in views.image_rows(db, shas)}
         fig = figures.dendrogram_figure(d["linkage"], d["labels"], names=[names.get(x, x[:12]) for x in shas],
-                                        method=d.get("method") or "ward")
+                                        method=d.get("method") or "ward", total=run.n_images)
         total = run.n_images or len(shas)
         note = (f"Dendrogram of the {len(shas)} images of a seeded sample "
                 + (f"(of {total:,}; a full dendrogram is unreadable beyond a few hundred leaves)" if len(shas) < total
@@ -159,8 +159,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         fig = figures.iterations_figure(xy, it, title=title, names=[names.get(s) or s[:12] for s in shas])
         sample = (f"a seeded sample of {len(xy):,} of {points.total:,} points" if len(xy) < points.total
                   else f"all {len(xy):,} points")
-        end = (f"converged after {it.n_frames - 1} iterations" if it.converged
-               else f"stopped at the cap of {MAX_ANIM_ITER} iterations (not converged)")
+        end = (f"Converged after {it.n_frames - 1} iterations" if it.converged
+               else f"Stopped at the cap of {MAX_ANIM_ITER} iterations (not converged)")
         note = (f"Computed now on the stored {projection} 2-D coordinates ({sample}), not on the embeddings: so the "
                 f"centres you see are the real centres of the points you see. The stored clusters above were computed "
                 f"in the embedding space and can differ. {end}. Press ▶ play, or drag the slider.")

@@ -33,7 +33,10 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
     """(status, gallery) children for a :class:`embedscope.dashboard.search.UploadResult`."""
     if result.error:
         return C.notice(result.error, kind="error", id=ids.SEARCH_ERROR), None
-    status = [html.Div(f"{filename or 'upload'}: embedded with {result.model}/{result.variant} · weights {result.weights} · "
+    query = html.Img(src=result.query_thumb, id="search-query-thumb", title=filename or "upload",
+                     style={"maxHeight": "120px", "maxWidth": "160px", "float": "left", "marginRight": "12px",
+                            "border": "2px solid #1f77b4"}) if result.query_thumb else None
+    status = [query, html.Div(f"{filename or 'upload'}: embedded with {result.model}/{result.variant} · weights {result.weights} · "
                        f"image size {result.image_size} · preprocess {result.preprocess}", id="search-done",
                        style={"fontSize": "13px"})]
     if result.weights == "random":
@@ -51,6 +54,7 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
                                style={"fontSize": "13px"}))
     cards = [C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
                           class_name="es-thumb es-search-hit") for n in result.neighbours]
+    status.append(html.Div(style={"clear": "both"}))
     return status, [html.H4(f"{len(cards)} nearest stored images (cosine similarity)"),
                     C.gallery(cards, gallery_id="search-gallery", empty="no stored embeddings to compare with")]
 
