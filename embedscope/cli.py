@@ -154,26 +154,16 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
     """Embed an image file that is not in the database with the table's model and weights."""
-    from embedscope.config import IngestSettings, load_settings
-    from embedscope.ingest.embed_file import embed_files, weights_spec_for
-    from embedscope.store import schema as S
+    from embedscope.ingest.embed_file import embed_files, query_settings, table_weights_label
     from embedscope.store.search import _pick_model
 
     model = _pick_model(db, args.model)
-    rows = db.read(S.embeddings_table_name(model), ["weights"], where=f"variant = '{args.variant}'")
-    labels = sorted({w for w in rows.column("weights").to_pylist() if w})
-    if len(labels) != 1:
-        from embedscope.errors import QueryError
-
-        raise QueryError(f"{model}/{args.variant} holds vectors from {len(labels)} weight sources ({', '.join(labels)})",
-                         "re-ingest with one set of weights before searching by a new image")
-    flags = {"model": model, "weights": weights_spec_for(labels[0], args.weights), "device": args.device,
-             "image_size": args.image_size, "preprocess": args.preprocess, "batch_size": 2}
-    settings = load_settings(IngestSettings, {k: v for k, v in flags.items() if v is not None},
-                             section="ingest", config_file=args.config)
-    print(f"embedding {args.query} with {model} ({labels[0]}, image size {settings.image_size}, "
+    label = table_weights_label(db, model, args.variant)
+    flags = {"weights": args.weights, "device": args.device, "image_size": args.image_size, "preprocess": args.preprocess}
+    settings = query_settings(model, label, flags, config_file=args.config)
+    print(f"embedding {args.query} with {model} ({label}, image size {settings.image_size}, "
           f"preprocess {settings.preprocess})", file=sys.stderr)
-    return embed_files([args.query], settings, variant=args.variant, expect_weights=labels[0])[0]
+    return embed_files([args.query], settings, variant=args.variant, expect_weights=label)[0]
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -224,7 +214,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not args.auth:
         raise ConfigError(f"refusing to serve the dashboard on {args.host} without --auth",
                           "add --auth USER:PASSWORD (HTTP basic auth), or keep the default --host 127.0.0.1")
-    app = create_app(args.db, auth=args.auth, max_points=args.max_points)
+    query_flags = {"image_size": args.image_size, "preprocess": args.preprocess, "device": args.device,
+                   "weights": args.weights}
+    if args.config:  # a bad config file fails now, not at the first upload
+        from embedscope.config import IngestSettings, load_settings
+
+        load_settings(IngestSettings, {}, section="ingest", config_file=args.config)
+    app = create_app(args.db, auth=args.auth, max_points=args.max_points, query_flags=query_flags,
+                     query_config=args.config)
     where = f"http://{args.host}:{args.port}/"
     print(f"embedscope dashboard: serving {args.db} read-only at {where}"
           f"{' (basic auth required)' if args.auth else ''} — Ctrl-C to stop", file=sys.stderr)
@@ -428,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASSWORD", help="require HTTP basic auth (mandatory off loopback)")
     p.add_argument("--max-points", type=int, default=150_000,
                    help="the map shows a fixed random sample beyond this many points (default 150000)")
+    g = p.add_argument_group("embedding an uploaded image on the Search page (match the ingest, as for `similar`)")
+    g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
+    g.add_argument("--image-size", type=int, help="model input side used at ingest (default 224)")
+    g.add_argument("--preprocess", choices=["default", "xray"])
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
     p.set_defaults(handler=cmd_dashboard)
     p = sub.add_parser("analyze", help="cluster, project, score novelty/contamination/near-duplicates; store a run")
     _add_db(p)

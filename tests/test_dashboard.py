@@ -328,3 +328,100 @@ def test_patch_clustering_builders():
     overlay = figures.patch_overlay(crop, grid, 2, alpha=1.0)
     colour = figures._rgb(figures.PALETTE[int(grid[0, 0])])
     assert tuple(overlay[0, 0]) == colour and tuple(overlay[1, 1]) == colour
+
+
+# -- dendrogram, k-means animation, search by an uploaded image ------------------------------------
+
+
+def test_dendrogram_figure_draws_every_merge_and_colours_leaves_by_cluster():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.3, size=(9, 4)) for c in (0, 3, 6)])
+    Z = linkage(X, "ward")
+    labels = fcluster(Z, 3, "maxclust") - 1
+    fig = figures.dendrogram_figure(Z, labels, names=[f"img{i}" for i in range(len(X))])
+    links = [t for t in fig.data if t.mode == "lines"]
+    leaves = [t for t in fig.data if t.mode == "markers"]
+    assert sum(list(t.x).count(None) for t in links) == len(X) - 1  # one ⊓ per merge
+    assert sum(len(t.x) for t in leaves) == len(X) and len(leaves) == 3
+    assert sorted(x for t in leaves for x in t.x) == [5.0 + 10 * i for i in range(len(X))]  # scipy's leaf slots
+    for t in leaves:  # a leaf trace holds exactly the images of its stored cluster
+        c = int(t.name.split()[1])
+        assert sorted(h.split(" · ")[0] for h in t.hovertext) == sorted(f"img{i}" for i in np.flatnonzero(labels == c))
+        assert t.marker.color == figures.PALETTE[c]
+    # the two top merges join clusters (grey); the merges inside a cluster take its colour
+    grey = [t for t in links if t.line.color == "#888888"]
+    assert len(grey) == 1 and list(grey[0].x).count(None) == 2
+    assert "of 27 images" in fig.layout.title.text
+    assert "a sample of 27 of 5,000 images" in figures.dendrogram_figure(Z, labels, total=5000).layout.title.text
+    with pytest.raises(ValueError):
+        figures.dendrogram_figure(Z[:-1], labels)
+
+
+def test_iterations_figure_has_one_frame_per_step_with_play_and_slider():
+    from embedscope.analysis.iterations import cluster_iterations
+
+    rng = np.random.default_rng(2)
+    xy = np.concatenate([rng.normal(c, 0.5, size=(40, 2)) for c in ((0, 0), (3, 0), (0, 3))])
+    it = cluster_iterations(xy, 3, seed=1, init="random")
+    fig = figures.iterations_figure(xy, it, title="k-means")
+    assert len(fig.frames) == it.n_frames > 1
+    assert all(len(f.data) == len(fig.data) == 2 + 3 for f in fig.frames)  # points, centres, one trail per centre
+    last = fig.frames[-1]
+    np.testing.assert_allclose(np.column_stack([last.data[1].x, last.data[1].y]), it.centers[-1])
+    assert list(last.data[0].marker.color) == [figures.PALETTE[c] for c in it.labels[-1]]
+    assert len(last.data[2].x) == it.n_frames  # the trail of centre 0 through every step
+    assert [s.label for s in fig.layout.sliders[0].steps] == [f.name for f in fig.frames]
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["▶ play", "❚❚ pause"]
+    assert f"iteration {it.n_frames - 1}/{it.n_frames - 1}" in last.layout.title.text
+
+
+def test_upload_bytes_refuses_what_is_not_an_upload():
+    import base64
+
+    from embedscope.dashboard.search import upload_bytes
+    from embedscope.errors import DecodeError
+
+    assert upload_bytes("data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8abc").decode()) == b"\xff\xd8abc"
+    for bad in (None, "", "no comma", "data:image/png,raw", "data:image/png;base64,***", "data:image/png;base64,"):
+        with pytest.raises(DecodeError):
+            upload_bytes(bad)
+    with pytest.raises(DecodeError, match="larger than"):
+        upload_bytes("data:image/png;base64," + "A" * 4000, max_bytes=1000)
+
+
+@pytest.mark.slow  # loads the encoder twice (random weights)
+def test_search_upload_finds_the_stored_image_and_refuses_corrupt_files(db, db_path):
+    """A real JPEG of a stored image comes back as its own nearest neighbour at similarity ~1;
+    a truncated file or a text file is one error line; settings that differ from the ingest
+    are caught by the embedder's self-check."""
+    import base64
+
+    from embedscope.dashboard.search import QueryEmbedderCache, search_upload
+    from embedscope.store.views import run_by_id
+
+    def upload(data: bytes) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+    row = db.read("images", ["sha256", "path"], where="label = 'dogs'").sort_by("path").to_pylist()[3]
+    data = open(row["path"], "rb").read()
+    cache = QueryEmbedderCache({"image_size": 56})  # the test ingest's --image-size
+    run = run_by_id(db, None)
+    res = search_upload(db, cache, upload(data), "dog.jpg", k=5, run=run)
+    assert res.error is None and len(res.neighbours) == 5
+    top = res.neighbours[0]
+    assert top["sha256"] == row["sha256"] and top["similarity"] > 0.999 and top["label"] == "dogs"
+    assert res.neighbours[1]["similarity"] < top["similarity"]
+    assert res.weights == "random" and res.image_size == 56 and res.stored_sha == row["sha256"]
+    assert res.check_similarity > 0.999 and not res.check_failed
+    assert res.query_thumb.startswith("data:image/jpeg;base64,")  # what was searched, shown beside the results
+    assert cache.get(db, res.model, res.variant, "random") is cache.get(db, res.model, res.variant, "random")  # loaded once
+
+    bad = search_upload(db, cache, upload(data[: len(data) // 2]), "half.jpg", run=run)
+    assert bad.neighbours == [] and bad.error.startswith("half.jpg: ") and "truncated" in bad.error
+    bad = search_upload(db, cache, upload(b"just some text"), "notes.txt", run=run)
+    assert bad.neighbours == [] and "not a recognised image" in bad.error
+
+    wrong = search_upload(db, QueryEmbedderCache({"image_size": 224}), upload(data), "dog.jpg", k=3, run=run)
+    assert wrong.error is None and wrong.check_failed and wrong.check_similarity < 0.9

@@ -50,7 +50,9 @@ def server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db), "--port", str(port)],
+    # --image-size: the test ingest's, so an uploaded image is embedded as the stored ones were
+    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db), "--port", str(port),
+                             "--image-size", "56"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -320,3 +322,96 @@ def test_other_pages_render(browser, server, shots, page, query, marker):
     time.sleep(1.0)
     assert browser.find_element("id", "es-random-weights-banner").is_displayed()
     shots(browser, f"08-{page}", full_page=True)
+
+
+def test_search_by_uploaded_image_shows_the_stored_image_first(browser, server, shots, tmp_path):
+    """The browser reads the file (a real <input type=file>); the server gets bytes only."""
+    import hashlib
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    path = Path(server["db"]).parent / "drop" / "dogs" / "dogs_03.jpg"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    browser.get(server["url"] + "/search")
+    upload = _wait(browser, lambda d: d.find_element("css selector", "#search-upload input[type=file]"), "the upload input")
+    upload.send_keys(str(path))
+    # the first upload builds the encoder (seconds on a busy CPU), then one forward pass
+    WebDriverWait(browser, 180, poll_frequency=0.5).until(
+        lambda d: _js(d, "return !!(document.getElementById('search-done') || document.getElementById('search-error'))"),
+        message="the search result")
+    assert not _js(browser, "return !!document.getElementById('search-error')")
+    hits = _js(browser, "return [...document.querySelectorAll('#search-gallery .es-search-hit')].map(e => e.dataset.sha256)")
+    assert len(hits) == 12 and hits[0] == sha and len(set(hits)) == 12
+    first = browser.find_element("css selector", "#search-gallery .es-search-hit").text
+    assert "dogs_03.jpg" in first and "distance" in first  # identical vector: shown as a cosine distance ~0
+    status = browser.find_element("id", "search-status").text
+    assert "weights random" in status and "image size 56" in status and "RANDOM WEIGHTS" in status
+    assert "This exact file is in the database" in status and not _js(browser, "return !!document.getElementById('search-check-failed')")
+    assert browser.find_element("id", "es-random-weights-banner").is_displayed()
+    _wait(browser, lambda d: _js(d, "return [...document.querySelectorAll('#search-gallery img, #search-query-thumb')]"
+                                    ".every(i => i.complete && i.naturalWidth > 0)"), "the gallery thumbnails")
+    shots(browser, "10-search-upload", full_page=True)
+    browser.find_element("css selector", "#search-gallery .es-search-hit a").click()  # the card links to the detail page
+    _wait(browser, lambda d: f"sha={sha}" in d.current_url, "the detail page of the top hit")
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(path.read_bytes()[:1500])  # a truncated JPEG
+    browser.get(server["url"] + "/search")
+    _wait(browser, lambda d: d.find_element("css selector", "#search-upload input[type=file]"), "the upload input").send_keys(str(broken))
+    err = _wait(browser, lambda d: _js(d, "const e=document.getElementById('search-error'); return e && e.innerText"), "the error")
+    assert err.startswith("broken.jpg: ") and "truncated" in err
+    assert not _js(browser, "return document.querySelectorAll('.es-search-hit').length")
+    shots(browser, "11-search-upload-corrupt")
+
+
+DENDRO_JS = """
+const gd = document.querySelector('#clusters-dendrogram .js-plotly-plot');
+if (!gd || !gd._fullData || !gd.offsetParent) return null;
+const lines = gd._fullData.filter(t => t.mode === 'lines'), leaves = gd._fullData.filter(t => t.mode === 'markers');
+return {merges: lines.reduce((n, t) => n + t.x.filter(v => v === null).length, 0),
+        leaves: leaves.reduce((n, t) => n + t.x.length, 0), clusters: leaves.map(t => t.name).sort(),
+        paths: gd.querySelectorAll('svg .scatterlayer path.js-line').length};
+"""
+
+
+def test_clusters_page_shows_the_dendrogram_only_for_agglomerative(browser, server, shots):
+    browser.get(server["url"] + "/clusters")
+    _wait(browser, lambda d: _js(d, "return document.getElementsByClassName('es-cluster').length") > 0, "the k-means clusters")
+    assert _js(browser, DENDRO_JS) is None  # k-means: no dendrogram
+    _choose(browser, "clusters-method", "agglomerative")
+    d = _wait(browser, lambda dr: _js(dr, DENDRO_JS), "the dendrogram")
+    assert d["merges"] == N_IMAGES - 1 and d["leaves"] == N_IMAGES and d["paths"] >= 2  # drawn as SVG paths
+    assert [c.split(" (")[0] for c in d["clusters"]] == ["cluster 0", "cluster 1", "cluster 2"]
+    assert f"Dendrogram of the {N_IMAGES} images" in browser.find_element("id", "clusters-dendrogram-text").text
+    time.sleep(0.5)
+    browser.execute_script("document.getElementById('clusters-dendrogram').scrollIntoView()")
+    shots(browser, "12-clusters-dendrogram")
+
+
+ANIM_JS = """
+const gd = document.querySelector('#anim-graph .js-plotly-plot');
+if (!gd || !gd._transitionData || !gd._fullLayout.sliders) return null;
+return {frames: gd._transitionData._frames.length, active: gd._fullLayout.sliders[0].active,
+        title: gd._fullLayout.title.text, x: gd._fullData[1].x.slice()};
+"""
+
+
+def test_kmeans_animation_has_frames_and_play_advances_them(browser, server, shots):
+    browser.get(server["url"] + "/clusters")
+    a = _wait(browser, lambda d: _js(d, ANIM_JS), "the animation")
+    assert a["frames"] > 1 and a["active"] == 0 and "iteration 0/" in a["title"] and "k=3" in a["title"]
+    note = browser.find_element("id", "anim-note-text")
+    assert f"all {N_IMAGES} points" in note.text and int(note.get_attribute("data-frames")) == a["frames"]
+    browser.execute_script("document.getElementById('anim-graph').scrollIntoView()")
+    time.sleep(0.5)
+    shots(browser, "13-clusters-animation-start")
+    browser.find_element("css selector", "#anim-graph g.updatemenu-button").click()  # ▶ play
+    b = _wait(browser, lambda d: (lambda s: s if s and s["active"] > 0 else None)(_js(d, ANIM_JS)), "a later frame")
+    assert "iteration 0/" not in b["title"] and b["x"] != a["x"]  # the centroids moved
+    _wait(browser, lambda d: _js(d, ANIM_JS)["active"] == a["frames"] - 1, "the last frame")
+    time.sleep(0.5)
+    shots(browser, "14-clusters-animation-end")
+
+    browser.find_element("css selector", "#anim-method input[value=kmedoids]").click()
+    m = _wait(browser, lambda d: (lambda s: s if s and "k-medoids" in s["title"] else None)(_js(d, ANIM_JS)), "k-medoids")
+    assert m["frames"] > 1 and m["active"] == 0

@@ -17,6 +17,11 @@ class DashboardContext:
     db_path: str
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
+    # how to embed an uploaded query image (image_size, preprocess, device, weights; None = the
+    # EMBEDSCOPE_* env / the [ingest] section of ``query_config`` / defaults): must match the ingest
+    query_flags: dict[str, Any] = field(default_factory=dict)
+    query_config: str | None = None
+    _query_embedders: Any = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _encoders: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -36,6 +41,16 @@ class DashboardContext:
             if self._encoders is None:
                 self._encoders = EncoderCache()
             return self._encoders
+
+    @property
+    def query_embedders(self) -> Any:
+        """Embedders for search by an uploaded image, built on first use per (model, weights)."""
+        from embedscope.dashboard.search import QueryEmbedderCache
+
+        with self._lock:
+            if self._query_embedders is None:
+                self._query_embedders = QueryEmbedderCache(self.query_flags, self.query_config)
+            return self._query_embedders
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

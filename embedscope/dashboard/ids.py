@@ -71,3 +71,21 @@ PATCH_RUN = "patch-run"
 PATCH_STATUS = "patch-status"
 PATCH_FIGURE = "patch-figure"
 PATCH_EXAMPLES = "patch-examples"
+
+# search page (by an uploaded image)
+SEARCH_UPLOAD = "search-upload"
+SEARCH_K = "search-k"
+SEARCH_STATUS = "search-status"
+SEARCH_RESULTS = "search-results"
+SEARCH_ERROR = "search-error"
+
+# clusters page: dendrogram and the k-means / k-medoids animation
+CLUSTERS_DENDROGRAM = "clusters-dendrogram"
+CLUSTERS_DENDROGRAM_NOTE = "clusters-dendrogram-note"
+ANIM_METHOD = "anim-method"
+ANIM_INIT = "anim-init"
+ANIM_K = "anim-k"
+ANIM_PROJECTION = "anim-projection"
+ANIM_SEED = "anim-seed"
+ANIM_GRAPH = "anim-graph"
+ANIM_NOTE = "anim-note"

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.decode import decode_image, perceptual_hash, thumbnail_jpeg
+from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, thumbnail_jpeg
 from embedscope.ingest.hashing import sha256_file
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.writer import BatchWriter, WriteJob
@@ -178,10 +178,17 @@ def decode_entry(
     keep_image: bool,
     draft_to: int,
     variants: tuple[str, ...],
+    data: bytes | None = None,
 ) -> DecodedItem:
     """Decode one file and compute everything per-image that is not the model. Raises
-    :class:`DecodeError` for anything that cannot be an image."""
-    decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to)
+    :class:`DecodeError` for anything that cannot be an image.
+
+    ``data``: the file's bytes, already in memory (an upload); ``entry.path`` is then only a
+    label and is never opened."""
+    if data is not None:
+        decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
+    else:
+        decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to)
     image = decoded.image
     return DecodedItem(
         entry=entry,

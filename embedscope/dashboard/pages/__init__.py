@@ -14,7 +14,8 @@ PAGES = (
     ("embeddings", "/embeddings", "Embeddings", 4, True),
     ("patches", "/patches", "Within-image", 5, True),
     ("sql", "/sql", "SQL", 6, True),
-    ("detail", "/detail", "Image", 7, False),
+    ("search", "/search", "Search", 7, True),
+    ("detail", "/detail", "Image", 8, False),
 )
 
 

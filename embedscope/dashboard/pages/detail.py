@@ -84,8 +84,8 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         C.notice(near_note, kind="error") if near_note else None,
         C.gallery([C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
                                 class_name="es-thumb es-neighbour") for n in near], gallery_id=ids.DETAIL_NEIGHBOURS),
-        html.Div("Search by an uploaded image is not available yet (it needs the encoder at request time).",
-                 style={"fontSize": "12px", "color": "#777", "marginTop": "8px"}),
+        html.Div(dcc.Link("search similar by an uploaded image →", href="/search", id="detail-search-upload"),
+                 style={"fontSize": "13px", "marginTop": "8px"}),
     ], id=ids.DETAIL_ROOT)
 
 

@@ -1,0 +1,75 @@
+"""Search: the stored images nearest to an uploaded image. The upload stays in memory (it is
+never written, and no path from the browser is read); it is decoded by the safe decoder and
+embedded with the model, weights and preprocessing of the stored embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html
+
+from embedscope.dashboard import components as C
+from embedscope.dashboard import ids
+
+UPLOAD_STYLE = {"width": "560px", "height": "90px", "lineHeight": "90px", "borderWidth": "2px", "borderStyle": "dashed",
+                "borderRadius": "6px", "textAlign": "center", "background": "#fafafa", "cursor": "pointer", "margin": "6px 0"}
+
+
+def layout(**_: Any) -> Any:
+    return html.Div([
+        html.H3("Search by an uploaded image"),
+        html.Div("The image is embedded on the server with the same model, weights and preprocessing as the stored "
+                 "embeddings (the first search loads the model: a few seconds), then compared by cosine similarity. "
+                 "It is kept in memory only: nothing is stored.", style={"fontSize": "13px", "color": "#555"}),
+        dcc.Upload(id=ids.SEARCH_UPLOAD, children=html.Div(["Drop an image here, or ", html.A("choose a file")]),
+                   multiple=False, accept="image/*", style=UPLOAD_STYLE),
+        html.Div([html.Span("neighbours ", style={"fontSize": "13px"}),
+                  dcc.Input(id=ids.SEARCH_K, type="number", min=1, max=100, step=1, value=12, style={"width": "70px"})]),
+        dcc.Loading(html.Div([html.Div(id=ids.SEARCH_STATUS), html.Div(id=ids.SEARCH_RESULTS)])),
+    ])
+
+
+def render(result: Any, filename: str | None) -> tuple[Any, Any]:
+    """(status, gallery) children for a :class:`embedscope.dashboard.search.UploadResult`."""
+    if result.error:
+        return C.notice(result.error, kind="error", id=ids.SEARCH_ERROR), None
+    query = html.Img(src=result.query_thumb, id="search-query-thumb", title=filename or "upload",
+                     style={"maxHeight": "120px", "maxWidth": "160px", "float": "left", "marginRight": "12px",
+                            "border": "2px solid #1f77b4"}) if result.query_thumb else None
+    status = [query, html.Div(f"{filename or 'upload'}: embedded with {result.model}/{result.variant} · weights {result.weights} · "
+                       f"image size {result.image_size} · preprocess {result.preprocess}", id="search-done",
+                       style={"fontSize": "13px"})]
+    if result.weights == "random":
+        status.append(C.notice("RANDOM WEIGHTS: the query and the stored images were embedded by an untrained network; "
+                               "these neighbours reflect colours and layout at best.", kind="warn"))
+    if result.check_failed:
+        status.append(C.notice(
+            f"These settings do not reproduce the stored vectors: re-embedding stored image {result.check_sha[:12]}… gives "
+            f"cosine similarity {result.check_similarity:.4f} to its stored vector (expected ~1). Restart the dashboard with "
+            "the ingest's --image-size / --preprocess (or --config); until then these neighbours are meaningless.",
+            kind="error", id="search-check-failed"))
+    if result.stored_sha:
+        status.append(html.Div(["This exact file is in the database: ", dcc.Link(result.stored_sha[:16] + "…",
+                                                                              href=C.detail_href(result.stored_sha))],
+                               style={"fontSize": "13px"}))
+    cards = [C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
+                          class_name="es-thumb es-search-hit") for n in result.neighbours]
+    status.append(html.Div(style={"clear": "both"}))
+    return status, [html.H4(f"{len(cards)} nearest stored images (cosine similarity)"),
+                    C.gallery(cards, gallery_id="search-gallery", empty="no stored embeddings to compare with")]
+
+
+def register_callbacks(app: Any, ctx: Any) -> None:
+    @app.callback(Output(ids.SEARCH_STATUS, "children"), Output(ids.SEARCH_RESULTS, "children"),
+                  Input(ids.SEARCH_UPLOAD, "contents"), Input(ids.SEARCH_K, "value"), State(ids.SEARCH_UPLOAD, "filename"),
+                  prevent_initial_call=True)
+    def _search(contents: str | None, k: int | None, filename: str | None) -> tuple:
+        from embedscope.dashboard.search import search_upload
+        from embedscope.store import views
+
+        if not contents:
+            return None, None
+        db = ctx.db()
+        result = search_upload(db, ctx.query_embedders, contents, filename, k=max(1, min(int(k or 12), 100)),
+                               run=views.run_by_id(db, None))
+        return render(result, filename)
