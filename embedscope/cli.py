@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join: auto, ray://head:10001, ... (default: start a local one)")
     g.add_argument("--ray-workers", type=int, metavar="N",
-                   help="encoder actors (default: one per GPU share, or half the cluster's CPUs)")
+                   help="encoder actors (default: one per GPU share, else one per --torch-threads CPUs (default 1))")
     g.add_argument("--num-gpus-per-worker", type=float, metavar="N",
                    help="GPUs per encoder actor (default 0: CPU actors)")
     p.set_defaults(handler=cmd_ingest)

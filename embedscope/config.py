@@ -62,7 +62,7 @@ class IngestSettings:
     write_seconds: float = 5.0  # ... or this long after the oldest uncommitted batch
     executor: str = "local"  # local | ray (the same stages as Ray Data operations; see ingest/ray_executor.py)
     ray_address: str = ""  # "" = start a local Ray; "auto" or ray://head:10001 = join that cluster
-    ray_workers: int = 0  # encoder actors; 0 = one per GPU share (GPU actors), else half the cluster's CPUs
+    ray_workers: int = 0  # encoder actors; 0 = one per GPU share (GPU actors), else one per torch_threads CPUs
     num_gpus_per_worker: float = 0.0  # > 0: encoder actors are GPU actors asking this many GPUs each
 
     def __post_init__(self) -> None:

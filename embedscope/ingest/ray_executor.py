@@ -9,9 +9,13 @@ What runs where:
   embeddings → images → quarantine → sources, all ``merge_insert`` on the table keys;
 - **CPU tasks**: SHA-256 of every listed file (:func:`hash_entry`), then decoding and
   preprocessing of the files the driver admitted (:func:`decode_or_error`);
-- **encoder actors** (GPU actors with ``--num-gpus-per-worker``): each builds the model once
-  in its constructor and runs :func:`encode_batch` with the same variant stages as the local
-  executor.
+- **encoder actors**: each builds the model once in its constructor and runs
+  :func:`encode_batch` with the same variant stages as the local executor. GPU actors
+  (``--num-gpus-per-worker``) ask 1 CPU + their GPU share, and decoding runs in separate CPU
+  tasks on the other CPUs. CPU actors ask as many CPUs as their torch threads, and the decode
+  step asks the same, so Ray Data fuses it into the actor (decode → encode in one process, no
+  pixels through the object store; decoding is a few percent of a CPU forward pass) — with
+  different requests the actors could hold every CPU and starve the decode tasks.
 
 Two Ray datasets run one after the other: hashing, then decode → encode. The barrier between
 them is where duplicates are removed: the driver must see every sha anyway (it records every
@@ -66,7 +70,6 @@ log = logging.getLogger(__name__)
 GPU_BATCH_SIZE = 128  # when no --batch-size is given and the encoders are GPU actors
 HASH_BATCH = 64  # files per hashing call
 MAX_BLOCKS = 2048  # input partitions per dataset (tasks are scheduled per block)
-ACTOR_RESTARTS = 3  # a dead encoder actor is restarted (and its batch re-run) this often
 
 
 class IngestIncompleteError(EmbedscopeError):
@@ -177,9 +180,10 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> Inges
     ray = require_ray()
     entries = list(scan_drops(settings.drops))  # fail on a missing drop before anything else
     encoders = load_encoders(settings)  # weights resolved (and announced) here; no network built
-    db = Database(settings.db, create=True)
-    with db.writer_lock(wait=wait_lock, owner="ingest"), _connected(ray, settings):
-        return RayIngest(db, settings, encoders).run(entries)
+    with _connected(ray, settings):  # before the database: Ray forks its daemons from this process
+        db = Database(settings.db, create=True)
+        with db.writer_lock(wait=wait_lock, owner="ingest"):
+            return RayIngest(db, settings, encoders).run(entries)
 
 
 @contextlib.contextmanager
@@ -238,14 +242,15 @@ class RayIngest:
                 missing = triage.admit(entry, shas[i], job)
                 if missing is not None:
                     work.append((entry, shas[i], missing))
-                progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
+                else:  # settled now; an admitted file counts once its result is back
+                    progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
             writer.submit(job)  # duplicates and quarantines: their paths wait for their content
             log.info("ray: hashed %d files in %.1fs; %d to decode and embed", len(entries),
                      time.monotonic() - t0, len(work))
             # 2. decode on CPU tasks → encode on actors → write here
             pending = {sha for _, sha, _ in work}
             for result in self._encode_all(ray, work):
-                job = WriteJob()
+                job, before = WriteJob(), len(pending)
                 for entry, sha, reason in result.failed:
                     if sha in pending:
                         pending.discard(sha)
@@ -276,7 +281,8 @@ class RayIngest:
                 devices.add((result.device, result.precision))
                 if not job.empty():
                     writer.submit(job)
-                progress.update(len(fresh), new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
+                progress.update(before - len(pending), new=summary.new, dup=summary.duplicates,
+                                bad=summary.quarantined)
         except BaseException as exc:
             try:
                 writer.close()  # what was handed over is committed; each job is consistent alone
@@ -326,19 +332,20 @@ class RayIngest:
         batch_size = self.batch_size()
         items = [{"work": pickle.dumps(w, protocol=5)} for w in work]
         ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), batch_size))
-        ds = ds.map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=1,
-                            fn_kwargs={"preprocessor": self.encoder.preprocessor, "settings": s,
-                                       "keep_image": self.keep_image, "draft_to": self.draft_to})
         gpus = s.num_gpus_per_worker
         actor_settings = replace(s, torch_threads=s.torch_threads or 1, progress=False,
                                  batch_size=batch_size, device=s.device if not gpus else "cuda")
+        actor_cpus = 1 if gpus else actor_settings.torch_threads
+        ds = ds.map_batches(decode_batch, batch_size=batch_size, batch_format="numpy",
+                            num_cpus=1 if gpus else actor_cpus,  # CPU actors: the same request, fused
+                            fn_kwargs={"preprocessor": self.encoder.preprocessor, "settings": s,
+                                       "keep_image": self.keep_image, "draft_to": self.draft_to})
         ds = ds.map_batches(
             self.encoder_cls, batch_size=batch_size, batch_format="numpy",
             compute=ActorPoolStrategy(size=self.actor_count(ray)),
             fn_constructor_kwargs={"settings": actor_settings},
-            num_cpus=0 if gpus else actor_settings.torch_threads, num_gpus=gpus or None,
-            max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS,
-        )
+            num_cpus=actor_cpus, num_gpus=gpus or None,
+        )  # Ray Data restarts a dead pool actor and re-runs its batch (max_restarts / max_task_retries -1)
         for row in ds.iter_rows():
             yield pickle.loads(row["result"])
 
@@ -346,15 +353,15 @@ class RayIngest:
         return self.settings.batch_size or (GPU_BATCH_SIZE if self.settings.num_gpus_per_worker else CPU_BATCH_SIZE)
 
     def actor_count(self, ray: Any) -> int:
-        """``--ray-workers``, or: one per GPU share for GPU actors, else half the cluster's CPUs
-        (the other half decodes)."""
+        """``--ray-workers``, or: one per GPU share for GPU actors, else as many CPU actors as
+        the cluster's CPUs allow at ``--torch-threads`` (default 1) each."""
         s = self.settings
         if s.ray_workers:
             return s.ray_workers
         resources = ray.cluster_resources()
         if s.num_gpus_per_worker:
             return max(1, int(resources.get("GPU", 0) / s.num_gpus_per_worker))
-        return max(1, int(resources.get("CPU", 1) // 2))
+        return max(1, int(resources.get("CPU", 1) // (s.torch_threads or 1)))
 
 
 def _blocks(n: int, per_block: int) -> int:
@@ -365,6 +372,7 @@ def _quiet_ray_data() -> None:
     """Our own progress line replaces Ray Data's bars (which would interleave with it)."""
     from ray.data import DataContext
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
