@@ -160,3 +160,39 @@ def test_executor_ray_without_ray_is_a_dependency_error_with_the_fix(tmp_path, d
     assert "Traceback" not in proc.stderr
     assert "--executor ray needs Ray Data" in proc.stderr and "pip install 'ray[data]'" in proc.stderr
     assert not (tmp_path / "db").exists()
+
+
+def test_a_result_delivered_twice_is_written_once():
+    """The driver's guard behind "exactly once": a retried task's second delivery adds nothing."""
+    import datetime as dt
+
+    from embedscope.ingest.pipeline import DecodedItem, IngestSummary, KnownState, Triage, embedding_rows
+    from embedscope.ingest.ray_executor import BatchResult, take_result
+    from embedscope.ingest.scan import FileEntry
+    from embedscope.ingest.writer import WriteJob
+
+    def entry(name: str) -> FileEntry:
+        return FileEntry(f"/drop/{name}", "/drop", 10, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+
+    shas = [f"{i:064x}" for i in range(4)]
+    items = [DecodedItem(entry(f"{i}.jpg"), shas[i], 4, 3, "JPEG", 0, b"", None) for i in range(3)]
+    rows = embedding_rows(shas[:3], np.eye(3, 8, dtype=np.float32), model=MODEL, variant="full", weights="random")
+    result = BatchResult(items=items, failed=[(entry("bad.jpg"), shas[3], "corrupt")],
+                         tables={S.embeddings_table_name(MODEL): rows})
+    summary = IngestSummary("db", MODEL, "random")
+    triage = Triage(KnownState(set(), {}, {"full": set()}), ("full",), summary, None)
+    for i in range(3):
+        assert triage.admit(items[i].entry, shas[i], WriteJob()) == ("full",)
+    assert triage.admit(entry("bad.jpg"), shas[3], WriteJob()) == ("full",)
+    pending = set(shas)
+
+    first = take_result(result, pending, triage)
+    assert [it.sha256 for it in first.items] == shas[:3] and len(first.quarantine) == 1
+    assert first.tables[S.embeddings_table_name(MODEL)][0].num_rows == 3 and len(first.sources) == 4
+    assert not pending and (summary.new, summary.quarantined, summary.embedded) == (3, 1, {"full": 3})
+
+    pending.add(shas[1])  # e.g. only one of them was still outstanding
+    second = take_result(result, pending, triage)
+    assert [it.sha256 for it in second.items] == [shas[1]] and not second.quarantine
+    assert second.tables[S.embeddings_table_name(MODEL)][0].column("sha256").to_pylist() == [shas[1]]
+    assert take_result(result, set(), triage).empty()

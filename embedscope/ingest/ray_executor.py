@@ -144,7 +144,7 @@ class EncoderActor:
                 result.failed.append(value)
         if items:
             t0 = time.monotonic()
-            result.tables, result.embedded = encode_batch(self.encoders.stages, items)
+            result.tables, _ = encode_batch(self.encoders.stages, items)  # counted by the driver
             result.encode = time.monotonic() - t0
         result.items = items
         enc = self.encoders.encoder
@@ -161,7 +161,6 @@ class BatchResult:
     items: list[DecodedItem] = field(default_factory=list)  # pixels dropped
     failed: list[tuple[FileEntry, str, str]] = field(default_factory=list)  # (entry, sha, reason)
     tables: dict[str, pa.Table] = field(default_factory=dict)
-    embedded: dict[str, int] = field(default_factory=dict)
     decode: float = 0.0
     encode: float = 0.0
     load: float = 0.0
@@ -250,29 +249,8 @@ class RayIngest:
             # 2. decode on CPU tasks → encode on actors → write here
             pending = {sha for _, sha, _ in work}
             for result in self._encode_all(ray, work):
-                job, before = WriteJob(), len(pending)
-                for entry, sha, reason in result.failed:
-                    if sha in pending:
-                        pending.discard(sha)
-                        triage.rejected(entry, sha, reason, job)
-                fresh = [it for it in result.items if it.sha256 in pending]
-                for it in fresh:
-                    pending.discard(it.sha256)
-                    triage.decoded(it, job)
-                    job.items.append(it)
-                for name, rows in result.tables.items():
-                    if len(fresh) < len(result.items):  # a result delivered twice: keep the first
-                        keep = pa.array([it.sha256 for it in fresh], pa.string())
-                        rows = rows.filter(pc.is_in(rows.column("sha256"), value_set=keep))
-                    if rows.num_rows:
-                        job.tables.setdefault(name, []).append(rows)
-                if len(fresh) == len(result.items):
-                    for variant, n in result.embedded.items():
-                        summary.embedded[variant] = summary.embedded.get(variant, 0) + n
-                else:
-                    for it in fresh:
-                        for variant in it.variants:
-                            summary.embedded[variant] = summary.embedded.get(variant, 0) + 1
+                before = len(pending)
+                job = take_result(result, pending, triage)
                 times.decode += result.decode
                 times.encode += result.encode
                 times.load += result.load
@@ -362,6 +340,32 @@ class RayIngest:
         if s.num_gpus_per_worker:
             return max(1, int(resources.get("GPU", 0) / s.num_gpus_per_worker))
         return max(1, int(resources.get("CPU", 1) // (s.torch_threads or 1)))
+
+
+def take_result(result: BatchResult, pending: set[str], triage: Triage) -> WriteJob:
+    """The rows to write for one encoder result, counted into ``triage.summary``.
+
+    Only shas still in ``pending`` are taken (and removed from it): a result delivered twice
+    (a retried task) adds nothing the second time."""
+    summary, job = triage.summary, WriteJob()
+    for entry, sha, reason in result.failed:
+        if sha in pending:
+            pending.discard(sha)
+            triage.rejected(entry, sha, reason, job)
+    fresh = [it for it in result.items if it.sha256 in pending]
+    keep = pa.array([it.sha256 for it in fresh], pa.string())
+    for name, rows in result.tables.items():
+        if len(fresh) < len(result.items):
+            rows = rows.filter(pc.is_in(rows.column("sha256"), value_set=keep))
+        if rows.num_rows:
+            job.tables.setdefault(name, []).append(rows)
+    for it in fresh:
+        pending.discard(it.sha256)
+        triage.decoded(it, job)
+        job.items.append(it)
+        for variant in it.variants:
+            summary.embedded[variant] = summary.embedded.get(variant, 0) + 1
+    return job
 
 
 def _blocks(n: int, per_block: int) -> int:
