@@ -150,6 +150,19 @@ def test_a_killed_encoder_actor_is_retried_without_duplicate_or_hole(ray_cluster
     _assert_same(Path(settings.db), local_db, drop)
 
 
+@pytest.mark.slow
+def test_gpu_actors_on_a_cluster_without_gpus_fail_fast(ray_cluster, drop, tmp_path):
+    from embedscope.errors import ConfigError
+    from embedscope.ingest.pipeline import load_encoders
+    from embedscope.ingest.ray_executor import RayIngest
+
+    settings = IngestSettings(drops=(str(drop["drop"]),), db=str(tmp_path / "db"), weights="random", image_size=56,
+                              progress=False, executor="ray", num_gpus_per_worker=1)
+    db = Database(settings.db, create=True)
+    with pytest.raises(ConfigError, match="has no GPU"):
+        RayIngest(db, settings, load_encoders(settings, announce=False)).run([])
+
+
 def test_executor_ray_without_ray_is_a_dependency_error_with_the_fix(tmp_path, drop):
     fake = tmp_path / "noray" / "ray"
     fake.mkdir(parents=True)

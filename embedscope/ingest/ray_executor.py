@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embedscope.config import IngestSettings
-from embedscope.errors import DependencyError, EmbedscopeError
+from embedscope.errors import ConfigError, DependencyError, EmbedscopeError
 from embedscope.ingest.pipeline import (
     CPU_BATCH_SIZE,
     Committer,
@@ -222,6 +222,10 @@ class RayIngest:
         import ray
 
         s = self.settings
+        if s.num_gpus_per_worker and not ray.cluster_resources().get("GPU"):
+            raise ConfigError(  # Ray would otherwise wait forever for a GPU to appear
+                f"--num-gpus-per-worker {s.num_gpus_per_worker:g}, but the Ray cluster has no GPU",
+                "leave it out for CPU encoder actors, or add GPU nodes to the cluster")
         summary = IngestSummary(self.db.uri, self.encoder.name, self.encoder.weights.label)
         times = StageTimes()
         started = time.monotonic()
