@@ -354,6 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="embed the images of one or more drops into a database, once")
     p.add_argument("drops", nargs="+", metavar="DROP", help="folders (or files) to ingest")
     _add_ingest_options(p)
+    g = p.add_argument_group("scaling out (see README \"Scaling out\")")
+    g.add_argument("--executor", choices=["local", "ray"],
+                   help="local (default): threads in this process; ray: the same stages as Ray Data tasks and "
+                        "encoder actors, rows written from this process")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join: auto, ray://head:10001, ... (default: start a local one)")
+    g.add_argument("--ray-workers", type=int, metavar="N",
+                   help="encoder actors (default: one per GPU share, else one per --torch-threads CPUs (default 1))")
+    g.add_argument("--num-gpus-per-worker", type=float, metavar="N",
+                   help="GPUs per encoder actor (default 0: CPU actors)")
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("watch", help="ingest drops continuously (a daemon; SIGTERM/Ctrl-C stops it cleanly)",

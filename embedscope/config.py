@@ -24,6 +24,7 @@ PREPROCESS_MODES = ("default", "xray")
 DEVICES = ("auto", "cpu", "cuda")
 SAM2_MASK_MODES = ("mean_fill", "crop")
 PRECISIONS = ("auto", "fp32", "bf16")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class IngestSettings:
     torch_threads: int = 0  # 0 = torch's default (one per core)
     write_images: int = 256  # the writer commits once this many images have queued up ...
     write_seconds: float = 5.0  # ... or this long after the oldest uncommitted batch
+    executor: str = "local"  # local | ray (the same stages as Ray Data operations; see ingest/ray_executor.py)
+    ray_address: str = ""  # "" = start a local Ray; "auto" or ray://head:10001 = join that cluster
+    ray_workers: int = 0  # encoder actors; 0 = one per GPU share (GPU actors), else one per torch_threads CPUs
+    num_gpus_per_worker: float = 0.0  # > 0: encoder actors are GPU actors asking this many GPUs each
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_MODES:
@@ -80,6 +85,10 @@ class IngestSettings:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (auto) or more")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown --executor {self.executor!r}", f"use one of: {', '.join(EXECUTORS)}")
+        if self.ray_workers < 0 or self.num_gpus_per_worker < 0:
+            raise ConfigError("--ray-workers and --num-gpus-per-worker must be 0 (auto / CPU) or more")
         if self.image_size % 14:
             raise ConfigError(
                 f"--image-size {self.image_size} is not a multiple of 14 (the DINOv2 patch size)",

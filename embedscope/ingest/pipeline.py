@@ -204,6 +204,69 @@ def decode_entry(
     )
 
 
+def hash_entry(entry: FileEntry) -> str | None:
+    """The SHA-256 of ``entry``'s bytes, or ``None`` if it vanished or cannot be read since the scan."""
+    try:
+        return sha256_file(entry.path)
+    except OSError:
+        return None
+
+
+def decode_or_error(entry: FileEntry, sha256: str, **kwargs: Any) -> DecodedItem | DecodeError:
+    """:func:`decode_entry`, with a :class:`DecodeError` returned instead of raised (a result
+    that can travel back from a worker)."""
+    try:
+        return decode_entry(entry, sha256, **kwargs)
+    except DecodeError as exc:
+        return exc
+
+
+def encode_batch(stages: Sequence[VariantStage], items: Sequence[DecodedItem]) -> tuple[dict[str, pa.Table], dict[str, int]]:
+    """Run every stage on the items that miss its variant, then drop their pixels and images.
+
+    Returns the rows to write by table name and the number of vectors per variant."""
+    tables: dict[str, list[pa.Table]] = {}
+    embedded: dict[str, int] = {}
+    for stage in stages:
+        todo = [it for it in items if stage.variant in it.variants]
+        if not todo:
+            continue
+        for name, rows in stage.process(todo).items():
+            tables.setdefault(name, []).append(rows)
+        embedded[stage.variant] = embedded.get(stage.variant, 0) + len(todo)
+    for it in items:
+        it.pixels = None
+        it.image = None
+    return {name: pa.concat_tables(parts) if len(parts) > 1 else parts[0] for name, parts in tables.items()}, embedded
+
+
+def source_row(entry: FileEntry, sha256: str, seen_at: Any) -> dict[str, Any]:
+    """One ``sources`` row: where a file with this content was seen."""
+    return {"sha256": sha256, "path": entry.path, "drop": entry.drop, "size_bytes": entry.size_bytes,
+            "mtime": entry.mtime, "seen_at": seen_at}
+
+
+def quarantine_row(entry: FileEntry, sha256: str, reason: str, seen_at: Any) -> dict[str, Any]:
+    """One ``quarantine`` row: a file that cannot be an image, and why."""
+    return {"sha256": sha256, "path": entry.path, "size_bytes": entry.size_bytes, "reason": reason,
+            "seen_at": seen_at}
+
+
+def image_rows(items: Sequence[DecodedItem], *, label_from_folder: bool) -> pa.Table:
+    """The ``images`` rows of decoded items (first path seen, size, format, phash, thumbnail)."""
+    now = utc_now()
+    return pa.Table.from_pylist(
+        [
+            {"sha256": it.sha256, "path": it.entry.path, "size_bytes": it.entry.size_bytes,
+             "width": it.width, "height": it.height, "format": it.format,
+             "label": it.entry.folder_label if label_from_folder else None, "phash": it.phash,
+             "ingested_at": now, "thumbnail": it.thumbnail}
+            for it in items
+        ],
+        S.IMAGES_SCHEMA,
+    )
+
+
 # -- the runner -----------------------------------------------------------------------------
 
 
@@ -264,6 +327,102 @@ class Progress:
             self.bar.close()
 
 
+class Triage:
+    """The "skip known" step, shared by every executor: what to do with one hashed file.
+
+    Counts into ``summary`` and puts the rows a file needs into the given :class:`WriteJob`.
+    Files must be offered in scan order so the first path of a content is the one stored.
+    """
+
+    def __init__(self, known: KnownState, variants: Sequence[str], summary: IngestSummary, seen_at: Any) -> None:
+        self.known = known
+        self.variants = tuple(variants)
+        self.summary = summary
+        self.seen_at = seen_at
+        self.claimed: set[str] = set()  # shas being stored by this run (first path wins)
+
+    def admit(self, entry: FileEntry, sha: str | None, job: WriteJob) -> tuple[str, ...] | None:
+        """The variants to compute for this file (it must be decoded and encoded), or ``None``
+        when it is a duplicate or is quarantined (its rows are already in ``job``)."""
+        summary, known = self.summary, self.known
+        summary.scanned += 1
+        if sha is None:  # vanished or unreadable between scan and hash
+            self._quarantine(entry, "", "cannot read file", job)
+        elif sha in known.quarantined:
+            self._quarantine(entry, sha, known.quarantined[sha], job)
+        elif sha in self.claimed or (sha in known.images and not known.missing_variants(sha, self.variants)):
+            summary.duplicates += 1
+            job.sources.append(source_row(entry, sha, self.seen_at))
+        elif entry.size_bytes == 0:
+            known.quarantined[sha] = "empty file (0 bytes)"
+            self._quarantine(entry, sha, "empty file (0 bytes)", job)
+        else:
+            self.claimed.add(sha)
+            if sha in known.images:
+                summary.completed += 1
+            else:
+                summary.new += 1
+            return known.missing_variants(sha, self.variants)
+        return None
+
+    def decoded(self, item: DecodedItem, job: WriteJob) -> None:
+        """An admitted file decoded: its path is recorded with its batch."""
+        job.sources.append(source_row(item.entry, item.sha256, self.seen_at))
+
+    def rejected(self, entry: FileEntry, sha: str, reason: str, job: WriteJob) -> None:
+        """An admitted file failed to decode: quarantine it instead."""
+        if sha in self.known.images:
+            self.summary.completed -= 1
+        else:
+            self.summary.new -= 1
+        self.known.quarantined[sha] = reason
+        self._quarantine(entry, sha, reason, job)
+
+    def _quarantine(self, entry: FileEntry, sha: str, reason: str, job: WriteJob) -> None:
+        self.summary.quarantined += 1
+        job.quarantine.append(quarantine_row(entry, sha, reason, self.seen_at))
+        job.sources.append(source_row(entry, sha, self.seen_at))
+
+
+class Committer:
+    """The write stage, shared by every executor: one job at a time, on one writer thread.
+
+    Order per job: embeddings (and masks) → images → quarantine → sources. Every write is a
+    merge_insert on the table's key, so writing a row twice (a retried batch) leaves one row.
+    A path is recorded only once its content is settled (stored or quarantined), so a crash can
+    never leave a path in ``sources`` whose image was lost.
+    """
+
+    def __init__(self, db: Database, known: KnownState, *, label_from_folder: bool) -> None:
+        self.db = db
+        self.known = known
+        self.label_from_folder = label_from_folder
+        self.waiting: list[dict[str, Any]] = []  # path rows whose sha is not settled yet
+
+    def commit(self, job: WriteJob) -> None:
+        for name, parts in job.tables.items():
+            self.db.upsert(name, pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        if job.items:
+            new_images = [it for it in job.items if it.sha256 not in self.known.images]
+            if new_images:
+                self.db.upsert(S.IMAGES, image_rows(new_images, label_from_folder=self.label_from_folder),
+                               update_existing=False)
+        if job.quarantine:
+            self.db.upsert(S.QUARANTINE, pa.Table.from_pylist(job.quarantine, S.QUARANTINE_SCHEMA))
+        for it in job.items:
+            self.known.images.add(it.sha256)
+            for v in it.variants:
+                self.known.embedded[v].add(it.sha256)
+        settled, waiting = [], []
+        for row in self.waiting + job.sources:
+            sha = row["sha256"]
+            done = not sha or sha in self.known.images or sha in self.known.quarantined
+            (settled if done else waiting).append(row)
+        if settled:
+            self.db.upsert(S.SOURCES, pa.Table.from_pylist(settled, S.SOURCES_SCHEMA))
+        self.waiting = waiting
+
+
 class IngestRun:
     """One pass over a list of files into a database.
 
@@ -288,7 +447,6 @@ class IngestRun:
         self.db = db
         self.choose_batch_size = choose_batch_size
         self.warm_up = warm_up  # builds the model: run in the background once there is work
-        self._waiting_sources: list[dict[str, Any]] = []  # path rows whose sha is not settled yet
         self.settings = settings
         self.stages = list(stages)
         self.preprocessor = preprocessor
@@ -310,26 +468,14 @@ class IngestRun:
         times = StageTimes()
         started = time.monotonic()
         progress = Progress(s.progress)
-        in_run: set[str] = set()  # shas claimed by this run (first path wins)
+        triage = Triage(self.known, self.variants, summary, utc_now())
+        committer = Committer(self.db, self.known, label_from_folder=s.label_from_folder)
         batch: list[DecodedItem] = []
         job = WriteJob()  # rows gathered since the last hand-over to the writer
         in_flight: deque[tuple[FileEntry, str, Future]] = deque()
         batch_size = s.batch_size or CPU_BATCH_SIZE  # the real one is chosen with the model
         model_ready: Future | None = None  # the model's build, overlapping the first decodes
-        now = utc_now()
-        self._waiting_sources = []
-        writer = BatchWriter(lambda j: self._commit(j, times), min_images=s.write_images,
-                             max_delay=s.write_seconds)
-
-        def source_row(entry: FileEntry, sha: str) -> dict[str, Any]:
-            return {"sha256": sha, "path": entry.path, "drop": entry.drop, "size_bytes": entry.size_bytes,
-                    "mtime": entry.mtime, "seen_at": now}
-
-        def quarantine(entry: FileEntry, sha: str, reason: str) -> None:
-            summary.quarantined += 1
-            job.quarantine.append({"sha256": sha, "path": entry.path, "size_bytes": entry.size_bytes,
-                                   "reason": reason, "seen_at": now})
-            job.sources.append(source_row(entry, sha))
+        writer = BatchWriter(committer.commit, min_images=s.write_images, max_delay=s.write_seconds)
 
         def tick() -> None:
             progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
@@ -352,8 +498,11 @@ class IngestRun:
                     batch_size = model_ready.result()
                     times.load_wait += time.monotonic() - t0
                 t0 = time.monotonic()
-                for name, rows in self._encode(batch, summary).items():
+                tables, embedded = encode_batch(self.stages, batch)
+                for name, rows in tables.items():
                     job.tables.setdefault(name, []).append(rows)
+                for variant, n in embedded.items():
+                    summary.embedded[variant] = summary.embedded.get(variant, 0) + n
                 times.encode += time.monotonic() - t0
                 job.items.extend(batch)
                 batch.clear()
@@ -367,15 +516,10 @@ class IngestRun:
                 item, seconds = fut.result()
                 times.decode += seconds
                 if isinstance(item, DecodeError):
-                    if sha in self.known.images:
-                        summary.completed -= 1
-                    else:
-                        summary.new -= 1
-                    self.known.quarantined[sha] = item.message
-                    quarantine(entry, sha, item.message)
+                    triage.rejected(entry, sha, item.message, job)
                 else:
                     batch.append(item)
-                    job.sources.append(source_row(entry, sha))
+                    triage.decoded(item, job)
                     if len(batch) >= batch_size:
                         hand_over()
                 tick()
@@ -387,28 +531,11 @@ class IngestRun:
                 for entry, sha, hash_seconds in hashed:
                     if should_stop():
                         break
-                    summary.scanned += 1
                     times.hash += hash_seconds
-                    if sha is None:  # vanished or unreadable between scan and hash
-                        quarantine(entry, "", "cannot read file")
-                    elif sha in self.known.quarantined:
-                        quarantine(entry, sha, self.known.quarantined[sha])
-                    elif sha in in_run or (sha in self.known.images
-                                           and not self.known.missing_variants(sha, self.variants)):
-                        summary.duplicates += 1
-                        job.sources.append(source_row(entry, sha))
-                    elif entry.size_bytes == 0:
-                        self.known.quarantined[sha] = "empty file (0 bytes)"
-                        quarantine(entry, sha, "empty file (0 bytes)")
-                    else:
+                    missing = triage.admit(entry, sha, job)
+                    if missing is not None:
                         if model_ready is None:  # first real work: now it is worth building the model
                             model_ready = loader.submit(prepare_model)
-                        in_run.add(sha)
-                        if sha in self.known.images:
-                            summary.completed += 1
-                        else:
-                            summary.new += 1
-                        missing = self.known.missing_variants(sha, self.variants)
                         in_flight.append((entry, sha, pool.submit(self._decode_timed, entry, sha, missing)))
                         drain(batch_size * s.prefetch_batches)
                         continue
@@ -440,75 +567,14 @@ class IngestRun:
 
     def _decode_timed(self, entry: FileEntry, sha: str, missing: tuple[str, ...]) -> tuple[DecodedItem | DecodeError, float]:
         t0 = time.monotonic()
-        try:
-            item: DecodedItem | DecodeError = decode_entry(
-                entry, sha, preprocessor=self.preprocessor, settings=self.settings,
-                keep_image=self.keep_image, draft_to=self.draft_to, variants=missing)
-        except DecodeError as exc:
-            item = exc
+        item = decode_or_error(entry, sha, preprocessor=self.preprocessor, settings=self.settings,
+                               keep_image=self.keep_image, draft_to=self.draft_to, variants=missing)
         return item, time.monotonic() - t0
-
-    def _encode(self, batch: list[DecodedItem], summary: IngestSummary) -> dict[str, pa.Table]:
-        """Run every stage on the items that miss its variant; drop the pixels afterwards."""
-        tables: dict[str, list[pa.Table]] = {}
-        for stage in self.stages:
-            todo = [it for it in batch if stage.variant in it.variants]
-            if not todo:
-                continue
-            for name, rows in stage.process(todo).items():
-                tables.setdefault(name, []).append(rows)
-            summary.embedded[stage.variant] = summary.embedded.get(stage.variant, 0) + len(todo)
-        for it in batch:
-            it.pixels = None
-            it.image = None
-        return {name: pa.concat_tables(parts) if len(parts) > 1 else parts[0] for name, parts in tables.items()}
-
-    def _commit(self, job: WriteJob, times: StageTimes) -> None:
-        """Write one job (runs on the writer thread): embeddings → images → quarantine → sources."""
-        for name, parts in job.tables.items():
-            self.db.upsert(name, pa.concat_tables(parts) if len(parts) > 1 else parts[0])
-        if job.items:
-            new_images = [it for it in job.items if it.sha256 not in self.known.images]
-            if new_images:
-                self.db.upsert(S.IMAGES, self._image_rows(new_images), update_existing=False)
-        if job.quarantine:
-            self.db.upsert(S.QUARANTINE, pa.Table.from_pylist(job.quarantine, S.QUARANTINE_SCHEMA))
-        for it in job.items:
-            self.known.images.add(it.sha256)
-            for v in it.variants:
-                self.known.embedded[v].add(it.sha256)
-        # a path is recorded only once its content is settled (stored or quarantined), so a
-        # crash can never leave a path in `sources` whose image was lost
-        settled, waiting = [], []
-        for row in self._waiting_sources + job.sources:
-            sha = row["sha256"]
-            done = not sha or sha in self.known.images or sha in self.known.quarantined
-            (settled if done else waiting).append(row)
-        if settled:
-            self.db.upsert(S.SOURCES, pa.Table.from_pylist(settled, S.SOURCES_SCHEMA))
-        self._waiting_sources = waiting
-
-    def _image_rows(self, items: list[DecodedItem]) -> pa.Table:
-        now = utc_now()
-        label = self.settings.label_from_folder
-        return pa.Table.from_pylist(
-            [
-                {"sha256": it.sha256, "path": it.entry.path, "size_bytes": it.entry.size_bytes,
-                 "width": it.width, "height": it.height, "format": it.format,
-                 "label": it.entry.folder_label if label else None, "phash": it.phash,
-                 "ingested_at": now, "thumbnail": it.thumbnail}
-                for it in items
-            ],
-            S.IMAGES_SCHEMA,
-        )
 
 
 def _timed_hash(entry: FileEntry) -> tuple[FileEntry, str | None, float]:
     t0 = time.monotonic()
-    try:
-        sha = sha256_file(entry.path)
-    except OSError:
-        sha = None
+    sha = hash_entry(entry)
     return entry, sha, time.monotonic() - t0
 
 
@@ -534,8 +600,10 @@ class Encoders:
     stages: list[VariantStage]
 
 
-def load_encoders(settings: IngestSettings) -> Encoders:
-    """Resolve weights (failing before any database work), load DINOv2 (and SAM2)."""
+def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoders:
+    """Resolve weights (failing before any database work), load DINOv2 (and SAM2).
+
+    ``announce=False`` skips the random-weights warning (Ray actors: the driver has said it)."""
     from embedscope.models.dinov2 import DinoV2Encoder
     from embedscope.models.registry import get_encoder_config
     from embedscope.models.weights import resolve_weights
@@ -548,7 +616,7 @@ def load_encoders(settings: IngestSettings) -> Encoders:
         from embedscope.models.sam2 import resolve_sam2_weights
 
         sam2_weights = resolve_sam2_weights(settings.sam2_model, settings.sam2_weights)
-    if weights.is_random:
+    if weights.is_random and announce:
         warn_random(f"{config.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
     encoder = DinoV2Encoder(config, weights, device=settings.device, image_size=settings.image_size,
                             preprocess_mode=settings.preprocess, precision=settings.precision,
@@ -574,7 +642,12 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders) -> Inge
 
 
 def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
-    """The one-shot ``embedscope ingest``: everything from the settings to a summary."""
+    """The one-shot ``embedscope ingest``: everything from the settings to a summary
+    (``settings.executor == "ray"``: the same stages on a Ray cluster)."""
+    if settings.executor == "ray":
+        from embedscope.ingest.ray_executor import run_ingest_ray
+
+        return run_ingest_ray(settings, wait_lock=wait_lock)
     entries = list(scan_drops(settings.drops))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
     db = Database(settings.db, create=True)
