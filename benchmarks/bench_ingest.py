@@ -289,7 +289,7 @@ def _gpu_decode_e2e(drop: Path, common: list[str], model_rate: float) -> list[di
     print(f"  ingest_e2e_gpu_decode {steady:.1f} img/s, stages {stages}", file=sys.stderr)
     shutil.rmtree(db, ignore_errors=True)
     return [{"name": "ingest_e2e_gpu_decode", "value": round(steady, 2), "unit": "img/s",
-             "settings": {"images": summary["new"], "decode": "gpu", "device": summary["device"],
+             "settings": {"images": summary["new"], "decode": summary.get("decode"), "device": summary["device"],
                           "img_s_including_model_load": summary["images_per_s"], "stage_busy_s": stages,
                           "peak_rss_mib": round(proc["max_rss_mib"], 1)}},
             _ratio("ingest_e2e_gpu_decode/model_only", steady, model_rate, 0.70)]
@@ -406,7 +406,7 @@ def compile_vs_eager(size: int, batch_size: int, precision: str, seconds: float)
         return n / (time.perf_counter() - t1)
 
     windows: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for _ in range(2):
+    for _ in range(3):
         windows["eager"].append(round(rate(eager), 2))
         windows["compiled"].append(round(rate(compiled), 2))
     best_e, best_c = max(windows["eager"]), max(windows["compiled"])
@@ -418,8 +418,9 @@ def compile_vs_eager(size: int, batch_size: int, precision: str, seconds: float)
         {"name": "compile_seconds", "value": round(compile_s, 1), "unit": "s",
          "settings": {"what": "first call of the compiled encoder (dynamo tracing + inductor codegen + C++ build)",
                       "device": compiled.device_name}},
-        _ratio("model_only_compiled/model_only_eager", best_c, best_e, 1.0,
-               {"meaning": ">= 1: --compile pays off in steady state (compile time apart)"}),
+        _ratio("model_only_compiled/model_only_eager", best_c, best_e, None,
+               {"meaning": "> 1: compiled is faster in steady state (compile time apart); "
+                           "the windows show the noise"}),
     ]
 
 

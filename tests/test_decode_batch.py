@@ -113,6 +113,7 @@ def test_batched_decode_ingests_the_same_rows_and_vectors_as_the_cpu_path(jpeg_d
     counts = lambda s: (s.scanned, s.new, s.duplicates, s.quarantined, s.embedded)  # noqa: E731
     assert counts(s_cpu) == counts(s_bat) == (17, 15, 1, 1, {"full": 15})
     assert s_cpu.stage_seconds["decode_batch"] == 0 < s_bat.stage_seconds["decode_batch"]
+    assert (s_cpu.decode, s_bat.decode) == ("cpu", "batched:cpu")
 
     img_cpu, vec_cpu, q_cpu = _rows(db_cpu)
     img_bat, vec_bat, q_bat = _rows(db_bat)
@@ -159,6 +160,25 @@ def test_a_file_the_batch_decoder_refuses_is_decoded_on_the_cpu(jpeg_drop, tmp_p
     large = [r for r in db.read(S.IMAGES).to_pylist() if r["path"].endswith("large.jpg")]
     assert len(large) == 1 and (large[0]["width"], large[0]["height"]) == (640, 480)
     assert db.read_embeddings("dinov2_vits14", "full", ["sha256"]).num_rows == 15
+
+    # refused by the batch decoder *and* by Pillow (the worker's draft decode passed): the
+    # item leaves the batch and is handed to ``reject`` (quarantine) with Pillow's reason
+    from embedscope.ingest.decode import DecodedImage
+    from embedscope.ingest.jpeg_batch import Prepared
+    from embedscope.ingest.pipeline import DecodedItem
+    from embedscope.ingest.scan import FileEntry
+
+    data = (jpeg_drop / "b/large.jpg").read_bytes()
+    ok = prepare_jpeg((jpeg_drop / "a/img2.jpg").read_bytes(), max_pixels=10**9, small_side=128)
+    items = [DecodedItem(entry=FileEntry(f"/x/{name}.jpg", "/x", 1, None), sha256=name, width=640, height=480, format="JPEG", phash=0, thumbnail=b"",
+                         pixels=None, deferred=prep)
+             for name, prep in (("bad", Prepared(DecodedImage(None, 640, 480, "JPEG"), data[: len(data) // 2])),
+                                ("ok", ok))]
+    rejected = []
+    batch = list(items)
+    run._decode_deferred(batch, lambda it, reason: rejected.append((it.sha256, reason)))
+    assert [it.sha256 for it in batch] == ["ok"] and batch[0].pixels.shape == (3, 56, 56)
+    assert len(rejected) == 1 and rejected[0][0] == "bad" and "truncated" in rejected[0][1]
 
 
 def test_decode_auto_is_cpu_without_cuda_and_gpu_needs_the_encoder_on_cuda():
@@ -216,5 +236,5 @@ def test_cuda_ingest_with_gpu_decode(jpeg_drop, tmp_path):
     import json
 
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (summary["new"], summary["quarantined"], summary["device"]) == (15, 1, "cuda")
+    assert (summary["new"], summary["quarantined"], summary["device"], summary["decode"]) == (15, 1, "cuda", "batched:cuda")
     assert summary["stage_seconds"]["decode_batch"] > 0

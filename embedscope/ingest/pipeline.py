@@ -88,6 +88,7 @@ class IngestSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "fp32"
+    decode: str = "cpu"  # where JPEG pixels were decoded: cpu (Pillow) or batched:<device>
 
     @property
     def images_per_s(self) -> float:
@@ -494,6 +495,8 @@ class IngestRun:
         for stage in self.stages:  # sub-steps a stage times itself, e.g. 'sam2' (part of 'encode')
             summary.stage_seconds.update(getattr(stage, "take_timings", dict)())
         summary.device, summary.precision = self.describe_device()
+        if self.batch_decoder is not None:
+            summary.decode = f"batched:{self.batch_decoder.device.type}"
         return summary
 
     def _decode_timed(self, entry: FileEntry, sha: str, missing: tuple[str, ...]) -> tuple[DecodedItem | DecodeError, float]:
