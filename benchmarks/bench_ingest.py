@@ -417,7 +417,9 @@ def compile_vs_eager(size: int, batch_size: int, precision: str, seconds: float)
          "settings": {**settings, "eager_img_s": best_e, "windows": windows}},
         {"name": "compile_seconds", "value": round(compile_s, 1), "unit": "s",
          "settings": {"what": "first call of the compiled encoder (dynamo tracing + inductor codegen + C++ build)",
-                      "device": compiled.device_name}},
+                      "device": compiled.device_name,
+                      "note": "inductor caches kernels on disk (/tmp/torchinductor_$USER): a repeat with the "
+                              "same shapes compiles much faster"}},
         _ratio("model_only_compiled/model_only_eager", best_c, best_e, None,
                {"meaning": "> 1: compiled is faster in steady state (compile time apart); "
                            "the windows show the noise"}),

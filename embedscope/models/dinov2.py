@@ -9,7 +9,10 @@ autocast (so layer norms and softmax stay in fp32); on CPU this measured ~2x fas
 plain autocast over fp32 weights, which re-casts every weight on every call. With
 ``precision="auto"`` a CPU gets bf16 only if it advertises bf16 instructions *and* a short
 timing at start-up shows bf16 faster; CUDA always gets bf16. Batches go to CUDA from pinned
-memory with non-blocking copies; ``compile=True`` wraps the network in ``torch.compile``.
+memory with non-blocking copies; ``compile=True`` wraps the network in ``torch.compile``
+(static shapes: a short batch is padded to a compiled size; a compilation that fails logs one
+warning and the encoder runs eagerly). Rows already on the device (``--decode gpu``) are
+stacked there.
 """
 
 from __future__ import annotations
