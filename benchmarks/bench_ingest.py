@@ -10,9 +10,18 @@ All figures come from one run, so the ratios hold on a noisy machine:
 - ``reingest``: the same drop again (all duplicates) vs ``sha256sum`` of the same files
 - ``peak_rss_small`` / ``peak_rss_large``: tiny generated images, a drop 10x the other
 - ``sam2_masked`` (``--sam2``): the masked variant, when ``embedscope.models.sam2`` exists
+- ``decode_*``: JPEG decode + resize/normalise rates on the same files, one core: Pillow (the
+  CPU path), torchvision ``decode_jpeg`` on the CPU (the ``--decode gpu`` code on the CPU
+  device), the ``--decode gpu`` worker's small draft decode, and nvJPEG when CUDA is present
+- ``model_only_compiled``: ``torch.compile`` vs eager, same batch and precision, interleaved
+  windows; the compile time apart (``EMBEDSCOPE_BENCH_COMPILE=0`` or ``--no-compile`` skips
+  it; off by default with ``--quick``: compiling takes minutes on a small CPU)
+- with CUDA (device auto): the same table on the GPU, plus ``ingest_e2e_gpu_decode``
+  (``--decode gpu``) and its ratio to ``model_only``
 
-``python -m benchmarks.bench_ingest [--quick] [--sam2]``; sizes via ``EMBEDSCOPE_BENCH_*``
-environment variables (see :func:`_sizes`), the image folder via ``EMBEDSCOPE_BENCH_DATA``.
+``python -m benchmarks.bench_ingest [--quick] [--sam2] [--compile|--no-compile]``; sizes via
+``EMBEDSCOPE_BENCH_*`` environment variables (see :func:`_sizes`), the image folder via
+``EMBEDSCOPE_BENCH_DATA``.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ def _sizes(quick: bool) -> dict[str, int]:
         "rss_large": 3000 if quick else 15000,
         "rss_image_size": 28,
         "sam2_images": 8 if quick else 32,
+        "decode_images": 64 if quick else 160,
+        "compile": 0 if quick else 1,  # measure torch.compile (minutes of compiling on a CPU)
     }
     for key in sizes:
         env = os.environ.get(f"EMBEDSCOPE_BENCH_{key.upper()}")
@@ -180,15 +191,18 @@ def sha256sum_seconds(files: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
-def _ratio(name: str, num: float, den: float, target: float, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def _ratio(name: str, num: float, den: float, target: float | None,
+           settings: dict[str, Any] | None = None) -> dict[str, Any]:
     value = num / den if den else 0.0
-    return {"name": name, "value": round(value, 3), "unit": "ratio",
-            "settings": {"target": f">= {target}", "meets_target": value >= target, **(settings or {})}}
+    aim = {} if target is None else {"target": f">= {target}", "meets_target": value >= target}
+    return {"name": name, "value": round(value, 3), "unit": "ratio", "settings": {**aim, **(settings or {})}}
 
 
-def run(quick: bool = False, sam2: bool = False) -> list[dict[str, Any]]:
+def run(quick: bool = False, sam2: bool = False, compile: bool | None = None) -> list[dict[str, Any]]:
     """Every ingest measurement, in one run (see the module docstring)."""
     sz = _sizes(quick)
+    if compile is not None:
+        sz["compile"] = int(compile)
     WORK.mkdir(exist_ok=True)
     results: list[dict[str, Any]] = []
     drop = WORK / "drop"
@@ -240,16 +254,176 @@ def run(quick: bool = False, sam2: bool = False) -> list[dict[str, Any]]:
         {"name": "sha256sum", "value": round(sha, 3), "unit": "s", "settings": {"files": len(files)}},
         {"name": "startup", "value": round(startup, 3), "unit": "s",
          "settings": {"what": "embedscope ingest of an empty folder into a fresh DB (in-process wall time)"}},
-        _ratio("ingest_e2e/model_only", e2e["value"], mo["value"], 0.85),
+        _ratio("ingest_e2e/model_only", e2e["value"], mo["value"], 0.85 if e2e["settings"]["device"] == "cpu" else 0.70),
         _ratio("ingest_e2e/naive_loop", e2e["value"], naive["value"], 2.0),
         _ratio("(3*sha256sum+startup)/reingest", 3 * sha + startup, proc2["wall_s"], 1.0,
                {"meaning": "re-ingest within 3x sha256sum plus start-up when >= 1"}),
     ]
 
+    if _cuda():
+        results += _gpu_decode_e2e(drop, common, mo["value"])
+    results += decode_rates(files[: sz["decode_images"]], size)
+    if sz["compile"]:
+        results += compile_vs_eager(size, batch_size, precision, sz["model_seconds"])
+    else:
+        print("  model_only_compiled: skipped (--quick; EMBEDSCOPE_BENCH_COMPILE=1 measures it)", file=sys.stderr)
     results += _memory(sz, common_size=sz["rss_image_size"])
     if sam2:
         results += _sam2(files[: sz["sam2_images"]], size, precision)
     return results
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _gpu_decode_e2e(drop: Path, common: list[str], model_rate: float) -> list[dict[str, Any]]:
+    """``ingest_e2e`` again with ``--decode gpu`` (CUDA hosts only)."""
+    db = WORK / "db-gpu-decode"
+    shutil.rmtree(db, ignore_errors=True)
+    summary, proc = _cli(["ingest", str(drop), "--db", str(db), *common, "--decode", "gpu"], WORK / "rss.json")
+    stages = summary["stage_seconds"]
+    steady = summary["new"] / max(1e-9, summary["seconds"] - stages.get("load_wait", 0.0))
+    print(f"  ingest_e2e_gpu_decode {steady:.1f} img/s, stages {stages}", file=sys.stderr)
+    shutil.rmtree(db, ignore_errors=True)
+    return [{"name": "ingest_e2e_gpu_decode", "value": round(steady, 2), "unit": "img/s",
+             "settings": {"images": summary["new"], "decode": summary.get("decode"), "device": summary["device"],
+                          "img_s_including_model_load": summary["images_per_s"], "stage_busy_s": stages,
+                          "peak_rss_mib": round(proc["max_rss_mib"], 1)}},
+            _ratio("ingest_e2e_gpu_decode/model_only", steady, model_rate, 0.70)]
+
+
+def decode_rates(files: list[Path], size: int) -> list[dict[str, Any]]:
+    """Per-image decode + resize/normalise rates on one core (torch set to one thread), each
+    over the same files read into memory first (no disk in the timing)."""
+    import torch
+
+    from embedscope.ingest.decode import decode_bytes, perceptual_hash, thumbnail_jpeg
+    from embedscope.ingest.jpeg_batch import JpegBatchDecoder, prepare_jpeg
+    from embedscope.models.preprocess import Preprocessor
+    from embedscope.models.registry import get_encoder_config
+
+    cfg = get_encoder_config(MODEL)
+    pre = Preprocessor(size, cfg.mean, cfg.std)
+    datas = [d for d in (f.read_bytes() for f in files) if prepare_jpeg(d, max_pixels=178_956_970, small_side=128)]
+    max_pixels, thumb = 178_956_970, 128
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: list[dict[str, Any]] = []
+
+    def timed(name: str, what: str, fn: Any, **extra: Any) -> float:
+        fn()  # warm-up (codec tables, allocator)
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        rate = len(datas) / best
+        out.append({"name": name, "value": round(rate, 1), "unit": "img/s",
+                    "settings": {"what": what, "images": len(datas), "image_size": size, "threads": 1, **extra}})
+        print(f"  {name} {rate:.1f} img/s", file=sys.stderr)
+        return rate
+
+    def pil_pixels() -> None:
+        for d in datas:
+            pre(decode_bytes(d, max_pixels=max_pixels, draft_to=max(size, thumb)).image)
+
+    def pil_worker() -> None:  # the --decode cpu worker's whole per-image job
+        for d in datas:
+            im = decode_bytes(d, max_pixels=max_pixels, draft_to=max(size, thumb)).image
+            pre(im), perceptual_hash(im), thumbnail_jpeg(im, thumb)
+
+    prepared = [prepare_jpeg(d, max_pixels=max_pixels, small_side=thumb) for d in datas]
+
+    def draft_worker() -> None:  # the --decode gpu worker's whole per-image job
+        for d in datas:
+            p = prepare_jpeg(d, max_pixels=max_pixels, small_side=thumb)
+            perceptual_hash(p.small.image), thumbnail_jpeg(p.small.image, thumb)
+
+    try:
+        pil = timed("decode_pil_cpu", "Pillow decode (draft to the input size) + resize/crop/normalise", pil_pixels)
+        cpu_dec = JpegBatchDecoder("cpu", size, cfg.mean, cfg.std)
+        tv = timed("decode_torchvision_cpu", "torchvision decode_jpeg (list) + torch resize/crop/normalise, "
+                   "the --decode gpu code on the CPU", lambda: cpu_dec.decode(prepared))
+        out.append(_ratio("decode_torchvision_cpu/decode_pil_cpu", tv, pil, None,
+                          {"meaning": "> 1: torchvision's CPU decode is faster than the Pillow path"}))
+        w_cpu = timed("worker_decode_cpu", "--decode cpu worker per image: full decode, pixels, phash, thumbnail",
+                      pil_worker)
+        w_gpu = timed("worker_decode_gpu", "--decode gpu worker per image: header + draft decode (longest side "
+                      ">= 128), phash, thumbnail; pixels left to the GPU", draft_worker)
+        out.append(_ratio("worker_decode_gpu/worker_decode_cpu", w_gpu, w_cpu, None,
+                          {"meaning": "how much CPU work per image --decode gpu saves"}))
+        if _cuda():
+            gpu_dec = JpegBatchDecoder("cuda", size, cfg.mean, cfg.std)
+
+            def nvjpeg() -> None:
+                gpu_dec.decode(prepared)
+                torch.cuda.synchronize()
+
+            timed("decode_torchvision_cuda", "nvJPEG decode_jpeg (list, one call) + resize/crop/normalise on the GPU",
+                  nvjpeg, device=torch.cuda.get_device_name(0))
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def compile_vs_eager(size: int, batch_size: int, precision: str, seconds: float) -> list[dict[str, Any]]:
+    """``torch.compile`` against eager on random tensors, same batch and precision, on the
+    device ingest would use: the compile (first call) timed apart, then eager and compiled
+    windows interleaved, best of each."""
+    import numpy as np
+
+    from embedscope.models.dinov2 import DinoV2Encoder
+    from embedscope.models.registry import get_encoder_config
+    from embedscope.models.weights import resolve_weights
+
+    cfg = get_encoder_config(MODEL)
+    weights = resolve_weights("random", repo_id=cfg.hf_hub_id, filename=cfg.weights_file, what=MODEL)
+    eager = DinoV2Encoder(cfg, weights, image_size=size, precision=precision)
+    compiled = DinoV2Encoder(cfg, weights, image_size=size, precision=precision, compile=True)
+    x = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), dtype=np.float32)
+    batch = eager.stack(list(x))
+    print(f"  compiling (batch {batch_size}, {precision}, input {size}) ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    a = compiled.embed(batch).cls
+    compile_s = time.perf_counter() - t0
+    b = eager.embed(batch).cls
+    settings: dict[str, Any] = {"model": MODEL, "device": compiled.device_name, "precision": precision,
+                                "batch_size": batch_size, "image_size": size, "compile_s": round(compile_s, 1),
+                                "cosine_to_eager_min": round(float((a * b).sum(axis=1).min()), 6)}
+    if compiled.compile_error:
+        print(f"  model_only_compiled: compile failed ({compiled.compile_error}); ran eager", file=sys.stderr)
+        settings["compile_error"] = compiled.compile_error
+        return [{"name": "model_only_compiled", "value": None, "unit": "img/s", "settings": settings}]
+
+    def rate(enc: DinoV2Encoder) -> float:
+        n, t1 = 0, time.perf_counter()
+        while time.perf_counter() - t1 < seconds / 2 or n < 2 * batch_size:
+            enc.embed(batch)
+            n += batch_size
+        return n / (time.perf_counter() - t1)
+
+    windows: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(3):
+        windows["eager"].append(round(rate(eager), 2))
+        windows["compiled"].append(round(rate(compiled), 2))
+    best_e, best_c = max(windows["eager"]), max(windows["compiled"])
+    print(f"  model_only_compiled {best_c:.2f} img/s vs eager {best_e:.2f} (compile {compile_s:.0f} s; "
+          f"windows {windows})", file=sys.stderr)
+    return [
+        {"name": "model_only_compiled", "value": best_c, "unit": "img/s",
+         "settings": {**settings, "eager_img_s": best_e, "windows": windows}},
+        {"name": "compile_seconds", "value": round(compile_s, 1), "unit": "s",
+         "settings": {"what": "first call of the compiled encoder (dynamo tracing + inductor codegen + C++ build)",
+                      "device": compiled.device_name,
+                      "note": "inductor caches kernels on disk (/tmp/torchinductor_$USER): a repeat with the "
+                              "same shapes compiles much faster"}},
+        _ratio("model_only_compiled/model_only_eager", best_c, best_e, None,
+               {"meaning": "> 1: compiled is faster in steady state (compile time apart); "
+                           "the windows show the noise"}),
+    ]
 
 
 def _memory(sz: dict[str, int], *, common_size: int) -> list[dict[str, Any]]:
@@ -312,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sam2", action="store_true")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure torch.compile vs eager (default: on, off with --quick)")
     args = p.parse_args(argv)
-    print_table(run(quick=args.quick, sam2=args.sam2))
+    print_table(run(quick=args.quick, sam2=args.sam2, compile=args.compile))
     return 0
 
 

@@ -39,6 +39,9 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
                    help="default auto: bf16 on CUDA; on CPU bf16 only if a start-up timing shows it faster")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the encoder")
     p.add_argument("--torch-threads", type=int, help="threads for the model on CPU (default: one per core)")
+    p.add_argument("--decode", choices=["cpu", "gpu", "auto"],
+                   help="where JPEG pixels are decoded: cpu (default; Pillow in the worker threads), "
+                        "gpu (nvJPEG, batched, resized on the GPU; needs CUDA), auto (gpu when the encoder is on CUDA)")
     p.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
     p.add_argument("--label-from-folder", action="store_true", default=None,
                    help="store each image's parent folder name as its label")

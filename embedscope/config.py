@@ -25,6 +25,7 @@ DEVICES = ("auto", "cpu", "cuda")
 SAM2_MASK_MODES = ("mean_fill", "crop")
 PRECISIONS = ("auto", "fp32", "bf16")
 EXECUTORS = ("local", "ray")
+DECODES = ("cpu", "gpu", "auto")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class IngestSettings:
     precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA; on CPU only if measured faster)
     compile: bool = False  # torch.compile the encoder (helps on CUDA; minutes of start-up on CPU)
     torch_threads: int = 0  # 0 = torch's default (one per core)
+    decode: str = "cpu"  # JPEG pixels: cpu (Pillow, worker threads) | gpu (nvJPEG, batched) | auto
     write_images: int = 256  # the writer commits once this many images have queued up ...
     write_seconds: float = 5.0  # ... or this long after the oldest uncommitted batch
     executor: str = "local"  # local | ray (the same stages as Ray Data operations; see ingest/ray_executor.py)
@@ -77,6 +79,8 @@ class IngestSettings:
             raise ConfigError(f"unknown --sam2-mask-mode {self.sam2_mask_mode!r}", f"use one of: {', '.join(SAM2_MASK_MODES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown --precision {self.precision!r}", f"use one of: {', '.join(PRECISIONS)}")
+        if self.decode not in DECODES:
+            raise ConfigError(f"unknown --decode {self.decode!r}", f"use one of: {', '.join(DECODES)}")
         for name in ("batch_size", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 (auto) or more")

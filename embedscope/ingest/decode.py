@@ -25,11 +25,14 @@ class DecodedImage:
     width: int  # original size, after EXIF orientation
     height: int
     format: str
+    orientation: int = 1  # the EXIF orientation that was applied (1 = none)
+    mode: str = "RGB"  # the file's own Pillow mode before conversion (e.g. L, CMYK, P)
 
 
-def decode_image(path: str, *, max_pixels: int, draft_to: int | None = None) -> DecodedImage:
+def decode_image(path: str, *, max_pixels: int, draft_to: int | None = None,
+                 draft_longest: int | None = None) -> DecodedImage:
     """Decode ``path``; with ``draft_to``, let JPEG decode at a reduced scale whose shorter
-    side is still at least ``draft_to`` pixels."""
+    side is still at least ``draft_to`` pixels (``draft_longest``: whose longer side is)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -37,10 +40,13 @@ def decode_image(path: str, *, max_pixels: int, draft_to: int | None = None) -> 
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    return decode_bytes(data, max_pixels=max_pixels, draft_to=draft_to)
+    return decode_bytes(data, max_pixels=max_pixels, draft_to=draft_to, draft_longest=draft_longest)
 
 
-def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None) -> DecodedImage:
+def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None,
+                 draft_longest: int | None = None) -> DecodedImage:
+    """Decode in-memory file bytes; see :func:`decode_image`. A reduced JPEG decode (draft)
+    still reads the whole entropy-coded stream, so truncation is detected all the same."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -52,8 +58,10 @@ def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None) -
             if w * h > max_pixels:
                 raise DecodeError(f"too many pixels ({w}x{h} > limit {max_pixels}); possible decompression bomb")
             orientation = _orientation(im)
-            if draft_to and fmt == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
-                im.draft(im.mode if im.mode != "CMYK" else "RGB", (draft_to, draft_to))
+            mode = im.mode
+            box = _draft_box(w, h, draft_to, draft_longest)
+            if box and fmt == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
+                im.draft(im.mode if im.mode != "CMYK" else "RGB", box)
             im.load()
     except DecodeError:
         raise
@@ -70,7 +78,18 @@ def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None) -
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     rgb = to_rgb(im)
-    return DecodedImage(rgb, w, h, fmt)
+    return DecodedImage(rgb, w, h, fmt, orientation if orientation in range(2, 9) else 1, mode)
+
+
+def _draft_box(w: int, h: int, draft_to: int | None, draft_longest: int | None) -> tuple[int, int] | None:
+    """The size Pillow's ``draft`` must keep (it picks the smallest 1/1..1/8 scale whose
+    result is at least this large on both sides)."""
+    if draft_longest:
+        longest = max(w, h)
+        return (max(1, -(-draft_longest * w // longest)), max(1, -(-draft_longest * h // longest)))
+    if draft_to:
+        return (draft_to, draft_to)
+    return None
 
 
 def _orientation(im: Image.Image) -> int | None:

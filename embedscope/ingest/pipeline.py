@@ -56,6 +56,7 @@ class DecodedItem:
     pixels: np.ndarray | None  # the encoder's preprocessed CHW input (dropped once encoded)
     image: Any = None  # the decoded RGB image, kept only when a stage needs it (SAM2)
     variants: tuple[str, ...] = (S.VARIANT_FULL,)  # variants still missing for this sha
+    deferred: Any = None  # --decode gpu: a jpeg_batch.Prepared whose pixels decode with the batch
 
 
 @dataclass
@@ -65,6 +66,7 @@ class StageTimes:
     encode: float = 0.0
     write: float = 0.0
     load: float = 0.0  # building the model (overlaps hashing and the first decodes)
+    decode_batch: float = 0.0  # --decode gpu: the batched full-size JPEG decode (encoder's thread)
     load_wait: float = 0.0  # the part of ``load`` the encoder had to wait for
 
     def as_dict(self) -> dict[str, float]:
@@ -86,6 +88,7 @@ class IngestSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "fp32"
+    decode: str = "cpu"  # where JPEG pixels were decoded: cpu (Pillow) or batched:<device>
 
     @property
     def images_per_s(self) -> float:
@@ -267,6 +270,47 @@ def image_rows(items: Sequence[DecodedItem], *, label_from_folder: bool) -> pa.T
     )
 
 
+def decode_entry_deferred(
+    entry: FileEntry,
+    sha256: str,
+    *,
+    preprocessor: Callable[[Any], np.ndarray],
+    settings: IngestSettings,
+    draft_to: int,
+    variants: tuple[str, ...],
+) -> DecodedItem:
+    """``--decode gpu``'s CPU side: for an RGB/grayscale JPEG, the header checks and a small
+    draft-mode decode (phash, thumbnail, and the truncation check), its pixels left to the
+    batch decoder; any other file is decoded here as by :func:`decode_entry`."""
+    from embedscope.ingest.jpeg_batch import prepare_jpeg
+
+    try:
+        with open(entry.path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    prepared = prepare_jpeg(data, max_pixels=settings.max_pixels, small_side=settings.thumbnail_size)
+    if prepared is None:
+        decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
+        image, pixels = decoded.image, preprocessor(decoded.image)
+    else:
+        decoded, image, pixels = prepared.small, prepared.small.image, None
+    return DecodedItem(
+        entry=entry,
+        sha256=sha256,
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+        phash=perceptual_hash(image),
+        thumbnail=thumbnail_jpeg(image, settings.thumbnail_size),
+        pixels=pixels,
+        variants=variants,
+        deferred=prepared,
+    )
+
+
 # -- the runner -----------------------------------------------------------------------------
 
 
@@ -369,19 +413,21 @@ class Triage:
         """An admitted file decoded: its path is recorded with its batch."""
         job.sources.append(source_row(item.entry, item.sha256, self.seen_at))
 
-    def rejected(self, entry: FileEntry, sha: str, reason: str, job: WriteJob) -> None:
-        """An admitted file failed to decode: quarantine it instead."""
+    def rejected(self, entry: FileEntry, sha: str, reason: str, job: WriteJob, *, record_path: bool = True) -> None:
+        """An admitted file failed to decode: quarantine it instead (``record_path=False``: its
+        path row is already in the job, as for a file refused by the batched decode)."""
         if sha in self.known.images:
             self.summary.completed -= 1
         else:
             self.summary.new -= 1
         self.known.quarantined[sha] = reason
-        self._quarantine(entry, sha, reason, job)
+        self._quarantine(entry, sha, reason, job, record_path=record_path)
 
-    def _quarantine(self, entry: FileEntry, sha: str, reason: str, job: WriteJob) -> None:
+    def _quarantine(self, entry: FileEntry, sha: str, reason: str, job: WriteJob, *, record_path: bool = True) -> None:
         self.summary.quarantined += 1
         job.quarantine.append(quarantine_row(entry, sha, reason, self.seen_at))
-        job.sources.append(source_row(entry, sha, self.seen_at))
+        if record_path:
+            job.sources.append(source_row(entry, sha, self.seen_at))
 
 
 class Committer:
@@ -443,6 +489,7 @@ class IngestRun:
         describe_device: Callable[[], tuple[str, str]] = lambda: ("cpu", "fp32"),
         choose_batch_size: Callable[[int], int] | None = None,
         warm_up: Callable[[], Any] | None = None,
+        batch_decoder: Any = None,
     ) -> None:
         self.db = db
         self.choose_batch_size = choose_batch_size
@@ -459,6 +506,12 @@ class IngestRun:
         self.draft_to = max(settings.image_size, settings.thumbnail_size)
         if self.keep_image:
             self.draft_to = max(self.draft_to, settings.sam2_max_side)
+        # --decode gpu: a jpeg_batch.JpegBatchDecoder (None = every file decoded on the CPU)
+        self.batch_decoder = batch_decoder
+        if batch_decoder is not None and (self.keep_image or settings.preprocess != "default"):
+            why = "SAM2 needs the full image on the CPU" if self.keep_image else f"--preprocess {settings.preprocess}"
+            log.info("JPEG decode on the CPU (%s)", why)
+            self.batch_decoder = None
 
     def run(self, entries: Iterable[FileEntry], *, should_stop: Callable[[], bool] = lambda: False) -> IngestSummary:
         """Ingest ``entries``; ``should_stop`` is polled per file: on True, what is in flight
@@ -477,6 +530,11 @@ class IngestRun:
         model_ready: Future | None = None  # the model's build, overlapping the first decodes
         writer = BatchWriter(committer.commit, min_images=s.write_images, max_delay=s.write_seconds)
 
+        def reject(item: DecodedItem, reason: str) -> None:
+            # a file that passed the worker but failed its batched decode: its path row is
+            # already in the job (it settles once the quarantine row is written)
+            triage.rejected(item.entry, item.sha256, reason, job, record_path=False)
+
         def tick() -> None:
             progress.update(new=summary.new, dup=summary.duplicates, bad=summary.quarantined)
 
@@ -490,6 +548,10 @@ class IngestRun:
 
         def hand_over() -> None:
             nonlocal job, batch_size
+            if batch and self.batch_decoder is not None:
+                t0 = time.monotonic()
+                self._decode_deferred(batch, reject)
+                times.decode_batch += time.monotonic() - t0
             if batch:
                 if model_ready is not None and model_ready.running():
                     log.info("waiting for the model to load")
@@ -563,13 +625,48 @@ class IngestRun:
         for stage in self.stages:  # sub-steps a stage times itself, e.g. 'sam2' (part of 'encode')
             summary.stage_seconds.update(getattr(stage, "take_timings", dict)())
         summary.device, summary.precision = self.describe_device()
+        if self.batch_decoder is not None:
+            summary.decode = f"batched:{self.batch_decoder.device.type}"
         return summary
 
     def _decode_timed(self, entry: FileEntry, sha: str, missing: tuple[str, ...]) -> tuple[DecodedItem | DecodeError, float]:
         t0 = time.monotonic()
-        item = decode_or_error(entry, sha, preprocessor=self.preprocessor, settings=self.settings,
-                               keep_image=self.keep_image, draft_to=self.draft_to, variants=missing)
+        try:
+            if self.batch_decoder is not None:
+                item: DecodedItem | DecodeError = decode_entry_deferred(
+                    entry, sha, preprocessor=self.preprocessor, settings=self.settings,
+                    draft_to=self.draft_to, variants=missing)
+            else:
+                item = decode_entry(
+                    entry, sha, preprocessor=self.preprocessor, settings=self.settings,
+                    keep_image=self.keep_image, draft_to=self.draft_to, variants=missing)
+        except DecodeError as exc:
+            item = exc
         return item, time.monotonic() - t0
+
+    def _decode_deferred(self, batch: list[DecodedItem], reject: Callable[[DecodedItem, str], None]) -> None:
+        """Decode the batch's deferred JPEGs together on the batch decoder's device (in place:
+        ``pixels`` becomes a device tensor). A file the batch decoder refuses is decoded on the
+        CPU instead; one that fails there too is rejected (quarantined) and leaves the batch."""
+        todo = [it for it in batch if it.deferred is not None and it.pixels is None]
+        if not todo:
+            return
+        failed: list[DecodedItem] = []
+        for it, out in zip(todo, self.batch_decoder.decode([it.deferred for it in todo])):
+            if isinstance(out, Exception):
+                log.info("batched JPEG decode refused %s (%s); decoding it on the CPU", it.entry.path, out)
+                try:
+                    decoded = decode_bytes(it.deferred.data, max_pixels=self.settings.max_pixels,
+                                           draft_to=self.draft_to)
+                    it.pixels = self.preprocessor(decoded.image)
+                except DecodeError as exc:
+                    failed.append(it)
+                    reject(it, exc.message)
+            else:
+                it.pixels = out
+            it.deferred = None
+        if failed:
+            batch[:] = [it for it in batch if all(it is not f for f in failed)]
 
 
 def _timed_hash(entry: FileEntry) -> tuple[FileEntry, str | None, float]:
@@ -616,6 +713,7 @@ def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoder
         from embedscope.models.sam2 import resolve_sam2_weights
 
         sam2_weights = resolve_sam2_weights(settings.sam2_model, settings.sam2_weights)
+    batched_decode(settings)  # --decode gpu without CUDA: fail now, before any database work
     if weights.is_random and announce:
         warn_random(f"{config.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
     encoder = DinoV2Encoder(config, weights, device=settings.device, image_size=settings.image_size,
@@ -633,12 +731,34 @@ def warn_random(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
-def make_run(db: Database, settings: IngestSettings, encoders: Encoders) -> IngestRun:
+def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
+             decode_device: str | None = None) -> IngestRun:
+    """An :class:`IngestRun` for loaded encoders. ``decode_device`` overrides where the
+    batched JPEG decode runs (internal: the tests run the GPU path's code with ``"cpu"``)."""
     enc = encoders.encoder
+    if decode_device is None and batched_decode(settings) == "gpu":
+        decode_device = "cuda"
+    batch_decoder = None
+    if decode_device is not None:
+        from embedscope.ingest.jpeg_batch import JpegBatchDecoder
+
+        pre = enc.preprocessor
+        batch_decoder = JpegBatchDecoder(decode_device, pre.size, pre.mean, pre.std)
     return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
                      weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision),
                      choose_batch_size=getattr(enc, "choose_batch_size", None),
-                     warm_up=lambda: enc.model)
+                     warm_up=lambda: enc.model, batch_decoder=batch_decoder)
+
+
+def batched_decode(settings: IngestSettings) -> str:
+    """Where JPEG pixels are decoded for these settings: ``cpu`` or ``gpu`` (raises a
+    :class:`~embedscope.errors.ConfigError` for ``--decode gpu`` without CUDA)."""
+    if settings.decode == "cpu":
+        return "cpu"
+    from embedscope.ingest.jpeg_batch import resolve_decode
+    from embedscope.models.dinov2 import choose_device
+
+    return resolve_decode(settings.decode, choose_device(settings.device))
 
 
 def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:

@@ -9,7 +9,10 @@ autocast (so layer norms and softmax stay in fp32); on CPU this measured ~2x fas
 plain autocast over fp32 weights, which re-casts every weight on every call. With
 ``precision="auto"`` a CPU gets bf16 only if it advertises bf16 instructions *and* a short
 timing at start-up shows bf16 faster; CUDA always gets bf16. Batches go to CUDA from pinned
-memory with non-blocking copies; ``compile=True`` wraps the network in ``torch.compile``.
+memory with non-blocking copies; ``compile=True`` wraps the network in ``torch.compile``
+(static shapes: a short batch is padded to a compiled size; a compilation that fails logs one
+warning and the encoder runs eagerly). Rows already on the device (``--decode gpu``) are
+stacked there.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ class DinoV2Encoder:
         self.preprocessor = Preprocessor(self.image_size, config.mean, config.std, preprocess_mode)
         self._model: Any = None
         self._forward: Any = None
+        self._compiled_batches: set[int] = set()  # batch sizes with a compiled graph
+        self.compile_seconds: float | None = None  # the first compiled call (tracing + codegen)
+        self.compile_error: str | None = None  # why --compile fell back to eager, if it did
 
     @property
     def device(self) -> Any:
@@ -130,7 +136,10 @@ class DinoV2Encoder:
         self._model = model
         self._forward = model.forward_features
         if self.compile:
-            self._forward = torch.compile(model.forward_features, dynamic=False)
+            try:
+                self._forward = torch.compile(model.forward_features, dynamic=False)
+            except Exception as exc:  # e.g. an unsupported platform: the flag is an optimisation
+                self._compile_failed(exc)
 
     @property
     def name(self) -> str:
@@ -140,12 +149,16 @@ class DinoV2Encoder:
     def dim(self) -> int:
         return self.config.dim
 
-    def stack(self, arrays: Sequence[np.ndarray]) -> Any:
+    def stack(self, arrays: Sequence[Any]) -> Any:
         """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor, in pinned memory when
-        the model is on CUDA (so the copy to the GPU overlaps the host's work)."""
+        the model is on CUDA (so the copy to the GPU overlaps the host's work). Rows that are
+        already tensors (decoded on the GPU) are stacked on their device."""
         import torch
 
         _ = self.model  # resolve the device
+        if any(isinstance(a, torch.Tensor) for a in arrays):  # --decode gpu: rows already decoded on a device
+            dev = next(a.device for a in arrays if isinstance(a, torch.Tensor))
+            return torch.stack([torch.as_tensor(a).to(dev, non_blocking=True) for a in arrays])
         first = arrays[0]
         pin = self.device.type == "cuda"
         out = torch.empty((len(arrays), *first.shape), dtype=torch.float32, pin_memory=pin)
@@ -168,10 +181,43 @@ class DinoV2Encoder:
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    out = self._forward(x.to(torch.bfloat16))
+                    out = self._call_forward(x.to(torch.bfloat16))
             else:
-                out = self._forward(x)
+                out = self._call_forward(x)
         return out.float()
+
+    def _call_forward(self, x: Any) -> Any:
+        """The forward pass; with ``compile``, smaller batches are padded to the compiled batch
+        size (a static graph per shape: a short last batch would otherwise compile again),
+        and a compilation that fails falls back to eager with one logged line."""
+        if not self.compile or self.compile_error is not None:
+            return self._forward(x)
+        import torch
+
+        n = x.shape[0]
+        if n in self._compiled_batches:
+            return self._forward(x)
+        larger = [b for b in self._compiled_batches if b > n]
+        if larger:
+            pad = x.new_zeros((min(larger) - n, *x.shape[1:]))
+            return self._forward(torch.cat([x, pad]))[:n]
+        t0 = time.perf_counter()
+        try:
+            out = self._forward(x)
+        except Exception as exc:  # inductor needs a C++ compiler (and Triton on CUDA)
+            self._compile_failed(exc)
+            return self._forward(x)
+        seconds = time.perf_counter() - t0
+        self.compile_seconds = (self.compile_seconds or 0.0) + seconds
+        self._compiled_batches.add(n)
+        log.info("torch.compile: compiling for batch %d took %.1f s", n, seconds)
+        return out
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        self.compile_error = f"{type(exc).__name__}: {first}"
+        log.warning("torch.compile failed (%s); running the encoder eagerly", self.compile_error)
+        self._forward = self._model.forward_features
 
     def embed(self, batch: Any, *, patch_mean: bool = False) -> Embeddings:
         """Embed a preprocessed batch (B, 3, S, S) float32 array or tensor."""
