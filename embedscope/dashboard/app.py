@@ -15,11 +15,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str | None = None,
-               neighbours_k: int = 8) -> Any:
+               neighbours_k: int = 8, storage_options: dict[str, str] | None = None) -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
     ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
     ``auth``: ``"user:password"`` to require HTTP basic auth on every request.
+    ``storage_options``: for a database (or image sources) on an object store.
     """
     import dash
     from dash import dcc, html
@@ -29,8 +30,9 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     from embedscope.dashboard.routes import install_basic_auth, register_routes
     from embedscope.store.db import Database
 
-    Database(db_path)  # fail now, with the CLI's one-line error, if there is no database
-    ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k)
+    Database(db_path, storage_options=storage_options)  # fail now, with the CLI's one-line error, if there is no database
+    ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k,
+                           storage_options=dict(storage_options or {}))
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None)
     app.server.config[CONFIG_KEY] = ctx

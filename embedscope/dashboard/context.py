@@ -17,6 +17,7 @@ class DashboardContext:
     db_path: str
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)  # object stores
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _encoders: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -25,7 +26,7 @@ class DashboardContext:
         """A fresh read handle (cheap); it sees the latest committed versions."""
         from embedscope.store.db import Database
 
-        return Database(self.db_path)
+        return Database(self.db_path, storage_options=self.storage_options)
 
     @property
     def patch_encoders(self) -> Any:

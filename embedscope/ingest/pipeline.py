@@ -181,7 +181,8 @@ def decode_entry(
 ) -> DecodedItem:
     """Decode one file and compute everything per-image that is not the model. Raises
     :class:`DecodeError` for anything that cannot be an image."""
-    decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to)
+    decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to,
+                           storage_options=entry.storage_options)
     image = decoded.image
     return DecodedItem(
         entry=entry,
@@ -499,7 +500,7 @@ class IngestRun:
 def _timed_hash(entry: FileEntry) -> tuple[FileEntry, str | None, float]:
     t0 = time.monotonic()
     try:
-        sha = sha256_file(entry.path)
+        sha = sha256_file(entry.path, storage_options=entry.storage_options)
     except OSError:
         sha = None
     return entry, sha, time.monotonic() - t0
@@ -568,8 +569,9 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders) -> Inge
 
 def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
     """The one-shot ``embedscope ingest``: everything from the settings to a summary."""
-    entries = list(scan_drops(settings.drops))  # fail on a missing drop before loading models
+    options = settings.storage_option_dict()
+    entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
-    db = Database(settings.db, create=True)
+    db = Database(settings.db, create=True, storage_options=options)
     with db.writer_lock(wait=wait_lock, owner="ingest"):
         return make_run(db, settings, encoders).run(entries)
