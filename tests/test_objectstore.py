@@ -315,7 +315,7 @@ def test_unreachable_store_and_missing_credentials_are_one_line_errors(s3, s3_dr
 
 @pytest.mark.daemon
 def test_watch_on_an_s3_prefix_picks_up_a_new_upload(s3, tmp_path: Path):
-    drop, db = s3.prefix("watched"), tmp_path / "db"  # the prefix is empty when the watch starts
+    drop, db = s3.prefix("watched"), s3.prefix("watch-db")  # the prefix is empty when the watch starts
     out, err = tmp_path / "watch.out", tmp_path / "watch.err"
     env = {**s3.subprocess_env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     with open(out, "w") as fo, open(err, "w") as fe:
@@ -332,6 +332,8 @@ def test_watch_on_an_s3_prefix_picks_up_a_new_upload(s3, tmp_path: Path):
             raise AssertionError(f"timed out waiting for {what}\n{err.read_text()}")
 
         wait_for("the daemon to start", lambda: "watching " in err.read_text())
+        second = run_exact("watch", drop, "--db", db, *FAST, env=s3.subprocess_env())  # one watch per S3 database
+        assert second.returncode == 3 and "is already watched" in second.stderr, second.stderr
         data = jpeg_bytes(77)
         s3.upload(f"{drop}/later/new.jpg", data)
 
