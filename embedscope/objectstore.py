@@ -234,6 +234,17 @@ _REASONS = (  # most specific first: "failed to get credentials" also says "fail
 )
 
 
+_S3_HINTS = {
+    "no credentials found": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION), or pass "
+                            "--storage-option aws_access_key_id=... --storage-option aws_secret_access_key=...",
+    "access denied (check the credentials)": "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the "
+                                             "--storage-option ones) and the bucket's permissions",
+    "the bucket does not exist": "create the bucket, or check the URI (and AWS_ENDPOINT_URL: is it the right server?)",
+    "cannot connect to the object store": "check the endpoint: AWS_ENDPOINT_URL (S3-compatible servers) or "
+                                          "--storage-option aws_endpoint=http://HOST:PORT, and the network",
+}
+
+
 def describe(exc: BaseException) -> str:
     """A short reason for an object-store failure, from whatever the library raised."""
     text = str(exc)
@@ -258,8 +269,7 @@ def store_error(
     endpoint = resolved.get("aws_endpoint") or ("AWS" if scheme(uri).startswith("s3") else scheme(uri))
     reason = describe(exc)
     if scheme(uri).startswith("s3"):
-        hint = ("set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION and, for an S3-compatible "
-                "server, AWS_ENDPOINT_URL — or pass --storage-option KEY=VALUE (e.g. aws_endpoint=http://HOST:PORT)")
+        hint = _S3_HINTS.get(reason, _S3_HINTS["no credentials found"])
     else:
         hint = "check the URI, and pass credentials as --storage-option KEY=VALUE (LanceDB's storage option names)"
     return cls(f"cannot reach {what} {uri} (endpoint {endpoint}): {reason}", hint)

@@ -61,6 +61,17 @@ def run_exact(*args: str, env: dict) -> subprocess.CompletedProcess:
                           env={**env, "PYTHONPATH": str(REPO)}, timeout=300)
 
 
+def run_many(*calls: tuple[list[str], dict]) -> list[subprocess.CompletedProcess]:
+    """Several :func:`run_exact` calls at once (each mostly waits on imports and the network)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "embedscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**env, "PYTHONPATH": str(REPO)}) for args, env in calls]
+    done = []
+    for (args, _), p in zip(calls, procs):
+        out, err = p.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(args, p.returncode, out, err))
+    return done
+
+
 def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{log.read_text()}"
@@ -125,6 +136,7 @@ def test_error_reasons_are_short():
 # -- a database on S3 ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_s3_database_written_by_two_processes_at_once_answers_like_a_local_one(s3, tmp_path: Path, capsys):
     """One local ingest of a tree vs two ingests started at once into one S3 database, over
     overlapping parts of the same tree (c1 is given to both). The S3 writer lock (a lease object)
@@ -212,6 +224,7 @@ def s3_drop_db(s3_server, tmp_path_factory):
             "tmp": tmp}
 
 
+@pytest.mark.slow
 def test_ingest_from_an_s3_prefix(s3, s3_drop_db):
     drop, db = s3_drop_db["drop"], s3_drop_db["db"]
     s = s3_drop_db["summary"]
@@ -236,6 +249,7 @@ def test_ingest_from_an_s3_prefix(s3, s3_drop_db):
     assert Database(db).count(S.IMAGES) == 6 and Database(db).count(S.SOURCES) == 8
 
 
+@pytest.mark.slow
 def test_dashboard_serves_an_s3_sourced_image_by_sha256(s3, s3_drop_db):
     from embedscope.dashboard.app import create_app
 
@@ -249,13 +263,14 @@ def test_dashboard_serves_an_s3_sourced_image_by_sha256(s3, s3_drop_db):
     assert client.get("/image/" + "0" * 64).status_code == 404
 
 
+@pytest.mark.slow
 def test_storage_option_overrides_the_environment(s3, s3_drop_db, monkeypatch, capsys):
     db = s3_drop_db["db"]
     dead = s3.subprocess_env(AWS_ENDPOINT_URL="http://127.0.0.1:9")  # nothing listens on port 9
-    bad = run_exact("stats", "--db", db, "--json", env=dead)
+    bad, good = run_many((["stats", "--db", db, "--json"], dead),
+                         (["stats", "--db", db, "--json", "--storage-option", f"aws_endpoint={s3.endpoint}"], dead))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert "cannot reach database" in bad.stderr and "cannot connect" in bad.stderr and "127.0.0.1:9" in bad.stderr
-    good = run_exact("stats", "--db", db, "--json", "--storage-option", f"aws_endpoint={s3.endpoint}", env=dead)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["images"] == 6
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -286,6 +301,7 @@ def test_s3_writer_lock_is_exclusive_renewed_released_and_expires(s3):
     assert 0.5 <= waited < 30.0  # it had to wait for the lease to run out
 
 
+@pytest.mark.slow
 def test_a_second_writer_on_an_s3_database_is_refused_in_one_line(s3, s3_drop_db, tmp_path: Path):
     db = Database(s3_drop_db["db"])
     with db.writer_lock(owner="test-holder"):
@@ -297,6 +313,7 @@ def test_a_second_writer_on_an_s3_database_is_refused_in_one_line(s3, s3_drop_db
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_store_and_missing_credentials_are_one_line_errors(s3, s3_drop_db, tmp_path: Path):
     cases = [
         (["stats", "--db", s3_drop_db["db"]], s3.subprocess_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None),
@@ -306,8 +323,7 @@ def test_unreachable_store_and_missing_credentials_are_one_line_errors(s3, s3_dr
         (["ingest", f"s3://{s3.bucket}/incoming", "--db", str(tmp_path / "db"), *FAST],
          s3.subprocess_env(AWS_ENDPOINT_URL="http://127.0.0.1:9"), "cannot reach drop"),
     ]
-    for args, env, expected in cases:
-        proc = run_exact(*args, env=env)
+    for (args, env, expected), proc in zip(cases, run_many(*[(args, env) for args, env, _ in cases])):
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert expected in proc.stderr and "embedscope" in proc.stderr, proc.stderr
