@@ -22,7 +22,25 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True, metavar="DIR", help="database folder (or object-store URI)")
+    p.add_argument("--db", required=True, metavar="DIR", help="database folder (or object-store URI, e.g. s3://bucket/prefix)")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                   help="object-store setting in LanceDB's names (repeatable), e.g. aws_endpoint=http://HOST:9000; "
+                        "on top of AWS_* and EMBEDSCOPE_STORAGE_OPTIONS (also used for s3:// drops)")
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, str]:
+    """EMBEDSCOPE_STORAGE_OPTIONS, then --storage-option on top (per key)."""
+    import os
+
+    from embedscope.objectstore import options_from_env, parse_options
+
+    return {**options_from_env(os.environ), **parse_options(getattr(args, "storage_option", None))}
+
+
+def _open_db(args: argparse.Namespace, *, create: bool = False) -> Any:
+    from embedscope.store.db import Database
+
+    return Database(args.db, create=create, storage_options=_storage_options(args))
 
 
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
@@ -68,9 +86,18 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
 def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> Any:
     from embedscope.config import IngestSettings, load_settings
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("drops", "command", "handler", "config", "json", "wait_lock")}
+    import dataclasses
+
+    from embedscope.objectstore import as_items, parse_options
+
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("drops", "command", "handler", "config", "json", "wait_lock")}
     flags["drops"] = tuple(drops)
-    return load_settings(IngestSettings, flags, section="ingest", config_file=args.config)
+    settings = load_settings(IngestSettings, flags, section="ingest", config_file=args.config)
+    if getattr(args, "storage_option", None):  # per key, over the env / TOML ones
+        merged = {**settings.storage_option_dict(), **parse_options(args.storage_option)}
+        settings = dataclasses.replace(settings, storage_options=as_items(merged))
+    return settings
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -96,10 +123,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from embedscope.store.db import Database
     from embedscope.store.queries import stats
 
-    result = stats(Database(args.db))
+    result = stats(_open_db(args))
     if args.json:
         print(json.dumps(result))
     else:
@@ -131,10 +157,9 @@ def _emit(table: Any, args: argparse.Namespace, *, note: str = "") -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from embedscope.store.db import Database
     from embedscope.store.sql import is_truncated, run_sql
 
-    table = run_sql(Database(args.db), args.sql, limit=args.limit or None)
+    table = run_sql(_open_db(args), args.sql, limit=args.limit or None)
     note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
     _emit(table, args, note=note)
     return 0
@@ -143,10 +168,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     import os
 
-    from embedscope.store.db import Database
     from embedscope.store.search import find_sha, similar
 
-    db = Database(args.db)
+    db = _open_db(args)
     query: Any = args.query
     if find_sha(db, args.query) is None and os.path.isfile(args.query):
         query = _embed_query_file(db, args)
@@ -170,10 +194,9 @@ def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from embedscope.store.db import Database
     from embedscope.store.index import INDEX_MIN_ROWS, build_index, drop_index
 
-    db = Database(args.db)
+    db = _open_db(args)
     models = [args.model] if args.model else db.embedding_models()
     if not models:
         print(f"index: {args.db} has no embeddings yet; nothing to index", file=sys.stderr)
@@ -224,7 +247,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
         load_settings(IngestSettings, {}, section="ingest", config_file=args.config)
     app = create_app(args.db, auth=args.auth, max_points=args.max_points, query_flags=query_flags,
-                     query_config=args.config)
+                     query_config=args.config, storage_options=_storage_options(args))
     where = f"http://{args.host}:{args.port}/"
     print(f"embedscope dashboard: serving {args.db} read-only at {where}"
           f"{' (basic auth required)' if args.auth else ''} — Ctrl-C to stop", file=sys.stderr)
@@ -285,9 +308,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from embedscope.analysis.jobs import get_run, run_analysis, run_novelty_only
     from embedscope.errors import ConfigError
-    from embedscope.store.db import Database
 
-    db = Database(args.db)
+    db = _open_db(args)
     t0 = time.perf_counter()
     if args.novelty_only:
         run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full")
@@ -320,9 +342,8 @@ def _run_summary(db: Any, run: dict[str, Any]) -> dict[str, int]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from embedscope.analysis.report import write_report
-    from embedscope.store.db import Database
 
-    out = write_report(Database(args.db), run_id=args.run, out=args.out)
+    out = write_report(_open_db(args), run_id=args.run, out=args.out)
     print(f"report written to {out}", file=sys.stderr)
     return 0
 
@@ -331,9 +352,8 @@ def cmd_ingest_vectors(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from embedscope.analysis.vectors_import import import_vectors
-    from embedscope.store.db import Database
 
-    db = Database(args.db, create=True)
+    db = _open_db(args, create=True)
     with db.writer_lock(wait=args.wait_lock, owner="ingest-vectors"):
         summary = import_vectors(db, Path(args.file), model=args.model, ids_file=Path(args.ids) if args.ids else None,
                                  id_column=args.id_column, vector_column=args.vector_column,

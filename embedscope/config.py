@@ -66,6 +66,9 @@ class IngestSettings:
     ray_address: str = ""  # "" = start a local Ray; "auto" or ray://head:10001 = join that cluster
     ray_workers: int = 0  # encoder actors; 0 = one per GPU share (GPU actors), else one per torch_threads CPUs
     num_gpus_per_worker: float = 0.0  # > 0: encoder actors are GPU actors asking this many GPUs each
+    # object stores (--db s3://..., s3:// drops): "key=value" items in LanceDB's vocabulary, on
+    # top of the AWS_* environment (see embedscope.objectstore); TOML may give a table instead
+    storage_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_MODES:
@@ -99,6 +102,12 @@ class IngestSettings:
                 "use e.g. 224, 336 or 518",
             )
 
+    def storage_option_dict(self) -> dict[str, str]:
+        """The explicit storage options as a dict (the environment is added where they are used)."""
+        from embedscope.objectstore import parse_options
+
+        return parse_options(self.storage_options)
+
     @property
     def worker_count(self) -> int:
         return self.workers or max(1, min(8, (os.cpu_count() or 2)))
@@ -108,6 +117,14 @@ S = TypeVar("S")
 
 
 def _coerce(value: Any, target: Any, name: str) -> Any:
+    if name == "storage_options":  # "k=v,k2=v2" (env), a TOML table or list → ("k=v", ...)
+        from embedscope.objectstore import as_items, options_from_env
+
+        if isinstance(value, str):
+            return as_items(options_from_env({"EMBEDSCOPE_STORAGE_OPTIONS": value}))
+        if isinstance(value, Mapping):
+            return as_items({str(k): str(v) for k, v in value.items()})
+        return as_items([str(v) for v in value])
     if isinstance(value, str):
         if target is bool:
             lowered = value.strip().lower()

@@ -131,3 +131,29 @@ def encoded_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real local S3-compatible server (moto, server mode) with one bucket, for the session."""
+    pytest.importorskip("moto")
+    pytest.importorskip("boto3")
+    from tests.s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The session's S3 server, with this test process's environment pointed at it."""
+    from tests.s3server import _AWS_VARS
+
+    for var in _AWS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server

@@ -16,7 +16,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str | None = None,
                neighbours_k: int = 8, query_flags: dict[str, Any] | None = None,
-               query_config: str | None = None) -> Any:
+               query_config: str | None = None, storage_options: dict[str, str] | None = None) -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
     ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
@@ -24,6 +24,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     ``query_flags`` / ``query_config``: how the Search page embeds an uploaded image
     (``image_size``, ``preprocess``, ``device``, ``weights``; a TOML file with an ``[ingest]``
     section): they must match the ingest, as for ``embedscope similar FILE``.
+    ``storage_options``: for a database (or image sources) on an object store.
     """
     import dash
     from dash import dcc, html
@@ -33,9 +34,10 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     from embedscope.dashboard.routes import install_basic_auth, register_routes
     from embedscope.store.db import Database
 
-    Database(db_path)  # fail now, with the CLI's one-line error, if there is no database
+    Database(db_path, storage_options=storage_options)  # fail now, with the CLI's one-line error, if there is no database
     ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k,
-                           query_flags=dict(query_flags or {}), query_config=query_config)
+                           query_flags=dict(query_flags or {}), query_config=query_config,
+                           storage_options=dict(storage_options or {}))
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None)
     app.server.config[CONFIG_KEY] = ctx

@@ -17,6 +17,7 @@ class DashboardContext:
     db_path: str
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)  # object stores
     # how to embed an uploaded query image (image_size, preprocess, device, weights; None = the
     # EMBEDSCOPE_* env / the [ingest] section of ``query_config`` / defaults): must match the ingest
     query_flags: dict[str, Any] = field(default_factory=dict)
@@ -30,7 +31,7 @@ class DashboardContext:
         """A fresh read handle (cheap); it sees the latest committed versions."""
         from embedscope.store.db import Database
 
-        return Database(self.db_path)
+        return Database(self.db_path, storage_options=self.storage_options)
 
     @property
     def patch_encoders(self) -> Any:

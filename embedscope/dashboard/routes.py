@@ -67,15 +67,20 @@ def _load_stored(db: Any, sha256: str) -> Any:
     """The decoded image from the first stored path whose bytes still hash to ``sha256``."""
     import hashlib
 
-    from embedscope.errors import DecodeError
+    from embedscope.errors import DecodeError, EmbedscopeError
     from embedscope.ingest.decode import decode_bytes
     from embedscope.store import views
 
+    from embedscope.objectstore import is_uri, read_bytes
+
     for path in views.stored_paths(db, sha256):
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError:
+            if is_uri(path):  # an object-store source (s3://...): same credentials as the database
+                data = read_bytes(path, db.storage_options)
+            else:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+        except (OSError, EmbedscopeError):
             continue
         if hashlib.sha256(data).hexdigest() != sha256:  # the file changed since ingest
             continue

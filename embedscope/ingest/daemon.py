@@ -4,7 +4,8 @@ One code path: the daemon loads the encoders once and feeds settled files, a bou
 a time, to the same :class:`~embedscope.ingest.pipeline.IngestRun` that ``embedscope ingest``
 uses. What it adds is *when* a file is read and *who* may write:
 
-- **Polling.** Every ``interval`` seconds the drops are walked (no file is opened). A file
+- **Polling.** Every ``interval`` seconds the drops are walked (no file is opened); an
+  object-store prefix (``s3://bucket/incoming/``) is listed the same way (no notifications). A file
   whose (path, size, mtime) is already in ``sources`` is skipped without hashing; the
   pipeline records a path there only after its content is stored or quarantined, so after a
   crash exactly the unfinished files are hashed again.
@@ -142,13 +143,18 @@ class Watcher:
     def run(self) -> WatchTotals:
         from embedscope.store.db import Database, is_remote
 
+        from embedscope.objectstore import is_uri, list_objects, resolve_options
+
+        options = self.settings.storage_option_dict()
         for drop in self.settings.drops:
-            if not Path(drop).expanduser().exists():
+            if is_uri(drop):  # an object-store prefix: polled by listing; reachable now, or fail now
+                list_objects(drop, resolve_options(drop, options))
+            elif not Path(drop).expanduser().exists():
                 raise ConfigError(f"drop folder not found: {drop}", "create it, or check the path")
-        self.db = Database(self.settings.db, create=True)
-        held = None
-        if not is_remote(self.db.uri):
-            held = self._acquire_watch_lock()
+        self.db = Database(self.settings.db, create=True, storage_options=options)
+        held: Any = None
+        if not is_remote(self.db.uri) or self.db.uri.startswith("s3://"):
+            held = self._acquire_watch_lock() if not is_remote(self.db.uri) else self._acquire_s3_watch_lease()
             if held is None:  # stopped while waiting for another daemon
                 return self.totals
         try:
@@ -177,6 +183,16 @@ class Watcher:
                 log.info("lock left by %s taken over (that process is gone; the OS freed its lock)",
                          lockfile.describe_holder(prev))
         return held
+
+    def _acquire_s3_watch_lease(self) -> Any:
+        """One watch per S3 database: a lease object, renewed while the daemon lives."""
+        from embedscope.store import objectlock
+
+        return objectlock.acquire(
+            self.db.uri.rstrip("/") + "/" + WATCH_LOCK_FILE, self.db.storage_options, owner="watch",
+            wait=self.wait_lock, stop=self.stop, what=f"{self.db.uri} is already watched",
+            hint="one watch per database: stop the other one, or pass --wait-lock SECONDS (or inf) "
+                 "to wait as a standby")
 
     def _lock_now(self, path: Path, wait: float) -> lockfile.HeldLock | None:
         return lockfile.acquire(
@@ -236,10 +252,10 @@ class Watcher:
     def _scan(self) -> Iterator[FileEntry]:
         for drop in self.settings.drops:
             try:
-                yield from scan_drops([drop])
-            except ConfigError:
+                yield from scan_drops([drop], storage_options=self.settings.storage_option_dict())
+            except ConfigError as exc:
                 if drop not in self._missing_drops:
-                    log.warning("drop %s has disappeared; still watching for it", drop)
+                    log.warning("drop %s has disappeared (%s); still watching for it", drop, exc.message)
                     self._missing_drops.add(drop)
                 continue
             if drop in self._missing_drops:

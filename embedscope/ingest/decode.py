@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,18 +30,38 @@ class DecodedImage:
     mode: str = "RGB"  # the file's own Pillow mode before conversion (e.g. L, CMYK, P)
 
 
-def decode_image(path: str, *, max_pixels: int, draft_to: int | None = None,
-                 draft_longest: int | None = None) -> DecodedImage:
-    """Decode ``path``; with ``draft_to``, let JPEG decode at a reduced scale whose shorter
-    side is still at least ``draft_to`` pixels (``draft_longest``: whose longer side is)."""
+def decode_image(
+    path: str,
+    *,
+    max_pixels: int,
+    draft_to: int | None = None,
+    draft_longest: int | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> DecodedImage:
+    """Decode ``path`` (a file, or an object URI read with ``storage_options``); with
+    ``draft_to``, let JPEG decode at a reduced scale whose shorter side is still at least
+    ``draft_to`` pixels (``draft_longest``: whose longer side is)."""
+    data = read_file_bytes(path, storage_options)
+    return decode_bytes(data, max_pixels=max_pixels, draft_to=draft_to, draft_longest=draft_longest)
+
+
+def read_file_bytes(path: str, storage_options: Mapping[str, str] | None = None) -> bytes:
+    """The bytes of a file or object URI, or a :class:`DecodeError` saying why they can't be read."""
+    from embedscope.objectstore import is_uri, read_bytes
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        if is_uri(path):
+            data = read_bytes(path, storage_options)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
     except OSError as exc:
-        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+        from embedscope.objectstore import describe
+
+        raise DecodeError(f"cannot read file: {exc.strerror or describe(exc)}") from None
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    return decode_bytes(data, max_pixels=max_pixels, draft_to=draft_to, draft_longest=draft_longest)
+    return data
 
 
 def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None,

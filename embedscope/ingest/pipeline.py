@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, thumbnail_jpeg
+from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, read_file_bytes, thumbnail_jpeg
 from embedscope.ingest.hashing import sha256_file
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.writer import BatchWriter, WriteJob
@@ -191,7 +191,8 @@ def decode_entry(
     if data is not None:
         decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
     else:
-        decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to)
+        decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to,
+                               storage_options=entry.storage_options)
     image = decoded.image
     return DecodedItem(
         entry=entry,
@@ -210,7 +211,7 @@ def decode_entry(
 def hash_entry(entry: FileEntry) -> str | None:
     """The SHA-256 of ``entry``'s bytes, or ``None`` if it vanished or cannot be read since the scan."""
     try:
-        return sha256_file(entry.path)
+        return sha256_file(entry.path, storage_options=entry.storage_options)
     except OSError:
         return None
 
@@ -284,13 +285,7 @@ def decode_entry_deferred(
     batch decoder; any other file is decoded here as by :func:`decode_entry`."""
     from embedscope.ingest.jpeg_batch import prepare_jpeg
 
-    try:
-        with open(entry.path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
-    if not data:
-        raise DecodeError("empty file (0 bytes)")
+    data = read_file_bytes(entry.path, entry.storage_options)
     prepared = prepare_jpeg(data, max_pixels=settings.max_pixels, small_side=settings.thumbnail_size)
     if prepared is None:
         decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
@@ -768,8 +763,9 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSum
         from embedscope.ingest.ray_executor import run_ingest_ray
 
         return run_ingest_ray(settings, wait_lock=wait_lock)
-    entries = list(scan_drops(settings.drops))  # fail on a missing drop before loading models
+    options = settings.storage_option_dict()
+    entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
-    db = Database(settings.db, create=True)
+    db = Database(settings.db, create=True, storage_options=options)
     with db.writer_lock(wait=wait_lock, owner="ingest"):
         return make_run(db, settings, encoders).run(entries)

@@ -177,10 +177,11 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> Inges
     writing from this process. Joins ``settings.ray_address`` (or the Ray already initialised
     in this process, or starts a local one)."""
     ray = require_ray()
-    entries = list(scan_drops(settings.drops))  # fail on a missing drop before anything else
+    options = settings.storage_option_dict()
+    entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before anything else
     encoders = load_encoders(settings)  # weights resolved (and announced) here; no network built
     with _connected(ray, settings):  # before the database: Ray forks its daemons from this process
-        db = Database(settings.db, create=True)
+        db = Database(settings.db, create=True, storage_options=options)
         with db.writer_lock(wait=wait_lock, owner="ingest"):
             return RayIngest(db, settings, encoders).run(entries)
 

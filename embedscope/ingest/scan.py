@@ -1,5 +1,8 @@
 """Walk drops and list candidate image files. No file is opened here.
 
+A drop is a folder, a file, or an object-store prefix (``s3://bucket/incoming/``), listed
+through :mod:`embedscope.objectstore`; its entries' paths are then full URIs.
+
 Symlinks are never followed out of their drop: a link (file or folder) is used only if its
 resolved target lies inside the drop's resolved root. Hidden files and folders (dot-names)
 are skipped, and so are files with extensions that are not images.
@@ -9,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from embedscope.errors import ConfigError
+from embedscope.objectstore import is_uri, list_objects, resolve_options
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -22,10 +26,12 @@ IMAGE_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class FileEntry:
-    path: str  # absolute, as found (not resolved through symlinks)
-    drop: str  # absolute drop root it was found under
+    path: str  # absolute, as found (not resolved through symlinks), or an object URI
+    drop: str  # absolute drop root it was found under (or the prefix URI)
     size_bytes: int
     mtime: dt.datetime  # UTC
+    # for object URIs: the resolved options to read it with (credentials: never printed)
+    storage_options: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def folder_label(self) -> str:
@@ -36,9 +42,19 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def scan_drops(drops: Iterable[str | os.PathLike[str]]) -> Iterator[FileEntry]:
-    """Yield every image-named regular file under the drops, in sorted order per folder."""
+def scan_drops(
+    drops: Iterable[str | os.PathLike[str]],
+    *,
+    storage_options: Mapping[str, str] | None = None,
+) -> Iterator[FileEntry]:
+    """Yield every image-named regular file under the drops, in sorted order per folder.
+
+    ``storage_options`` (explicit ones, e.g. ``--storage-option``) apply to object-store drops.
+    """
     for drop in drops:
+        if is_uri(drop):
+            yield from _scan_objects(str(drop), storage_options)
+            continue
         root = Path(drop).expanduser().absolute()
         if not root.exists():
             raise ConfigError(f"drop folder not found: {drop}", "check the path")
@@ -48,6 +64,19 @@ def scan_drops(drops: Iterable[str | os.PathLike[str]]) -> Iterator[FileEntry]:
                 yield entry
             continue
         yield from _walk(root, root.resolve())
+
+
+def _scan_objects(prefix: str, storage_options: Mapping[str, str] | None) -> Iterator[FileEntry]:
+    """The image-named objects under ``prefix``; dot-named objects and "folders" are skipped."""
+    options = resolve_options(prefix, storage_options)
+    root = prefix.rstrip("/")
+    for obj in list_objects(prefix, options):
+        rel = obj.uri[len(root):].lstrip("/") if obj.uri.startswith(root) else obj.uri.rsplit("/", 1)[-1]
+        if any(part.startswith(".") for part in rel.split("/")) or not is_image_name(obj.uri):
+            continue
+        drop = root if rel else root.rsplit("/", 1)[0]  # a single object: its "folder"
+        yield FileEntry(path=obj.uri, drop=drop, size_bytes=obj.size, mtime=obj.mtime,
+                        storage_options=options)
 
 
 def _walk(root: Path, real_root: Path) -> Iterator[FileEntry]:

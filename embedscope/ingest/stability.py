@@ -46,9 +46,14 @@ def looks_incomplete(path: str) -> bool:
     Only formats whose end is marked are checked; anything else (or an unreadable file) is
     left for the decoder to judge.
 
+    An object-store URI is never incomplete: an object becomes visible only once its upload
+    (single or multipart) has completed.
+
     >>> looks_incomplete("/dev/null")
     False
     """
+    if "://" in path and not path.startswith("file://"):
+        return False
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from embedscope.errors import DatabaseError, NotFoundError
+from embedscope.errors import DatabaseError, EmbedscopeError, NotFoundError
 from embedscope.store import lockfile
 from embedscope.store import schema as S
 
 LOCK_FILE = ".embedscope-writer.lock"
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> dt.datetime:
@@ -33,11 +36,18 @@ def utc_now() -> dt.datetime:
 
 
 def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
+    """True for an object-store URI (``s3://bucket/prefix``), False for a local folder."""
+    from embedscope.objectstore import is_uri
+
+    return is_uri(uri)
 
 
 class Database:
     """A handle on one embedscope database. Cheap to create; tables open lazily.
+
+    ``uri`` is a folder or an object-store URI (``s3://bucket/prefix``). ``storage_options``
+    are the explicit ones (``--storage-option``); for object stores they are applied on top of
+    what the environment provides (see :func:`embedscope.objectstore.resolve_options`).
 
     >>> db = Database("/tmp/es-db", create=True)      # doctest: +SKIP
     >>> db.count("images")                              # doctest: +SKIP
@@ -67,10 +77,31 @@ class Database:
             elif not path.is_dir():
                 raise DatabaseError(f"{self.uri} is not a folder", "point --db at a database folder")
         kwargs: dict[str, Any] = {}
-        if self.storage_options:
-            kwargs["storage_options"] = self.storage_options
-        self._conn = lancedb.connect(self.uri, **kwargs)
+        resolved = self.storage_options
+        if is_remote(self.uri):
+            from embedscope.objectstore import resolve_options
+
+            resolved = resolve_options(self.uri, self.storage_options)
+        if resolved:
+            kwargs["storage_options"] = resolved
         self._tables: dict[str, Any] = {}
+        try:
+            self._conn = lancedb.connect(self.uri, **kwargs)
+            if is_remote(self.uri):
+                names = self.table_names()  # reach the store now: a bad endpoint fails here, in one line
+                if not names and not create:
+                    raise DatabaseError(
+                        f"no database at {self.uri} (no tables under this prefix)",
+                        "run `embedscope ingest DROP --db URI` first, or check the --db URI",
+                    )
+        except EmbedscopeError:
+            raise
+        except (ValueError, OSError, RuntimeError) as exc:
+            if not is_remote(self.uri):
+                raise
+            from embedscope.objectstore import store_error
+
+            raise store_error(self.uri, exc, options=self.storage_options) from None
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -224,16 +255,34 @@ class Database:
 
     @contextlib.contextmanager
     def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest") -> Iterator[None]:
-        """Hold the database's single-writer lock (an OS file lock, freed when the process dies).
+        """Hold the database's single-writer lock; with ``wait`` > 0, retry that many seconds.
 
-        With ``wait`` > 0, retry for that many seconds before giving up.
+        A local database uses an OS file lock (freed when the process dies, however it dies).
+        On S3 the lock is a lease object written with conditional puts and renewed by a
+        heartbeat (:mod:`embedscope.store.objectlock`); a killed holder's lease runs out after
+        60 s. Other object stores (gs://, az://) get no lock: run one writer at a time there.
+        See README, "Object storage".
         """
-        if is_remote(self.uri):  # object stores: Lance's own commit protocol arbitrates
-            yield
+        hint = "wait for it to finish, stop it, or pass --wait-lock SECONDS to wait"
+        if is_remote(self.uri):
+            from embedscope.objectstore import scheme
+
+            if not scheme(self.uri).startswith("s3"):
+                log.warning("no writer lock on %s: run one writer at a time on this store", self.uri)
+                yield
+                return
+            from embedscope.store import objectlock
+
+            lease = objectlock.acquire(self.uri.rstrip("/") + "/" + LOCK_FILE, self.storage_options, owner=owner,
+                                       wait=wait, what=f"{self.uri} (writer lock)", hint=hint)
+            try:
+                yield
+            finally:
+                if lease is not None:
+                    lease.release()
             return
         held = lockfile.acquire(
-            Path(self.uri) / LOCK_FILE, owner=owner, wait=wait, what=f"{self.uri} (writer lock)",
-            hint="wait for it to finish, stop it, or pass --wait-lock SECONDS to wait",
+            Path(self.uri) / LOCK_FILE, owner=owner, wait=wait, what=f"{self.uri} (writer lock)", hint=hint,
         )
         try:
             yield
