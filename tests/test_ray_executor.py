@@ -209,3 +209,29 @@ def test_a_result_delivered_twice_is_written_once():
     assert [it.sha256 for it in second.items] == [shas[1]] and not second.quarantine
     assert second.tables[S.embeddings_table_name(MODEL)][0].column("sha256").to_pylist() == [shas[1]]
     assert take_result(result, set(), triage).empty()
+
+
+@pytest.mark.slow
+def test_ray_ingests_an_s3_drop_into_an_s3_database_like_the_local_executor(ray_cluster, drop, local_db, s3):
+    """The README's worked example in small: drop and database on object storage, Ray workers
+    reading the objects with the credentials that travel with each listed entry."""
+    root = Path(drop["drop"])
+    prefix, db = s3.prefix("ray-incoming"), s3.prefix("ray-db")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        s3.upload(f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
+    out = json.loads(run_cli("ingest", prefix + "/", "--db", db, *TINY, "--executor", "ray",
+                             "--ray-address", ray_cluster, "--json", env=s3.subprocess_env()).stdout)
+    assert (out["scanned"], out["new"], out["duplicates"], out["quarantined"]) == (40, 35, 3, 2)
+
+    ours, ref = Database(db), _rows(local_db)
+    sources = ours.read(S.SOURCES, ["sha256", "path"]).to_pylist()
+    assert sorted(r["path"] for r in sources) == sorted(
+        f"{prefix}/{Path(r['path']).relative_to(root).as_posix()}" for r in ref["sources"])
+    assert {r["sha256"] for r in sources} == {r["sha256"] for r in ref["sources"]}
+    emb = ours.read_embeddings(MODEL, "full", ["sha256", "vector"])
+    vectors = dict(zip(emb.column("sha256").to_pylist(), np.asarray(emb.column("vector").to_pylist())))
+    assert vectors.keys() == ref["vectors"].keys()
+    for sha, vec in ref["vectors"].items():
+        np.testing.assert_allclose(vectors[sha], vec, atol=1e-4)
+    q = ours.read(S.QUARANTINE, ["path", "reason"]).to_pylist()
+    assert sorted(r["reason"] for r in q) == sorted(r["reason"] for r in ref["quarantine"])
