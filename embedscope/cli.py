@@ -43,6 +43,16 @@ def _open_db(args: argparse.Namespace, *, create: bool = False) -> Any:
     return Database(args.db, create=create, storage_options=_storage_options(args))
 
 
+def _add_query_embedding_options(p: argparse.ArgumentParser, title: str) -> None:
+    """How to embed a query image the way the stored embeddings were made (`similar`, `dashboard`)."""
+    g = p.add_argument_group(title)
+    g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
+    g.add_argument("--image-size", type=int, help="model input side used at ingest (default 224)")
+    g.add_argument("--preprocess", choices=["default", "xray"])
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
+
+
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `ingest` and `watch` (defaults live in IngestSettings)."""
     from embedscope.models.registry import list_encoders
@@ -430,12 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="full", choices=["full", "sam2_masked", "patch_mean"])
     p.add_argument("--where", metavar="SQL", help="condition on images_latest columns, e.g. \"label = 'cats'\"")
     _add_output(p)
-    g = p.add_argument_group("embedding a file that is not in the database (match the ingest)")
-    g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
-    g.add_argument("--image-size", type=int, help="model input side used at ingest (default 224)")
-    g.add_argument("--preprocess", choices=["default", "xray"])
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
+    _add_query_embedding_options(p, "embedding a file that is not in the database (match the ingest)")
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("index", help="build the ANN vector index of each embeddings table (if large enough)")
@@ -458,12 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASSWORD", help="require HTTP basic auth (mandatory off loopback)")
     p.add_argument("--max-points", type=int, default=150_000,
                    help="the map shows a fixed random sample beyond this many points (default 150000)")
-    g = p.add_argument_group("embedding an uploaded image on the Search page (match the ingest, as for `similar`)")
-    g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
-    g.add_argument("--image-size", type=int, help="model input side used at ingest (default 224)")
-    g.add_argument("--preprocess", choices=["default", "xray"])
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
+    _add_query_embedding_options(p, "embedding an uploaded image on the Search page (match the ingest, as for `similar`)")
     p.set_defaults(handler=cmd_dashboard)
     p = sub.add_parser("analyze", help="cluster, project, score novelty/contamination/near-duplicates; store a run")
     _add_db(p)

@@ -194,17 +194,25 @@ def decode_entry(
         decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to,
                                storage_options=entry.storage_options)
     image = decoded.image
+    return _decoded_item(entry, sha256, decoded, image, settings, pixels=preprocessor(image),
+                         keep=image if keep_image else None, variants=variants)
+
+
+def _decoded_item(entry: FileEntry, sha256: str, decoded: Any, small: Any, settings: IngestSettings, *,
+                  pixels: Any, variants: tuple[str, ...], keep: Any = None, deferred: Any = None) -> DecodedItem:
+    """A :class:`DecodedItem`: sizes from ``decoded``, phash and thumbnail from ``small``."""
     return DecodedItem(
         entry=entry,
         sha256=sha256,
         width=decoded.width,
         height=decoded.height,
         format=decoded.format,
-        phash=perceptual_hash(image),
-        thumbnail=thumbnail_jpeg(image, settings.thumbnail_size),
-        pixels=preprocessor(image),
-        image=image if keep_image else None,
+        phash=perceptual_hash(small),
+        thumbnail=thumbnail_jpeg(small, settings.thumbnail_size),
+        pixels=pixels,
+        image=keep,
         variants=variants,
+        deferred=deferred,
     )
 
 
@@ -292,18 +300,8 @@ def decode_entry_deferred(
         image, pixels = decoded.image, preprocessor(decoded.image)
     else:
         decoded, image, pixels = prepared.small, prepared.small.image, None
-    return DecodedItem(
-        entry=entry,
-        sha256=sha256,
-        width=decoded.width,
-        height=decoded.height,
-        format=decoded.format,
-        phash=perceptual_hash(image),
-        thumbnail=thumbnail_jpeg(image, settings.thumbnail_size),
-        pixels=pixels,
-        variants=variants,
-        deferred=prepared,
-    )
+    return _decoded_item(entry, sha256, decoded, image, settings, pixels=pixels, variants=variants,
+                         deferred=prepared)
 
 
 # -- the runner -----------------------------------------------------------------------------
