@@ -21,10 +21,10 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from embedscope.analysis.backend import resolve_backend
-from embedscope.analysis.jobs import AnalysisParams, run_analysis
+from embedscope.analysis.jobs import AnalysisParams, run_analysis, run_novelty_only
 from embedscope.analysis.neighbors import KnnIndex, knn
 from embedscope.analysis.novelty import NoveltyConfig, fit_model, score_new
-from embedscope.analysis.synthetic import make_blobs
+from embedscope.analysis.synthetic import make_blobs, more_points
 from embedscope.analysis.vectors_import import import_vectors
 from embedscope.errors import DependencyError
 from embedscope.store import schema as S
@@ -136,6 +136,26 @@ def test_novelty_scoring_in_batches_gives_the_same_numbers():
     a = knn(new_rows, fit_rows, 5, search_dims=16)
     b = KnnIndex(fit_rows, search_dims=16).search(new_rows, 5)
     assert (a.idx == b.idx).all() and np.allclose(a.dist, b.dist)
+
+
+def test_novelty_only_streams_against_a_sampled_run(tmp_path):
+    syn = make_blobs(n_per_blob=200, n_blobs=4, dim=48, n_planted=0, n_outliers=10, n_dups=0, seed=9)
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, _parquet(tmp_path / "v.parquet", syn.ids, syn.X), model="syn")
+    parent = run_analysis(db, AnalysisParams(**FAST, cluster=("kmeans",), fit_sample=300, batch_size=128))
+    ids, X, is_out = more_points(syn, 150, 12, seed=3)
+    import_vectors(db, _parquet(tmp_path / "new.parquet", ids, X), model="syn")
+    a = run_novelty_only(db, since=parent, batch_size=37)
+    b = run_novelty_only(db, since=parent, batch_size=10_000)
+    fa, fb = _by_sha(db, S.FLAGS, a), _by_sha(db, S.FLAGS, b)
+    assert set(fa) == set(fb) == set(ids)
+    for s in ids:
+        assert fa[s]["novelty_score"] == pytest.approx(fb[s]["novelty_score"], abs=1e-4)  # BLAS blocking
+        assert fa[s]["cluster"] == fb[s]["cluster"]
+    assert np.mean([fa[s]["is_novel"] for s, o in zip(ids, is_out) if o]) >= 0.9
+    assert np.mean([fa[s]["is_novel"] for s, o in zip(ids, is_out) if not o]) < 0.1
+    assert _params(db, a)["n_reference"] == 300  # the reference set is the parent's fit sample
+    assert db.count(S.PROJECTIONS, where=f"run_id = '{a}'") == len(ids)
 
 
 @pytest.mark.slow

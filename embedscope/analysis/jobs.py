@@ -618,11 +618,17 @@ def _since_micros(db: Database, since: str) -> int:
 
 
 def run_novelty_only(db: Database, *, since: str | None, model: str | None = None,
-                     variant: str = S.VARIANT_FULL) -> str | None:
+                     variant: str = S.VARIANT_FULL, batch_size: int = 65_536) -> str | None:
     """Score images newer than ``since`` (a run_id or ISO timestamp; None = images that no run
     since the latest analyze run has scored) against the latest analyze run's model of the
     data, without refitting. Writes a ``kind='novelty'`` run; returns its id, or None when
-    there was nothing to score."""
+    there was nothing to score.
+
+    Streams: only the keys are read whole; the reference rows (the parent run's fitted rows,
+    i.e. its fit sample) are collected in one pass and the images to score are read, scored
+    and written ``batch_size`` rows at a time, so memory is the reference plus one batch."""
+    import pyarrow.compute as pc
+
     t0 = time.perf_counter()
     model, variant = resolve_model_variant(db, model, variant)
     parent = latest_run(db, kind="analyze", model=model, variant=variant)
@@ -633,54 +639,90 @@ def run_novelty_only(db: Database, *, since: str | None, model: str | None = Non
     if not blob:
         raise NotFoundError(f"analyze run {parent['run_id']} has no stored model of the data", "re-run `embedscope analyze`")
     dmodel = DataModel.from_bytes(blob[0]["blob"])
-    data = _read_embeddings(db, model, variant)
-    pos = {s: i for i, s in enumerate(data.sha)}
+    ds = db.dataset(S.embeddings_table_name(model))
+    flt = _embeddings_filter(model, variant)
+    keys = ds.to_table(columns=["sha256", "created_at"], filter=flt)
+    all_sha = keys.column("sha256").combine_chunks()
     parent_flags = db.read(S.FLAGS, ["sha256", "in_fit"], where=f"run_id = '{parent['run_id']}'")
-    ref_sha = [s for s, f in zip(parent_flags.column("sha256").to_pylist(), parent_flags.column("in_fit").to_pylist())
-               if f and s in pos]
+    ref = parent_flags.filter(pc.and_(parent_flags.column("in_fit"), pc.is_in(parent_flags.column("sha256"),
+                                                                              value_set=all_sha)))
+    ref_sha = ref.column("sha256").combine_chunks()
     if since is None:
         later = [r["run_id"] for r in db.read(S.RUNS, ["run_id", "kind", "params"]).to_pylist()
                  if r["kind"] == "novelty" and json.loads(r["params"] or "{}").get("parent_run") == parent["run_id"]]
-        scored = set(parent_flags.column("sha256").to_pylist())
-        for rid in later:
-            scored.update(db.read(S.FLAGS, ["sha256"], where=f"run_id = '{rid}'").column("sha256").to_pylist())
-        todo = [i for i, s in enumerate(data.sha) if s not in scored]
+        scored = [parent_flags.column("sha256")] + [db.read(S.FLAGS, ["sha256"], where=f"run_id = '{rid}'").column("sha256")
+                                                    for rid in later]
+        scored_sha = pa.chunked_array([c for s in scored for c in s.chunks], pa.string()).combine_chunks()
+        todo_sha = keys.filter(pc.invert(pc.is_in(all_sha, value_set=scored_sha))).column("sha256")
     else:
         cutoff = _since_micros(db, since)
-        todo = np.nonzero(data.created_at > cutoff)[0].tolist()
-    if not todo:
+        todo_sha = keys.filter(pc.greater(keys.column("created_at").cast(pa.int64()), cutoff)).column("sha256")
+    todo_sha = todo_sha.combine_chunks()
+    if len(todo_sha) == 0:
         log.info("novelty: nothing new to score against %s", parent["run_id"])
         return None
     run_id = new_run_id()
-    todo_idx = np.array(todo, np.int64)
-    ref_idx = np.array([pos[s] for s in ref_sha], np.int64)
-    Xr = data.X[ref_idx]
-    scores = score_new(data.X[todo_idx], Xr, dmodel)
-    sha_new = [data.sha[i] for i in todo_idx]
+    version = int(ds.version)
     pp = parent["params"]
     primary, proj, pdims = pp.get("primary_cluster"), pp.get("primary_projection"), int(pp.get("primary_dims") or 2)
-    db.upsert(S.CLUSTERS, pa.table({
-        "run_id": [run_id] * len(sha_new), "sha256": sha_new, "method": [primary] * len(sha_new),
-        "cluster": pa.array(scores.cluster, pa.int32()), "probability": pa.nulls(len(sha_new), pa.float32()),
-    }))
+
+    # the reference rows (the parent's fit rows) and their coordinates in its primary projection
+    Xr = np.zeros((len(ref_sha), 0), np.float32)
+    for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=batch_size):
+        pos = pc.index_in(b.column("sha256"), value_set=ref_sha)
+        have = pa.array(np.nonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))[0])
+        if len(have):
+            V = _batch_vectors(b.take(have))
+            if Xr.shape[1] == 0:
+                Xr = np.zeros((len(ref_sha), V.shape[1]), np.float32)
+            Xr[pos.take(have).to_numpy(zero_copy_only=False).astype(np.int64)] = V
+    Xr = normalize(Xr)
+    index = KnnIndex(Xr)
+    place_index, coords_ref = None, None
     if proj:
         prow = db.read(S.PROJECTIONS, ["sha256", "x", "y", "z"],
                        where=f"run_id = '{parent['run_id']}' AND method = '{proj}' AND dims = {pdims}")
-        ppos = {s: i for i, s in enumerate(prow.column("sha256").to_pylist())}
-        have = [i for i, s in enumerate(ref_sha) if s in ppos]
-        if have:
+        ppos = pc.index_in(ref_sha, value_set=prow.column("sha256").combine_chunks())
+        have = np.nonzero(pc.is_valid(ppos).to_numpy(zero_copy_only=False))[0]
+        if len(have):
             cols = ["x", "y", "z"][:pdims]
             P = np.stack([prow.column(c).to_numpy(zero_copy_only=False) for c in cols], 1).astype(np.float32)
-            coords_ref = P[[ppos[ref_sha[i]] for i in have]]
-            nb = knn(data.X[todo_idx], Xr[have], 10)
-            coords = place_by_neighbors(nb.idx, nb.dist, coords_ref)
-            db.upsert(S.PROJECTIONS, _projection_rows(run_id, sha_new, proj, pdims, coords))
-    db.upsert(S.FLAGS, _flag_rows(run_id, sha_new, scores, False, None, None))
+            coords_ref = P[ppos.take(pa.array(have)).to_numpy(zero_copy_only=False).astype(np.int64)]
+            place_index = KnnIndex(Xr[have])
+
+    n_done = n_novel = 0
+    for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=batch_size):
+        keep = np.nonzero(pc.is_in(b.column("sha256"), value_set=todo_sha).to_numpy(zero_copy_only=False))[0]
+        if not len(keep):
+            continue
+        b = b.take(pa.array(keep))
+        sha_new = b.column("sha256").to_pylist()
+        Xb = normalize(_batch_vectors(b))
+        scores = score_new(Xb, index, dmodel)
+        db.append(S.CLUSTERS, pa.table({
+            "run_id": [run_id] * len(sha_new), "sha256": sha_new, "method": [primary] * len(sha_new),
+            "cluster": pa.array(scores.cluster, pa.int32()), "probability": pa.nulls(len(sha_new), pa.float32()),
+        }))
+        if place_index is not None:
+            nb = place_index.search(Xb, 10)
+            db.append(S.PROJECTIONS, _projection_rows(run_id, sha_new, proj, pdims,
+                                                      place_by_neighbors(nb.idx, nb.dist, coords_ref)))
+        db.append(S.FLAGS, _flag_rows(run_id, sha_new, scores, False, None, None))
+        n_done += len(sha_new)
+        n_novel += int(scores.is_novel.sum())
     params = {"parent_run": parent["run_id"], "since": since, "primary_cluster": primary, "primary_projection": proj,
               "primary_dims": pdims, "novelty_threshold": dmodel.threshold, "knn_k": dmodel.knn_k,
               "novelty": pp.get("novelty"), "placement": "projection coords = inverse-distance mean of 10 nearest fitted images",
-              "components": "centroid, knn (no GLOSH for images scored later)", "n_reference": len(ref_sha)}
-    _write_run(db, run_id, "novelty", model, variant, params, data.version, len(sha_new))
-    log.info("novelty %s: %d images scored against %s, %d novel in %.1fs", run_id, len(sha_new), parent["run_id"],
-             int(scores.is_novel.sum()), time.perf_counter() - t0)
+              "components": "centroid, knn (no GLOSH for images scored later)", "n_reference": len(ref_sha),
+              "batch_size": batch_size}
+    _write_run(db, run_id, "novelty", model, variant, params, version, n_done)
+    log.info("novelty %s: %d images scored against %s, %d novel in %.1fs", run_id, n_done, parent["run_id"],
+             n_novel, time.perf_counter() - t0)
     return run_id
+
+
+def _batch_vectors(batch: Any) -> np.ndarray:
+    col = batch.column("vector")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(col), col.type.list_size)

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from embedscope.analysis.backend import Backend
 from embedscope.analysis.duplicates import groups_from_pairs, phash_pairs
 from embedscope.analysis.jobs import (
-    MODEL_FORMAT, AnalysisParams, _embeddings_filter, _fit, _flag_rows, _projection_rows, _Recorder, _Timer,
+    MODEL_FORMAT, AnalysisParams, _batch_vectors, _embeddings_filter, _fit, _flag_rows, _projection_rows, _Recorder, _Timer,
     _write_run, new_run_id, run_params_of, sampling_info,
 )
 from embedscope.analysis.neighbors import knn, normalize
@@ -43,14 +43,6 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
 
 log = logging.getLogger(__name__)
-
-
-def _vectors(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    col = batch.column("vector")
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    dim = col.type.list_size
-    return np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(col), dim)
 
 
 def choose_sample(sha_sorted: pa.Array, params: AnalysisParams) -> tuple[np.ndarray, int]:
@@ -126,7 +118,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
         have = pa.array(np.nonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))[0])
         if not len(have):
             continue
-        V = _vectors(b.take(have))
+        V = _batch_vectors(b.take(have))
         if Xf is None:
             Xf = np.zeros((m, V.shape[1]), np.float32)
         Xf[pos.take(have).to_numpy(zero_copy_only=False).astype(np.int64)] = V
@@ -165,7 +157,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
             continue
         b = b.take(pa.array(keep))
         sha_b = b.column("sha256").to_pylist()
-        Xb = normalize(_vectors(b))
+        Xb = normalize(_batch_vectors(b))
         nb_ = len(sha_b)
         coords_b: dict[tuple[str, int], np.ndarray] = {}
 
