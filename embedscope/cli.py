@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="above N rows, fit every method on a seeded sample of N and place the rest by transform / "
                         "predict / approximate_predict in a streaming pass (default 200000; 0 = always fit every row)")
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="rows per batch of that streaming pass (default 65536)")
+                   help="rows per batch of that streaming pass (default 16384)")
     p.add_argument("--backend", choices=["auto", "cpu", "cuml"],
                    help="UMAP/HDBSCAN/k-means on RAPIDS cuML (GPU) or the CPU; auto = cuML when it is installed and "
                         "a CUDA GPU is present (default auto)")

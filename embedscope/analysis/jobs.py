@@ -74,7 +74,7 @@ class AnalysisParams:
     perplexity: float = 30.0
     tsne_max_fit: int = 20_000
     fit_sample: int = 200_000  # above this many fit rows: fit on a seeded sample, place the rest (0 = never)
-    batch_size: int = 65_536  # rows per batch of the streaming placement / scoring pass
+    batch_size: int = 16_384  # rows per batch of the streaming placement / scoring pass
     backend: str = "auto"  # 'auto' | 'cpu' | 'cuml' (UMAP, HDBSCAN, k-means on the GPU)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
@@ -618,7 +618,7 @@ def _since_micros(db: Database, since: str) -> int:
 
 
 def run_novelty_only(db: Database, *, since: str | None, model: str | None = None,
-                     variant: str = S.VARIANT_FULL, batch_size: int = 65_536) -> str | None:
+                     variant: str = S.VARIANT_FULL, batch_size: int = 16_384) -> str | None:
     """Score images newer than ``since`` (a run_id or ISO timestamp; None = images that no run
     since the latest analyze run has scored) against the latest analyze run's model of the
     data, without refitting. Writes a ``kind='novelty'`` run; returns its id, or None when

@@ -131,17 +131,51 @@ def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> tuple[n
         return _umap_cuml(Z, cfg, info, n_neighbors)
     import umap
 
+    small = n < SMALL_UMAP
     reducer = umap.UMAP(
         n_components=cfg.dims,
         n_neighbors=n_neighbors,
         min_dist=cfg.min_dist,
-        metric="cosine",
+        metric="precomputed" if small else "cosine",
         random_state=cfg.seed,
         init="spectral" if n > cfg.dims + 1 else "random",
         n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; say so explicitly
     )
     info.update(metric="cosine", n_neighbors=n_neighbors, min_dist=cfg.min_dist, seed=cfg.seed)
-    return reducer.fit_transform(Z), reducer.transform
+    if not small:
+        return reducer.fit_transform(Z), reducer.transform
+    # below 4096 rows umap-learn computes all pairwise distances with a per-pair Python call
+    # (minutes for a few thousand rows, and again for every transformed batch); the same
+    # cosine distances from one matrix product give the same embedding in a fraction of that
+    import warnings
+
+    U = _unit(Z)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precomputed.*")
+        Y = reducer.fit_transform(_cosine_distances(U, U))
+
+    def transform(Q: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*precomputed.*")
+            return reducer.transform(_cosine_distances(_unit(Q), U))
+
+    return Y, transform
+
+
+SMALL_UMAP = 4096  # umap-learn's own "small data" threshold (exact all-pairs distances below it)
+
+
+def _unit(Z: np.ndarray) -> np.ndarray:
+    Z = np.asarray(Z, np.float64)
+    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+
+def _cosine_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    D = 1.0 - A @ B.T
+    np.clip(D, 0.0, 2.0, out=D)
+    if A is B:
+        np.fill_diagonal(D, 0.0)
+    return D
 
 
 def _umap_cuml(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any], n_neighbors: int) -> tuple[np.ndarray, Callable]:
