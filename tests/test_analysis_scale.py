@@ -32,7 +32,7 @@ from embedscope.store.db import Database
 from tests.conftest import run_cli
 
 FAST = dict(project=("pca",), hdbscan_space="pca", k=5)
-METHODS = ("hdbscan", "kmeans", "agglomerative", "kmedoids")
+METHODS = ("hdbscan", "kmeans", "agglomerative", "kmedoids", "dbscan")
 
 
 def _parquet(path: Path, ids, X, labels=None) -> Path:
