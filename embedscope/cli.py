@@ -290,7 +290,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     db = Database(args.db)
     t0 = time.perf_counter()
     if args.novelty_only:
-        run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full")
+        run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full",
+                                  **({"batch_size": args.batch_size} if args.batch_size else {}))
         if run_id is None:
             print("novelty-only: nothing new to score", file=sys.stderr)
             if args.json:
