@@ -6,7 +6,16 @@ stage by stage. What does not scale is sampled, and the output says so: silhouet
 5 000-row sample, kNN candidates from PCA-64 above 20 000 rows (distances exact), UMAP on the
 PCA-50 of the vectors. Peak memory is the process's maximum resident set size.
 
-    python -m benchmarks.bench_analysis [--quick]      # --quick: 10k rows
+    python -m benchmarks.bench_analysis [--quick] [--only base|scale]   # --quick: 10k rows
+
+The *scale* part (issue 9) measures the sample-then-place path: N × 384 vectors (1M; quick:
+100k) written in chunks and imported with ``ingest-vectors``, then ``embedscope analyze
+--fit-sample F`` (200k; quick: 20k) in a subprocess of its own (so its peak RSS is its own):
+fit seconds, streaming placement rows/s, peak RSS. At a size where a full fit is affordable
+(100k; quick: 30k) it also runs a full fit and a sampled fit of the same rows, and reports the
+time ratio and the ARI of the sampled labels against the full-fit labels. The 10M cost is
+extrapolated (an estimate: the fit on the same sample size, plus 10M rows at the measured
+placement rate).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -24,8 +34,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run(quick: bool = False) -> list[dict]:
-    """Run the benchmark; one dict per measurement ``{"name", "value", "unit", "settings"}``."""
+def run(quick: bool = False, only: str | None = None) -> list[dict]:
+    """Run the benchmark; one dict per measurement ``{"name", "value", "unit", "settings"}``.
+    ``only``: 'base' (the all-rows analysis) or 'scale' (sample-then-place); default both."""
+    results = [] if only == "scale" else run_base(quick)
+    return results + ([] if only == "base" else run_scale(quick))
+
+
+def run_base(quick: bool = False) -> list[dict]:
+    """The all-rows analysis of 100k (quick: 10k) vectors."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -80,22 +97,150 @@ def run(quick: bool = False) -> list[dict]:
     return results
 
 
+# -- scale: fit on a sample, place the rest ---------------------------------------------------
+
+SCALE_ARGS = ["--project", "umap", "--dims", "2", "--cluster", "hdbscan,kmeans", "--k", "10"]
+
+
+def _write_chunked(path: Path, n: int, seed: int = 0, chunk: int = 100_000) -> None:
+    """``n`` × 384 blob vectors (10 blobs, 0.5 % outliers) written chunk by chunk (bounded memory)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedscope.analysis.synthetic import make_blobs, more_points
+
+    base = make_blobs(n_per_blob=10, n_blobs=10, dim=384, n_planted=0, n_outliers=0, n_dups=0, seed=seed)
+    schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), 384))])
+    with pq.ParquetWriter(path, schema) as w:
+        for j, start in enumerate(range(0, n, chunk)):
+            size = min(chunk, n - start)
+            n_out = size // 200
+            ids, X, _ = more_points(base, size - n_out, n_out, seed=seed + 1 + j, prefix=f"c{j:04d}-")
+            vec = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(X, np.float32).ravel()), 384)
+            w.write_table(pa.table({"id": ids, "vector": vec}, schema=schema))
+
+
+def _cli_measured(*args: str) -> tuple[dict, float, float, float]:
+    """Run ``embedscope ARGS`` in its own process: (its JSON, wall seconds, its peak RSS MiB, its CPU seconds)."""
+    import os
+    import subprocess
+
+    code = ("import resource, sys; from embedscope.cli import main; rc = main(sys.argv[1:]); "
+            "u = resource.getrusage(resource.RUSAGE_SELF); "
+            "print('PEAK_RSS_KIB', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"embedscope {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    usage = [line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KIB")]
+    out = json.loads(proc.stdout.strip().splitlines()[-1]) if "--json" in args else {}
+    rss, cpu = (int(usage[-1][0]) / 1024.0, float(usage[-1][1])) if usage else (float("nan"), float("nan"))
+    return out, wall, rss, cpu
+
+
+def _labels(db_dir: Path, run_id: str, method: str) -> dict:
+    from embedscope.store import schema as S
+    from embedscope.store.db import Database
+
+    t = Database(db_dir).read(S.CLUSTERS, ["sha256", "cluster"], where=f"run_id = '{run_id}' AND method = '{method}'")
+    return dict(zip(t.column("sha256").to_pylist(), t.column("cluster").to_pylist()))
+
+
+def run_scale(quick: bool = False) -> list[dict]:
+    """Sample-then-place at N rows, and sampled vs full fit at an affordable size."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from embedscope.store import schema as S
+    from embedscope.store.db import Database
+
+    n, fit = (100_000, 20_000) if quick else (1_000_000, 200_000)
+    n_cmp, fit_cmp = (30_000, 6_000) if quick else (100_000, 20_000)
+    settings = {"rows": n, "fit_sample": fit, "dim": 384, "analysis": " ".join(SCALE_ARGS), "cores": __import__("os").cpu_count(),
+                "compare_rows": n_cmp, "compare_fit_sample": fit_cmp}
+    results: list[dict] = []
+
+    def add(name: str, value: float, unit: str) -> None:
+        results.append({"name": name, "value": round(float(value), 3), "unit": unit, "settings": settings})
+
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        tmp_p = Path(tmp)
+        # 1) N rows, fitted on a sample of F
+        _write_chunked(tmp_p / "big.parquet", n)
+        db_dir = tmp_p / "big"
+        _, wall, _, _ = _cli_measured("ingest-vectors", str(tmp_p / "big.parquet"), "--db", str(db_dir), "--model", "bench")
+        (tmp_p / "big.parquet").unlink()
+        add("scale_ingest_vectors_seconds", wall, "s")
+        out, wall, rss, cpu = _cli_measured("analyze", "--db", str(db_dir), *SCALE_ARGS, "--fit-sample", str(fit),
+                                            "--backend", "auto", "--json")
+        p = json.loads(Database(db_dir).read(S.RUNS, where=f"run_id = '{out['run_id']}'").to_pylist()[0]["params"])
+        stages = p["timings_s"]
+        place = stages.get("place (streaming)", 0.0)
+        fit_s = sum(v for k, v in stages.items() if k not in ("place (streaming)", "duplicates + write sample",
+                                                               "read sample"))
+        placed = p["sampling"]["n_placed"]
+        add("scale_read_sample_seconds", stages.get("read sample", 0.0), "s")
+        add("scale_fit_seconds", fit_s, "s")
+        add("scale_place_seconds", place, "s")
+        add("scale_place_rows_per_second", placed / max(place, 1e-9), "rows/s")
+        add("scale_analyze_wall_seconds", wall, "s")
+        add("scale_analyze_cpu_seconds", cpu, "CPU-s")
+        add("scale_analyze_peak_rss", rss, "MiB")
+        est_10m = fit_s + stages.get("read sample", 0.0) + (10_000_000 - fit) / max(placed / max(place, 1e-9), 1e-9)
+        add("scale_estimate_10M_fit_sample_seconds", est_10m, "s (estimate)")
+        settings["statement"] = p["sampling"]["statement"]
+        settings["backend"] = p["backend_resolved"]
+        shutil.rmtree(db_dir, ignore_errors=True)
+
+        # 2) at an affordable size: full fit vs sampled fit of the same rows
+        _write_chunked(tmp_p / "cmp.parquet", n_cmp, seed=7)
+        cmp_dir = tmp_p / "cmp"
+        _cli_measured("ingest-vectors", str(tmp_p / "cmp.parquet"), "--db", str(cmp_dir), "--model", "bench")
+        full, wall_full, rss_full, cpu_full = _cli_measured("analyze", "--db", str(cmp_dir), *SCALE_ARGS, "--fit-sample", "0",
+                                                  "--backend", "auto", "--json")
+        samp, wall_samp, rss_samp, cpu_samp = _cli_measured("analyze", "--db", str(cmp_dir), *SCALE_ARGS, "--fit-sample",
+                                                  str(fit_cmp), "--backend", "auto", "--json")
+        add("compare_full_fit_wall_seconds", wall_full, "s")
+        add("compare_sampled_wall_seconds", wall_samp, "s")
+        add("compare_full_fit_cpu_seconds", cpu_full, "CPU-s")
+        add("compare_sampled_cpu_seconds", cpu_samp, "CPU-s")
+        add("compare_full_over_sampled_time", wall_full / max(wall_samp, 1e-9), "x (wall)")
+        add("compare_full_over_sampled_cpu", cpu_full / max(cpu_samp, 1e-9), "x (CPU)")
+        add("compare_full_fit_peak_rss", rss_full, "MiB")
+        add("compare_sampled_peak_rss", rss_samp, "MiB")
+        for method in ("kmeans", "hdbscan"):
+            a, b = _labels(cmp_dir, full["run_id"], method), _labels(cmp_dir, samp["run_id"], method)
+            keys = sorted(a)
+            add(f"compare_ari_sampled_vs_full_{method}", adjusted_rand_score([a[k] for k in keys], [b[k] for k in keys]),
+                "ARI")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="10k rows instead of 100k")
+    ap.add_argument("--quick", action="store_true", help="10k rows instead of 100k (scale: 100k instead of 1M)")
+    ap.add_argument("--only", choices=["base", "scale"], help="run one part only")
     args = ap.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    results = run(quick=args.quick)
+    results = run(quick=args.quick, only=args.only)
     print(f"{'measurement':42} {'value':>12}  unit")
     for r in results:
         print(f"{r['name']:42} {r['value']:>12}  {r['unit']}")
     s = results[0]["settings"]
-    print(f"\n{s['rows']} x {s['dim']} vectors, {s['cores']} cores; {s['projection']}; {s['clustering']}")
-    print(f"sampled / approximated: silhouette on {s['silhouette_sample']} rows; kNN {s['knn']}")
-    for k, v in s["sampling"].items():
-        print(f"  {k}: {v}")
+    if "projection" in s:
+        print(f"\n{s['rows']} x {s['dim']} vectors, {s['cores']} cores; {s['projection']}; {s['clustering']}")
+        print(f"sampled / approximated: silhouette on {s['silhouette_sample']} rows; kNN {s['knn']}")
+        for k, v in s["sampling"].items():
+            print(f"  {k}: {v}")
+    scale = [r for r in results if r["name"].startswith(("scale_", "compare_"))]
+    if scale:
+        st = scale[0]["settings"]
+        print(f"\nscale: {st['rows']} x {st['dim']}, --fit-sample {st['fit_sample']} ({st.get('statement', '')}); "
+              f"compared at {st['compare_rows']} rows (fit sample {st['compare_fit_sample']}); {st['analysis']}")
     return 0
 
 

@@ -289,7 +289,7 @@ def analysis_params(args: argparse.Namespace) -> Any:
         except ValueError:
             raise ConfigError(f"--k {args.k!r} is neither a number nor 'auto'", "use --k auto or --k 8") from None
     for name in ("k_min", "k_max", "hdbscan_space", "hdbscan_dims", "min_cluster_size", "min_samples", "eps", "seed",
-                 "holdout", "silhouette_sample"):
+                 "holdout", "silhouette_sample", "fit_sample", "batch_size", "backend"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     nov: dict[str, Any] = {}
@@ -322,7 +322,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     db = _open_db(args)
     t0 = time.perf_counter()
     if args.novelty_only:
-        run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full")
+        run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full",
+                                  **({"batch_size": args.batch_size} if args.batch_size else {}))
         if run_id is None:
             print("novelty-only: nothing new to score", file=sys.stderr)
             if args.json:
@@ -334,11 +335,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         run_id = run_analysis(db, analysis_params(args))
     run = get_run(db, run_id)
     summary = _run_summary(db, run)
+    sampling = run["params"].get("sampling") or {}
+    if sampling.get("statement"):
+        backend = (run["params"].get("backend_resolved") or {}).get("name", "cpu")
+        print(f"{run['kind']} run {run_id}: {sampling['statement']} (backend {backend})", file=sys.stderr)
     print(f"{run['kind']} run {run_id}: {run['n_images']} images of {run['model']}/{run['variant']}, "
           f"{summary['novel']} novel, {summary['contaminated']} contaminated, {summary['dup_groups']} near-duplicate "
           f"groups, in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     if args.json:
-        print(json.dumps({"run_id": run_id, "kind": run["kind"], "n_images": run["n_images"], **summary}))
+        print(json.dumps({"run_id": run_id, "kind": run["kind"], "n_images": run["n_images"], **summary,
+                          **({"sampling": sampling} if sampling else {})}))
     return 0
 
 
@@ -487,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, metavar="FRACTION",
                    help="fit on the rest and score this fraction against it (default 0)")
     p.add_argument("--silhouette-sample", type=int, help="rows the silhouette is computed on (default 5000)")
+    p.add_argument("--fit-sample", type=int, metavar="N",
+                   help="above N rows, fit every method on a seeded sample of N and place the rest by transform / "
+                        "predict / approximate_predict in a streaming pass (default 200000; 0 = always fit every row)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="rows per batch of that streaming pass (default 16384)")
+    p.add_argument("--backend", choices=["auto", "cpu", "cuml"],
+                   help="UMAP/HDBSCAN/k-means on RAPIDS cuML (GPU) or the CPU; auto = cuML when it is installed and "
+                        "a CUDA GPU is present (default auto)")
     p.add_argument("--knn-k", type=int, help="neighbours for the kNN novelty component (default 10)")
     p.add_argument("--novelty-rule", choices=["zscore", "percentile"], help="how is_novel is decided (default zscore)")
     p.add_argument("--novelty-z", type=float, help="zscore rule threshold (default 3.0)")

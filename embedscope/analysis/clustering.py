@@ -8,13 +8,21 @@ distance is a monotone function of cosine distance. Methods that are quadratic i
 (k-medoids, agglomerative) are fitted on a seeded sample of ``max_fit`` rows and the other
 rows are assigned to the nearest medoid / cluster centroid; HDBSCAN above ``hdbscan_max_fit``
 rows is fitted on a sample and the rest placed by its approximate prediction; ``info`` says so.
+
+Every result also carries ``place(Z) -> (labels, probabilities | None, glosh | None)``, which
+assigns new rows without refitting — k-means ``predict``, HDBSCAN ``approximate_predict`` (+
+``approximate_predict_scores`` for GLOSH), the nearest medoid (k-medoids), the nearest cluster
+centroid (agglomerative), the nearest core point within ``eps`` (DBSCAN, else noise) — so the
+analysis job can fit on a sample and stream the other rows through it. HDBSCAN and k-means run
+on cuML when ``backend`` is 'cuml' (no GLOSH for placed rows there: cuML has no
+``approximate_predict_scores``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,6 +48,8 @@ class ClusterConfig:
     max_fit: int = 5_000  # k-medoids / agglomerative fit on a sample this big
     hdbscan_max_fit: int = 20_000  # HDBSCAN fits on a sample this big, predicts the rest
     dendrogram_max: int = 300  # rows in the stored dendrogram (a seeded sample)
+    placeable: bool = False  # keep what ``place`` needs even when every row is fitted (HDBSCAN prediction data)
+    backend: str = "cpu"  # 'cpu' | 'cuml' (HDBSCAN and k-means only)
 
     def __post_init__(self) -> None:
         if self.method not in CLUSTER_METHODS:
@@ -58,6 +68,7 @@ class ClusterResult:
     outlier_scores: np.ndarray | None = None  # GLOSH (HDBSCAN)
     info: dict[str, Any] = field(default_factory=dict)
     dendrogram: dict[str, Any] | None = None  # agglomerative: scipy linkage of a sample
+    place: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None = None
 
 
 def fit_clusters(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
@@ -73,10 +84,24 @@ def fit_clusters(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     result = fn(X, cfg)
     result.labels = np.asarray(result.labels, np.int32)
     result.info.setdefault("method", cfg.method)
+    result.info.setdefault("n_fit", n)
     return result
 
 
+def _nearest_center_placer(centers: np.ndarray, cosine: bool = False) -> Callable:
+    centers = np.asarray(centers, np.float32)
+
+    def place(Z: np.ndarray) -> tuple[np.ndarray, None, None]:
+        Z = np.asarray(Z, np.float32)
+        lab = np.argmax(Z @ centers.T, axis=1) if cosine else _assign_nearest(Z, centers)
+        return lab.astype(np.int32), None, None
+
+    return place
+
+
 def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    if cfg.backend == "cuml":
+        return _hdbscan_cuml(X, cfg)
     import hdbscan
 
     n = X.shape[0]
@@ -85,12 +110,21 @@ def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     mcs = cfg.min_cluster_size or max(5, min(50, n // 100))
     mcs = max(2, min(int(round(mcs * m / n)) if m < n else mcs, m))
     ms = max(1, min(cfg.min_samples, m - 1))
-    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1, prediction_data=m < n)
+    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
+                            prediction_data=m < n or cfg.placeable)
     fit_labels = model.fit_predict(X[idx])
-    info: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms}
+    info: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms, "n_fit": m}
+
+    def place(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        Z = np.asarray(Z, np.float32)
+        lab, prob = hdbscan.approximate_predict(model, Z)
+        gl = np.nan_to_num(np.asarray(hdbscan.approximate_predict_scores(model, Z), np.float32), nan=0.0)
+        return np.asarray(lab, np.int32), np.asarray(prob, np.float32), gl
+
+    placer = place if model.prediction_data else None
     if m == n:
         glosh = np.nan_to_num(np.asarray(model.outlier_scores_, np.float32), nan=0.0)
-        return ClusterResult(fit_labels, np.asarray(model.probabilities_, np.float32), glosh, info)
+        return ClusterResult(fit_labels, np.asarray(model.probabilities_, np.float32), glosh, info, place=placer)
     # fit on a sample, then place the other rows with HDBSCAN's own approximate prediction
     labels = np.empty(n, np.int32)
     probs = np.empty(n, np.float32)
@@ -103,11 +137,38 @@ def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     info["sampled"] = (f"HDBSCAN fitted on a seeded sample of {m} of {n} rows (min_cluster_size scaled to {mcs}); "
                        "the rest placed by approximate_predict / approximate_predict_scores")
     log.info(info["sampled"])
-    return ClusterResult(labels, probs, glosh, info)
+    return ClusterResult(labels, probs, glosh, info, place=placer)
 
 
-def kmeans_model(X: np.ndarray, k: int, seed: int, n_init: int = 3) -> Any:
-    """A fitted k-means (MiniBatch above 50k rows, which is what scales)."""
+def _hdbscan_cuml(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    """HDBSCAN on the GPU (cuML): fits every row it is given (no inner sample), places new rows
+    with cuML's approximate_predict; GLOSH only for the fitted rows."""
+    from cuml.cluster import HDBSCAN
+    from cuml.cluster.hdbscan import approximate_predict
+
+    from embedscope.analysis.backend import to_host
+
+    n = X.shape[0]
+    mcs = max(2, min(cfg.min_cluster_size or max(5, min(50, n // 100)), n))
+    ms = max(1, min(cfg.min_samples, n - 1))
+    model = HDBSCAN(min_cluster_size=mcs, min_samples=ms, prediction_data=True)
+    labels = np.asarray(to_host(model.fit_predict(np.ascontiguousarray(X, np.float32))), np.int32)
+
+    def place(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+        lab, prob = approximate_predict(model, np.ascontiguousarray(Z, np.float32))
+        return np.asarray(to_host(lab), np.int32), np.asarray(to_host(prob), np.float32), None
+
+    glosh = np.nan_to_num(np.asarray(to_host(model.outlier_scores_), np.float32), nan=0.0)
+    return ClusterResult(labels, np.asarray(to_host(model.probabilities_), np.float32), glosh,
+                         {"min_cluster_size": mcs, "min_samples": ms, "n_fit": n, "backend": "cuml"}, place=place)
+
+
+def kmeans_model(X: np.ndarray, k: int, seed: int, n_init: int = 3, backend: str = "cpu") -> Any:
+    """A fitted k-means (MiniBatch above 50k rows, which is what scales; cuML's on the GPU)."""
+    if backend == "cuml":
+        from cuml.cluster import KMeans as CuKMeans
+
+        return CuKMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(np.ascontiguousarray(X, np.float32))
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if X.shape[0] > 50_000:
@@ -116,8 +177,17 @@ def kmeans_model(X: np.ndarray, k: int, seed: int, n_init: int = 3) -> Any:
 
 
 def _kmeans(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
-    model = kmeans_model(X, cfg.k, cfg.seed)
-    return ClusterResult(model.labels_, info={"k": cfg.k, "inertia": float(model.inertia_)})
+    from embedscope.analysis.backend import to_host
+
+    model = kmeans_model(X, cfg.k, cfg.seed, backend=cfg.backend)
+
+    def place(Z: np.ndarray) -> tuple[np.ndarray, None, None]:
+        return np.asarray(to_host(model.predict(np.ascontiguousarray(Z, np.float32))), np.int32), None, None
+
+    info = {"k": cfg.k, "inertia": float(model.inertia_)}
+    if cfg.backend == "cuml":
+        info["backend"] = "cuml"
+    return ClusterResult(np.asarray(to_host(model.labels_)), info=info, place=place)
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -141,10 +211,10 @@ def _kmedoids(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     res = kmedoids.fasterpam(D, cfg.k, random_state=cfg.seed)
     medoids = S[np.asarray(res.medoids)]
     labels = np.argmax(X @ medoids.T, axis=1)  # nearest medoid by cosine
-    info = {"k": cfg.k, "medoid_rows": idx[np.asarray(res.medoids)].tolist()}
+    info = {"k": cfg.k, "medoid_rows": idx[np.asarray(res.medoids)].tolist(), "n_fit": len(idx)}
     if len(idx) < n:
         info["sampled"] = f"k-medoids fitted on a seeded sample of {len(idx)} of {n} rows; the rest assigned to the nearest medoid"
-    return ClusterResult(labels, info=info)
+    return ClusterResult(labels, info=info, place=_nearest_center_placer(medoids, cosine=True))
 
 
 def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
@@ -154,9 +224,9 @@ def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     n = X.shape[0]
     idx = _sample(n, cfg.max_fit, cfg.seed)
     fit_labels = AgglomerativeClustering(n_clusters=cfg.k, linkage="ward").fit_predict(X[idx])
-    info: dict[str, Any] = {"k": cfg.k, "linkage": "ward"}
+    info: dict[str, Any] = {"k": cfg.k, "linkage": "ward", "n_fit": len(idx)}
+    centers = np.stack([X[idx][fit_labels == c].mean(0) for c in range(cfg.k)])
     if len(idx) < n:
-        centers = np.stack([X[idx][fit_labels == c].mean(0) for c in range(cfg.k)])
         labels = _assign_nearest(X, centers)
         labels[idx] = fit_labels
         info["sampled"] = f"agglomerative fitted on a seeded sample of {len(idx)} of {n} rows; the rest assigned to the nearest cluster centroid"
@@ -166,7 +236,7 @@ def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     Z = linkage(X[didx].astype(np.float64), method="ward")
     dendro = {"method": "ward", "rows": didx.tolist(), "linkage": np.round(Z, 6).tolist(),
               "labels": [int(labels[i]) for i in didx]}
-    return ClusterResult(labels, info=info, dendrogram=dendro)
+    return ClusterResult(labels, info=info, dendrogram=dendro, place=_nearest_center_placer(centers))
 
 
 def _dbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
@@ -180,8 +250,20 @@ def _dbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
         nn = NearestNeighbors(n_neighbors=ms).fit(X)
         kd = nn.kneighbors(X)[0][:, -1]
         eps = float(np.quantile(kd, 0.9)) or 1e-6
-    labels = DBSCAN(eps=eps, min_samples=ms).fit_predict(X)
-    return ClusterResult(labels, info={"eps": eps, "min_samples": ms})
+    model = DBSCAN(eps=eps, min_samples=ms).fit(X)
+    labels = model.labels_
+    core_labels = labels[model.core_sample_indices_]
+    core_nn = NearestNeighbors(n_neighbors=1).fit(X[model.core_sample_indices_]) if len(core_labels) else None
+
+    def place(Z: np.ndarray) -> tuple[np.ndarray, None, None]:
+        """The label of the nearest core point when it is within ``eps``, else noise."""
+        Z = np.asarray(Z, np.float32)
+        if core_nn is None:
+            return np.full(len(Z), -1, np.int32), None, None
+        dist, j = core_nn.kneighbors(Z)
+        return np.where(dist[:, 0] <= eps, core_labels[j[:, 0]], -1).astype(np.int32), None, None
+
+    return ClusterResult(labels, info={"eps": eps, "min_samples": ms}, place=place)
 
 
 def sweep_k(X: np.ndarray, k_values: list[int], *, seed: int = 0, sample: int = 3_000) -> list[dict[str, float]]:

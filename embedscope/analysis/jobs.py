@@ -32,9 +32,10 @@ from embedscope.analysis.clustering import (
 )
 from embedscope.analysis.duplicates import DuplicateConfig, embedding_pairs, groups_from_pairs, phash_pairs
 from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
-from embedscope.analysis.neighbors import knn, normalize
+from embedscope.analysis.backend import BACKENDS, Backend, resolve_backend
+from embedscope.analysis.neighbors import KnnIndex, knn, normalize
 from embedscope.analysis.novelty import DataModel, NoveltyConfig, Scores, fit_model, score_new
-from embedscope.analysis.projection import PROJECTION_METHODS, ProjectionConfig, fit_projection, pca, place_by_neighbors
+from embedscope.analysis.projection import PROJECTION_METHODS, ProjectionConfig, fit_projection, pca_fit, place_by_neighbors
 from embedscope.errors import ConfigError, NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
@@ -72,6 +73,9 @@ class AnalysisParams:
     min_dist: float = 0.1
     perplexity: float = 30.0
     tsne_max_fit: int = 20_000
+    fit_sample: int = 200_000  # above this many fit rows: fit on a seeded sample, place the rest (0 = never)
+    batch_size: int = 16_384  # rows per batch of the streaming placement / scoring pass
+    backend: str = "auto"  # 'auto' | 'cpu' | 'cuml' (UMAP, HDBSCAN, k-means on the GPU)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
 
@@ -90,6 +94,12 @@ class AnalysisParams:
             raise ConfigError(f"unknown --hdbscan-space {self.hdbscan_space!r}", "use umap or pca")
         if any(d not in (2, 3) for d in self.dims):
             raise ConfigError(f"--dims takes 2 and/or 3, got {self.dims}")
+        if self.fit_sample < 0 or 0 < self.fit_sample < 50:
+            raise ConfigError(f"--fit-sample must be 0 (always fit every row) or >= 50, got {self.fit_sample}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}", f"--backend takes {', '.join(BACKENDS)}")
 
     @property
     def primary_cluster(self) -> str:
@@ -149,12 +159,11 @@ class _Data:
     version: int
 
 
-def _read_embeddings(db: Database, model: str, variant: str) -> _Data:
-    name = S.embeddings_table_name(model)
-    ds = db.dataset(name)
+def _read_embeddings(db: Database, model: str, variant: str, ds: Any = None) -> _Data:
+    if ds is None:
+        ds = db.dataset(S.embeddings_table_name(model))
     version = int(ds.version)
-    tbl = ds.to_table(columns=["sha256", "vector", "created_at"],
-                      filter=f"variant = '{variant}' AND model = '{model.replace(chr(39), chr(39) * 2)}'")
+    tbl = ds.to_table(columns=["sha256", "vector", "created_at"], filter=_embeddings_filter(model, variant))
     sha = tbl.column("sha256").to_pylist()
     vec = tbl.column("vector").combine_chunks()
     dim = vec.type.list_size
@@ -184,44 +193,54 @@ class _Timer:
         log.info("analyze: %s done in %.1fs", name, self.stages[name])
 
 
-# -- the full analysis ------------------------------------------------------------------------
+class _Recorder:
+    """What a run accumulates while it fits: metric rows, ``methods_info`` and stage timings."""
 
+    def __init__(self, run_id: str, timer: _Timer) -> None:
+        self.run_id, self.timer = run_id, timer
+        self.metric_rows: list[dict[str, Any]] = []
+        self.methods_info: dict[str, Any] = {}
 
-def run_analysis(db: Database, params: AnalysisParams) -> str:
-    """Run one full analysis as ``params`` says and store it; returns the new ``run_id``."""
-    timer = _Timer()
-    model, variant = resolve_model_variant(db, params.model, params.variant)
-    data = _read_embeddings(db, model, variant)
-    n = len(data.sha)
-    if n < 3:
-        raise ConfigError(f"only {n} {model}/{variant} embeddings: too few to analyse", "ingest more images first")
-    run_id = new_run_id()
-    log.info("analyze %s: %d %s/%s vectors of dim %d (table version %d)", run_id, n, model, variant, data.X.shape[1], data.version)
-    truth, phash = _image_columns(db, data.sha)
-    has_labels = any(truth)
-
-    # split: fit on one part, score the held-out part against it
-    rng = np.random.default_rng(params.seed)
-    fit_mask = np.ones(n, bool)
-    if params.holdout > 0:
-        n_hold = int(round(params.holdout * n))
-        fit_mask[rng.choice(n, n_hold, replace=False)] = False
-    fit_idx, hold_idx = np.nonzero(fit_mask)[0], np.nonzero(~fit_mask)[0]
-    Xf = data.X[fit_idx]
-    truth_f = [truth[i] for i in fit_idx]
-    nf = len(fit_idx)
-    methods_info: dict[str, Any] = {}
-    metric_rows: list[dict[str, Any]] = []
-
-    def metric(name: str, value: float, method: str = "", space: str = "embedding", k: int | None = None) -> None:
+    def metric(self, name: str, value: float, method: str = "", space: str = "embedding", k: int | None = None) -> None:
         if value is not None and np.isfinite(value):
-            metric_rows.append({"run_id": run_id, "name": name, "method": method, "space": space, "k": k, "value": float(value)})
+            self.metric_rows.append({"run_id": self.run_id, "name": name, "method": method, "space": space, "k": k,
+                                     "value": float(value)})
+
+
+@dataclass
+class _Fit:
+    """Everything fitted on the fit rows, with what places new rows in it."""
+
+    index: KnnIndex  # the fit rows as the kNN reference set
+    nb: Any  # leave-one-out neighbours of the fit rows
+    k: int | None
+    projections: dict[tuple[str, int], np.ndarray]
+    transforms: dict[tuple[str, int], Any]
+    spaces: dict[str, tuple[str, int] | None]  # cluster method -> the projection it runs in (None: embedding)
+    pca_spaces: dict[int, tuple[np.ndarray, Any]]
+    labels_by: dict[str, np.ndarray]
+    prob_by: dict[str, np.ndarray | None]
+    placers: dict[str, Any]
+    glosh: np.ndarray | None
+    glosh_method: str | None
+    dendrogram: dict[str, Any] | None  # with "rows" (fit-row positions) still in it
+    dmodel: DataModel
+    fit_scores: Scores
+
+
+def _fit(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, params: AnalysisParams, backend: Backend,
+         rec: _Recorder, *, placeable: bool) -> _Fit:
+    """Fit every method on the fit rows ``Xf`` and compute their metrics (the same for an
+    all-rows fit and a sample fit). ``placeable`` keeps what placing other rows needs."""
+    nf = len(Xf)
+    metric, methods_info, timer = rec.metric, rec.methods_info, rec.timer
 
     # neighbours (leave-one-out inside the fit set), used by novelty, kNN accuracy and duplicates
     t = time.perf_counter()
     k_nb = max(params.novelty.knn_k, 10)
     search = params.knn_search_dims if nf > params.knn_exact_max else None
-    nb = knn(Xf, Xf, k_nb, exclude_self=True, search_dims=search, seed=params.seed)
+    index = KnnIndex(Xf, search_dims=search, seed=params.seed)
+    nb = index.search(Xf, k_nb, exclude_self=True)
     if nb.approximate:
         methods_info["knn"] = (f"{nf} rows > {params.knn_exact_max}: neighbour candidates from PCA-{search}, "
                                "distances exact")
@@ -229,14 +248,16 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
 
     # projections (shared cache: HDBSCAN's UMAP space reuses a projection of the same dims)
     projections: dict[tuple[str, int], np.ndarray] = {}
+    transforms: dict[tuple[str, int], Any] = {}
 
     def project(method: str, dims: int) -> np.ndarray:
         if (method, dims) not in projections:
             t0 = time.perf_counter()
             cfg = ProjectionConfig(method, dims, params.seed, params.n_neighbors, params.min_dist, params.perplexity,
-                                   tsne_max_fit=params.tsne_max_fit)
+                                   tsne_max_fit=params.tsne_max_fit, backend=backend.name if method == "umap" else "cpu")
             res = fit_projection(Xf, cfg)
             projections[(method, dims)] = res.coords
+            transforms[(method, dims)] = res.transform
             methods_info[f"{method}{dims}d"] = res.info
             timer.stage(f"{method}{dims}d", t0)
         return projections[(method, dims)]
@@ -259,27 +280,36 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
         timer.stage("k sweep", t)
     labels_by: dict[str, np.ndarray] = {}
     prob_by: dict[str, np.ndarray | None] = {}
-    glosh = None
+    placers: dict[str, Any] = {}
+    spaces: dict[str, tuple[str, int] | None] = {}
+    pca_spaces: dict[int, tuple[np.ndarray, Any]] = {}
+    glosh, glosh_method = None, None
     dendrogram = None
     for method in params.cluster:
         if method in REDUCED_SPACE:
             if params.hdbscan_space == "umap":
                 Z = project("umap", params.hdbscan_dims)
+                spaces[method] = ("umap", params.hdbscan_dims)
             else:
-                Z = pca(Xf, params.hdbscan_dims, params.seed)
+                if params.hdbscan_dims not in pca_spaces:
+                    pca_spaces[params.hdbscan_dims] = pca_fit(Xf, params.hdbscan_dims, params.seed)
+                Z = pca_spaces[params.hdbscan_dims][0]
+                spaces[method] = ("pca-space", params.hdbscan_dims)
             space = f"{params.hdbscan_space}{params.hdbscan_dims}d"
         else:
             Z, space = Xf, "embedding"
+            spaces[method] = None
         t = time.perf_counter()  # after the reduced space, which is timed on its own
         cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
-                            params.max_fit, params.hdbscan_max_fit)
+                            params.max_fit, params.hdbscan_max_fit, placeable=placeable,
+                            backend=backend.name if method in ("hdbscan", "kmeans") else "cpu")
         res = fit_clusters(Z, cfg)
-        labels_by[method], prob_by[method] = res.labels, res.probabilities
+        labels_by[method], prob_by[method], placers[method] = res.labels, res.probabilities, res.place
         methods_info[method] = {**res.info, "space": space}
         if res.outlier_scores is not None and glosh is None:
-            glosh = res.outlier_scores
+            glosh, glosh_method = res.outlier_scores, method
         if res.dendrogram is not None:
-            dendrogram = {**res.dendrogram, "sha256": [data.sha[fit_idx[i]] for i in res.dendrogram.pop("rows")]}
+            dendrogram = res.dendrogram
         n_clusters = len(set(res.labels.tolist()) - {-1})
         metric("n_clusters", n_clusters, method)
         metric("noise_fraction", float((res.labels < 0).mean()), method)
@@ -306,14 +336,89 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
 
     # novelty + contamination on the primary clustering, fitted on the fit set
     t = time.perf_counter()
-    primary = params.primary_cluster
-    dmodel, fit_scores = fit_model(Xf, labels_by[primary], params.novelty, glosh=glosh,
+    dmodel, fit_scores = fit_model(Xf, labels_by[params.primary_cluster], params.novelty, glosh=glosh,
                                    truth=truth_f if has_labels else None, neighbors_dist=nb.dist)
-    hold_scores = score_new(data.X[hold_idx], Xf, dmodel) if len(hold_idx) else None
     timer.stage("novelty", t)
+    return _Fit(index, nb, k, projections, transforms, spaces, pca_spaces, labels_by, prob_by, placers, glosh,
+                glosh_method, dendrogram, dmodel, fit_scores)
+
+
+def _written_projections(fit: _Fit, params: AnalysisParams) -> list[tuple[str, int]]:
+    """The projections that are results (not only a reduced space for clustering)."""
+    return [(pm, pd) for (pm, pd) in fit.projections if pm in params.project and pd in params.dims]
+
+
+def _fit_rows_by_method(fit: _Fit, params: AnalysisParams, rec: _Recorder, n_fit: int) -> dict[str, int]:
+    """How many rows each method was actually fitted on (the inner caps of the O(n²) methods,
+    HDBSCAN and t-SNE included), for the stated sampling policy."""
+    out: dict[str, int] = {}
+    for key, info in rec.methods_info.items():
+        if isinstance(info, dict) and "method" in info:
+            rows = info.get("n_fit", n_fit)
+            if info.get("method") == "tsne" and n_fit > params.tsne_max_fit:
+                rows = params.tsne_max_fit
+            out[key] = int(rows)
+    return out
+
+
+# -- the full analysis ------------------------------------------------------------------------
+
+
+def _embeddings_filter(model: str, variant: str) -> str:
+    return f"variant = '{variant}' AND model = '{model.replace(chr(39), chr(39) * 2)}'"
+
+
+def run_analysis(db: Database, params: AnalysisParams) -> str:
+    """Run one full analysis as ``params`` says and store it; returns the new ``run_id``.
+
+    When more rows than ``params.fit_sample`` would be fitted, every method is fitted on one
+    seeded sample of that many rows and the other rows are placed by a streaming pass over the
+    embeddings (see :mod:`embedscope.analysis.placement`); otherwise every row is fitted."""
+    timer = _Timer()
+    model, variant = resolve_model_variant(db, params.model, params.variant)
+    backend = resolve_backend(params.backend)
+    ds = db.dataset(S.embeddings_table_name(model))
+    n_rows = int(ds.count_rows(filter=_embeddings_filter(model, variant)))
+    n_candidates = n_rows - (int(round(params.holdout * n_rows)) if params.holdout > 0 else 0)
+    if params.fit_sample and n_candidates > params.fit_sample:
+        from embedscope.analysis.placement import run_sampled
+
+        return run_sampled(db, params, backend, model, variant, ds, timer)
+    data = _read_embeddings(db, model, variant, ds=ds)
+    n = len(data.sha)
+    if n < 3:
+        raise ConfigError(f"only {n} {model}/{variant} embeddings: too few to analyse", "ingest more images first")
+    run_id = new_run_id()
+    log.info("analyze %s: %d %s/%s vectors of dim %d (table version %d)", run_id, n, model, variant, data.X.shape[1], data.version)
+    truth, phash = _image_columns(db, data.sha)
+    has_labels = any(truth)
+
+    # split: fit on one part, score the held-out part against it
+    rng = np.random.default_rng(params.seed)
+    fit_mask = np.ones(n, bool)
+    if params.holdout > 0:
+        n_hold = int(round(params.holdout * n))
+        fit_mask[rng.choice(n, n_hold, replace=False)] = False
+    fit_idx, hold_idx = np.nonzero(fit_mask)[0], np.nonzero(~fit_mask)[0]
+    Xf = data.X[fit_idx]
+    truth_f = [truth[i] for i in fit_idx]
+    nf = len(fit_idx)
+    rec = _Recorder(run_id, timer)
+    metric, methods_info = rec.metric, rec.methods_info
+    fit = _fit(Xf, truth_f, has_labels, params, backend, rec, placeable=False)
+    nb, k, projections, labels_by, prob_by = fit.nb, fit.k, fit.projections, fit.labels_by, fit.prob_by
+    dmodel, fit_scores = fit.dmodel, fit.fit_scores
+    primary = params.primary_cluster
+    dendrogram = None
+    if fit.dendrogram is not None:
+        dendrogram = {**fit.dendrogram, "sha256": [data.sha[fit_idx[i]] for i in fit.dendrogram.pop("rows")]}
+    t = time.perf_counter()
+    hold_scores = score_new(data.X[hold_idx], Xf, dmodel, batch_size=params.batch_size) if len(hold_idx) else None
+    timer.stage("holdout scoring", t)
 
     # near-duplicates over all images (fit + held out)
     t = time.perf_counter()
+    search = params.knn_search_dims if nf > params.knn_exact_max else None
     if len(hold_idx):
         nb_all = knn(data.X, data.X, 10, exclude_self=True, search_dims=search, seed=params.seed)
         idx_all, dist_all = nb_all.idx, nb_all.dist
@@ -355,9 +460,8 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     db.upsert(S.CLUSTERS, pa.concat_tables(rows_c))
 
     rows_p = []
-    for (pm, pd), coords in projections.items():
-        if pm not in params.project or pd not in params.dims:
-            continue  # a reduced space used only for clustering
+    for (pm, pd) in _written_projections(fit, params):
+        coords = projections[(pm, pd)]
         all_coords = np.zeros((n, pd), np.float32)
         all_coords[fit_idx] = coords
         if hold_nb is not None:
@@ -377,26 +481,51 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     metric("contaminated_fraction", n_cont / n)
     metric("dup_groups", float(len(set(dup_group.tolist()) - {-1})))
     metric("phash_groups", float(len(set(phash_group.tolist()) - {-1})))
-    db.upsert(S.METRICS, pa.Table.from_pylist(metric_rows, schema=S.METRICS_SCHEMA))
+    db.upsert(S.METRICS, pa.Table.from_pylist(rec.metric_rows, schema=S.METRICS_SCHEMA))
     db.upsert(S.RUN_MODELS, pa.table({"run_id": [run_id], "format": [MODEL_FORMAT], "blob": [dmodel.to_bytes()],
                                       "created_at": pa.array([utc_now()], pa.timestamp("us", tz="UTC"))}))
     timer.stage("write", t)
 
-    run_params = params.as_dict()
-    run_params.update(
-        model=model, variant=variant, k_resolved=k, primary_cluster=primary,
-        primary_projection=params.primary_projection, primary_dims=params.primary_dims,
-        novelty_threshold=dmodel.threshold, novelty_stats=dmodel.stats,
-        contaminated_clusters={str(c): r for c, r in dmodel.contaminated.items()},
-        n_fit=nf, n_holdout=int(len(hold_idx)), methods_info=methods_info, timings_s=timer.stages,
-        has_labels=has_labels, run_model_format=MODEL_FORMAT,
-    )
+    run_params = run_params_of(params, fit, rec, backend, model=model, variant=variant, n_fit=nf,
+                               n_holdout=int(len(hold_idx)), has_labels=has_labels,
+                               sampling=sampling_info(params, fit, rec, n_rows=n, n_fit=nf, sampled=False))
     if dendrogram is not None:
         run_params["dendrogram"] = dendrogram
     _write_run(db, run_id, "analyze", model, variant, run_params, data.version, n)
     log.info("analyze %s: %d images, %d novel, %d contaminated, %d dup groups in %.1fs", run_id, n, n_novel, n_cont,
              len(set(dup_group.tolist()) - {-1}), time.perf_counter() - timer.t0)
     return run_id
+
+
+def sampling_info(params: AnalysisParams, fit: _Fit, rec: _Recorder, *, n_rows: int, n_fit: int,
+                  sampled: bool) -> dict[str, Any]:
+    """The stated sampling policy of a run (``runs.params["sampling"]``)."""
+    by_method = _fit_rows_by_method(fit, params, rec, n_fit)
+    if sampled:
+        statement = (f"fitted on {n_fit:,} of {n_rows:,} rows (seeded sample, --fit-sample {params.fit_sample:,}); "
+                     "the rest placed by transform / predict / approximate_predict in a streaming pass")
+    else:
+        statement = f"fitted on all {n_fit:,} rows" + (f" ({n_rows - n_fit:,} held out)" if n_rows > n_fit else "")
+    inner = {m: r for m, r in by_method.items() if r < n_fit}
+    if inner:
+        statement += "; inner caps: " + ", ".join(f"{m} on {r:,}" for m, r in inner.items())
+    return {"fit_sample": params.fit_sample, "sampled": sampled, "n_rows": n_rows, "n_fit": n_fit,
+            "n_placed": n_rows - n_fit if sampled else 0, "fit_rows_by_method": by_method,
+            "methods_sampled": sorted(m for m, r in by_method.items() if r < n_rows), "statement": statement}
+
+
+def run_params_of(params: AnalysisParams, fit: _Fit, rec: _Recorder, backend: Backend, **extra: Any) -> dict[str, Any]:
+    """``runs.params`` of an analyze run."""
+    out = params.as_dict()
+    out.update(
+        k_resolved=fit.k, primary_cluster=params.primary_cluster,
+        primary_projection=params.primary_projection, primary_dims=params.primary_dims,
+        novelty_threshold=fit.dmodel.threshold, novelty_stats=fit.dmodel.stats,
+        contaminated_clusters={str(c): r for c, r in fit.dmodel.contaminated.items()},
+        methods_info=rec.methods_info, timings_s=rec.timer.stages, run_model_format=MODEL_FORMAT,
+        backend_resolved=backend.as_dict(), **extra,
+    )
+    return out
 
 
 def _projection_rows(run_id: str, sha: list[str], method: str, dims: int, coords: np.ndarray) -> pa.Table:
@@ -489,11 +618,17 @@ def _since_micros(db: Database, since: str) -> int:
 
 
 def run_novelty_only(db: Database, *, since: str | None, model: str | None = None,
-                     variant: str = S.VARIANT_FULL) -> str | None:
+                     variant: str = S.VARIANT_FULL, batch_size: int = 16_384) -> str | None:
     """Score images newer than ``since`` (a run_id or ISO timestamp; None = images that no run
     since the latest analyze run has scored) against the latest analyze run's model of the
     data, without refitting. Writes a ``kind='novelty'`` run; returns its id, or None when
-    there was nothing to score."""
+    there was nothing to score.
+
+    Streams: only the keys are read whole; the reference rows (the parent run's fitted rows,
+    i.e. its fit sample) are collected in one pass and the images to score are read, scored
+    and written ``batch_size`` rows at a time, so memory is the reference plus one batch."""
+    import pyarrow.compute as pc
+
     t0 = time.perf_counter()
     model, variant = resolve_model_variant(db, model, variant)
     parent = latest_run(db, kind="analyze", model=model, variant=variant)
@@ -504,54 +639,90 @@ def run_novelty_only(db: Database, *, since: str | None, model: str | None = Non
     if not blob:
         raise NotFoundError(f"analyze run {parent['run_id']} has no stored model of the data", "re-run `embedscope analyze`")
     dmodel = DataModel.from_bytes(blob[0]["blob"])
-    data = _read_embeddings(db, model, variant)
-    pos = {s: i for i, s in enumerate(data.sha)}
+    ds = db.dataset(S.embeddings_table_name(model))
+    flt = _embeddings_filter(model, variant)
+    keys = ds.to_table(columns=["sha256", "created_at"], filter=flt)
+    all_sha = keys.column("sha256").combine_chunks()
     parent_flags = db.read(S.FLAGS, ["sha256", "in_fit"], where=f"run_id = '{parent['run_id']}'")
-    ref_sha = [s for s, f in zip(parent_flags.column("sha256").to_pylist(), parent_flags.column("in_fit").to_pylist())
-               if f and s in pos]
+    ref = parent_flags.filter(pc.and_(parent_flags.column("in_fit"), pc.is_in(parent_flags.column("sha256"),
+                                                                              value_set=all_sha)))
+    ref_sha = ref.column("sha256").combine_chunks()
     if since is None:
         later = [r["run_id"] for r in db.read(S.RUNS, ["run_id", "kind", "params"]).to_pylist()
                  if r["kind"] == "novelty" and json.loads(r["params"] or "{}").get("parent_run") == parent["run_id"]]
-        scored = set(parent_flags.column("sha256").to_pylist())
-        for rid in later:
-            scored.update(db.read(S.FLAGS, ["sha256"], where=f"run_id = '{rid}'").column("sha256").to_pylist())
-        todo = [i for i, s in enumerate(data.sha) if s not in scored]
+        scored = [parent_flags.column("sha256")] + [db.read(S.FLAGS, ["sha256"], where=f"run_id = '{rid}'").column("sha256")
+                                                    for rid in later]
+        scored_sha = pa.chunked_array([c for s in scored for c in s.chunks], pa.string()).combine_chunks()
+        todo_sha = keys.filter(pc.invert(pc.is_in(all_sha, value_set=scored_sha))).column("sha256")
     else:
         cutoff = _since_micros(db, since)
-        todo = np.nonzero(data.created_at > cutoff)[0].tolist()
-    if not todo:
+        todo_sha = keys.filter(pc.greater(keys.column("created_at").cast(pa.int64()), cutoff)).column("sha256")
+    todo_sha = todo_sha.combine_chunks()
+    if len(todo_sha) == 0:
         log.info("novelty: nothing new to score against %s", parent["run_id"])
         return None
     run_id = new_run_id()
-    todo_idx = np.array(todo, np.int64)
-    ref_idx = np.array([pos[s] for s in ref_sha], np.int64)
-    Xr = data.X[ref_idx]
-    scores = score_new(data.X[todo_idx], Xr, dmodel)
-    sha_new = [data.sha[i] for i in todo_idx]
+    version = int(ds.version)
     pp = parent["params"]
     primary, proj, pdims = pp.get("primary_cluster"), pp.get("primary_projection"), int(pp.get("primary_dims") or 2)
-    db.upsert(S.CLUSTERS, pa.table({
-        "run_id": [run_id] * len(sha_new), "sha256": sha_new, "method": [primary] * len(sha_new),
-        "cluster": pa.array(scores.cluster, pa.int32()), "probability": pa.nulls(len(sha_new), pa.float32()),
-    }))
+
+    # the reference rows (the parent's fit rows) and their coordinates in its primary projection
+    Xr = np.zeros((len(ref_sha), 0), np.float32)
+    for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=batch_size):
+        pos = pc.index_in(b.column("sha256"), value_set=ref_sha)
+        have = pa.array(np.nonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))[0])
+        if len(have):
+            V = _batch_vectors(b.take(have))
+            if Xr.shape[1] == 0:
+                Xr = np.zeros((len(ref_sha), V.shape[1]), np.float32)
+            Xr[pos.take(have).to_numpy(zero_copy_only=False).astype(np.int64)] = V
+    Xr = normalize(Xr)
+    index = KnnIndex(Xr)
+    place_index, coords_ref = None, None
     if proj:
         prow = db.read(S.PROJECTIONS, ["sha256", "x", "y", "z"],
                        where=f"run_id = '{parent['run_id']}' AND method = '{proj}' AND dims = {pdims}")
-        ppos = {s: i for i, s in enumerate(prow.column("sha256").to_pylist())}
-        have = [i for i, s in enumerate(ref_sha) if s in ppos]
-        if have:
+        ppos = pc.index_in(ref_sha, value_set=prow.column("sha256").combine_chunks())
+        have = np.nonzero(pc.is_valid(ppos).to_numpy(zero_copy_only=False))[0]
+        if len(have):
             cols = ["x", "y", "z"][:pdims]
             P = np.stack([prow.column(c).to_numpy(zero_copy_only=False) for c in cols], 1).astype(np.float32)
-            coords_ref = P[[ppos[ref_sha[i]] for i in have]]
-            nb = knn(data.X[todo_idx], Xr[have], 10)
-            coords = place_by_neighbors(nb.idx, nb.dist, coords_ref)
-            db.upsert(S.PROJECTIONS, _projection_rows(run_id, sha_new, proj, pdims, coords))
-    db.upsert(S.FLAGS, _flag_rows(run_id, sha_new, scores, False, None, None))
+            coords_ref = P[ppos.take(pa.array(have)).to_numpy(zero_copy_only=False).astype(np.int64)]
+            place_index = KnnIndex(Xr[have])
+
+    n_done = n_novel = 0
+    for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=batch_size):
+        keep = np.nonzero(pc.is_in(b.column("sha256"), value_set=todo_sha).to_numpy(zero_copy_only=False))[0]
+        if not len(keep):
+            continue
+        b = b.take(pa.array(keep))
+        sha_new = b.column("sha256").to_pylist()
+        Xb = normalize(_batch_vectors(b))
+        scores = score_new(Xb, index, dmodel)
+        db.append(S.CLUSTERS, pa.table({
+            "run_id": [run_id] * len(sha_new), "sha256": sha_new, "method": [primary] * len(sha_new),
+            "cluster": pa.array(scores.cluster, pa.int32()), "probability": pa.nulls(len(sha_new), pa.float32()),
+        }))
+        if place_index is not None:
+            nb = place_index.search(Xb, 10)
+            db.append(S.PROJECTIONS, _projection_rows(run_id, sha_new, proj, pdims,
+                                                      place_by_neighbors(nb.idx, nb.dist, coords_ref)))
+        db.append(S.FLAGS, _flag_rows(run_id, sha_new, scores, False, None, None))
+        n_done += len(sha_new)
+        n_novel += int(scores.is_novel.sum())
     params = {"parent_run": parent["run_id"], "since": since, "primary_cluster": primary, "primary_projection": proj,
               "primary_dims": pdims, "novelty_threshold": dmodel.threshold, "knn_k": dmodel.knn_k,
               "novelty": pp.get("novelty"), "placement": "projection coords = inverse-distance mean of 10 nearest fitted images",
-              "components": "centroid, knn (no GLOSH for images scored later)", "n_reference": len(ref_sha)}
-    _write_run(db, run_id, "novelty", model, variant, params, data.version, len(sha_new))
-    log.info("novelty %s: %d images scored against %s, %d novel in %.1fs", run_id, len(sha_new), parent["run_id"],
-             int(scores.is_novel.sum()), time.perf_counter() - t0)
+              "components": "centroid, knn (no GLOSH for images scored later)", "n_reference": len(ref_sha),
+              "batch_size": batch_size}
+    _write_run(db, run_id, "novelty", model, variant, params, version, n_done)
+    log.info("novelty %s: %d images scored against %s, %d novel in %.1fs", run_id, n_done, parent["run_id"],
+             n_novel, time.perf_counter() - t0)
     return run_id
+
+
+def _batch_vectors(batch: Any) -> np.ndarray:
+    col = batch.column("vector")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(col), col.type.list_size)

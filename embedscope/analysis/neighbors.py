@@ -27,6 +27,60 @@ def normalize(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
+class KnnIndex:
+    """A prepared reference set: normalised once (and PCA-reduced once, with ``search_dims``),
+    so a stream of query batches is searched without redoing that work per batch.
+    ``KnnIndex(R).search(Q, k)`` returns exactly what ``knn(Q, R, k)`` does."""
+
+    def __init__(self, reference: np.ndarray, *, search_dims: int | None = None, seed: int = 0) -> None:
+        self.R = normalize(reference)
+        self.pca = None
+        self.Rs = self.R
+        m = self.R.shape[0]
+        if search_dims and self.R.shape[1] > search_dims and m > search_dims:
+            from sklearn.decomposition import PCA
+
+            fit_rows = self.R if m <= 50_000 else self.R[np.random.default_rng(seed).choice(m, 50_000, replace=False)]
+            self.pca = PCA(n_components=search_dims, random_state=seed).fit(fit_rows)
+            self.Rs = self.pca.transform(self.R).astype(np.float32)
+            self._half_sq = 0.5 * (self.Rs * self.Rs).sum(1)[None, :]
+
+    def search(self, queries: np.ndarray, k: int, *, exclude_self: bool = False, chunk: int | None = None) -> Neighbors:
+        """The ``k`` nearest reference rows of each query row (see :func:`knn`)."""
+        Q = normalize(queries)
+        R = self.R
+        n, m = Q.shape[0], R.shape[0]
+        k = max(0, min(k, m - (1 if exclude_self else 0)))
+        if n == 0 or k == 0:
+            return Neighbors(np.zeros((n, k), np.int64), np.zeros((n, k), np.float32))
+        if chunk is None:  # keep one chunk's similarity block near 50M floats (200 MB)
+            chunk = int(min(1024, max(64, 50_000_000 // m)))
+        approximate = self.pca is not None
+        Qs, Rs, kc = Q, R, k
+        if approximate:
+            Qs, Rs = self.pca.transform(Q).astype(np.float32), self.Rs
+            kc = min(3 * k + 5, m - (1 if exclude_self else 0))
+        idx = np.empty((n, k), np.int64)
+        dist = np.empty((n, k), np.float32)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            sims = Qs[start:stop] @ Rs.T
+            if approximate:  # squared euclidean in the PCA space as the candidate score
+                sims -= self._half_sq
+            if exclude_self:
+                sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+            cand = np.argpartition(-sims, kc - 1, axis=1)[:, :kc]
+            if approximate:
+                exact = np.einsum("nd,nkd->nk", Q[start:stop], R[cand])
+            else:
+                exact = np.take_along_axis(sims, cand, axis=1)
+            order = np.argsort(-exact, axis=1)[:, :k]
+            idx[start:stop] = np.take_along_axis(cand, order, axis=1)
+            dist[start:stop] = 1.0 - np.take_along_axis(exact, order, axis=1)
+        np.clip(dist, 0.0, 2.0, out=dist)
+        return Neighbors(idx, dist, approximate)
+
+
 def knn(
     queries: np.ndarray,
     reference: np.ndarray,
@@ -43,42 +97,5 @@ def knn(
     ``search_dims``, candidates (3k of them) come from a PCA projection and are re-ranked by
     exact distance in the full space.
     """
-    Q = normalize(queries)
-    R = normalize(reference)
-    n, m = Q.shape[0], R.shape[0]
-    k = max(0, min(k, m - (1 if exclude_self else 0)))
-    if n == 0 or k == 0:
-        return Neighbors(np.zeros((n, k), np.int64), np.zeros((n, k), np.float32))
-    if chunk is None:  # keep one chunk's similarity block near 50M floats (200 MB)
-        chunk = int(min(1024, max(64, 50_000_000 // m)))
-    approximate = False
-    Qs, Rs, kc = Q, R, k
-    if search_dims and Q.shape[1] > search_dims and m > search_dims:
-        from sklearn.decomposition import PCA
-
-        p = PCA(n_components=search_dims, random_state=seed).fit(R if m <= 50_000 else R[np.random.default_rng(seed).choice(m, 50_000, replace=False)])
-        Qs, Rs = p.transform(Q).astype(np.float32), p.transform(R).astype(np.float32)
-        kc = min(3 * k + 5, m - (1 if exclude_self else 0))
-        approximate = True
-    idx = np.empty((n, k), np.int64)
-    dist = np.empty((n, k), np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        if approximate:
-            # squared euclidean in the PCA space as the candidate score
-            sims = Qs[start:stop] @ Rs.T
-            sims -= 0.5 * (Rs * Rs).sum(1)[None, :]
-        else:
-            sims = Qs[start:stop] @ Rs.T
-        if exclude_self:
-            sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        cand = np.argpartition(-sims, kc - 1, axis=1)[:, :kc]
-        if approximate:
-            exact = np.einsum("nd,nkd->nk", Q[start:stop], R[cand])
-        else:
-            exact = np.take_along_axis(sims, cand, axis=1)
-        order = np.argsort(-exact, axis=1)[:, :k]
-        idx[start:stop] = np.take_along_axis(cand, order, axis=1)
-        dist[start:stop] = 1.0 - np.take_along_axis(exact, order, axis=1)
-    np.clip(dist, 0.0, 2.0, out=dist)
-    return Neighbors(idx, dist, approximate)
+    return KnnIndex(reference, search_dims=search_dims, seed=seed).search(queries, k, exclude_self=exclude_self,
+                                                                         chunk=chunk)

@@ -10,7 +10,8 @@ How it is decided (also in the README):
   ``centroid_score`` = distance to the nearest centroid ÷ that cluster's typical distance
   (the k-means novelty recipe); ``knn_score`` = mean distance to the ``knn_k`` nearest
   reference images (leave-one-out for fitted images); ``glosh_score`` = HDBSCAN's GLOSH
-  outlier score (fitted images only — it cannot be computed for new images without refitting).
+  outlier score (fitted images, and the images an analysis too big to fit whole placed with
+  HDBSCAN's ``approximate_predict_scores``; not for images scored later by ``--novelty-only``).
 - Each component is turned into a robust z-score with the fitted images' median and
   1.4826 × MAD; ``novelty_score`` = the mean of the available components' z-scores.
   ``is_novel`` = ``novelty_score >= threshold``, where the threshold is ``z_threshold``
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.analysis.neighbors import knn, normalize
+from embedscope.analysis.neighbors import KnnIndex, knn, normalize
 from embedscope.errors import ConfigError
 
 COMPONENTS = ("centroid", "knn", "glosh")
@@ -199,14 +200,45 @@ def fit_model(X: np.ndarray, labels: np.ndarray, cfg: NoveltyConfig, *, glosh: n
     return model, _scores(model, np.asarray(labels, np.int64), comps, surprise, score)
 
 
-def score_new(X: np.ndarray, reference: np.ndarray, model: DataModel) -> Scores:
+def score_new(X: np.ndarray, reference: np.ndarray | KnnIndex, model: DataModel, *,
+              glosh: np.ndarray | None = None, batch_size: int | None = None) -> Scores:
     """Score new rows against a fitted model without refitting: nearest centroid, kNN against
-    the ``reference`` rows (the fitted images), no GLOSH."""
+    the ``reference`` rows (the fitted images; pass a prepared :class:`KnnIndex` when scoring a
+    stream of batches), and GLOSH only when ``glosh`` is given (HDBSCAN's
+    ``approximate_predict_scores`` for these rows). With ``batch_size`` the rows are scored
+    that many at a time (memory bounded by the batch and the reference; same numbers)."""
+    index = reference if isinstance(reference, KnnIndex) else KnnIndex(reference)
+    if batch_size and len(X) > batch_size:
+        parts = [score_new(X[i:i + batch_size], index, model,
+                           glosh=None if glosh is None else glosh[i:i + batch_size])
+                 for i in range(0, len(X), batch_size)]
+        return concat_scores(parts)
     X = normalize(X)
-    nb = knn(X, reference, model.knn_k)
-    j, comps, surprise = _components(X, model, nb.dist)
+    return score_with_neighbors(X, index.search(X, model.knn_k).dist, model, glosh=glosh)
+
+
+def score_with_neighbors(X: np.ndarray, knn_dist: np.ndarray, model: DataModel, *, cluster: np.ndarray | None = None,
+                         glosh: np.ndarray | None = None) -> Scores:
+    """:func:`score_new` when the rows' distances to their nearest reference rows are already
+    known (``knn_dist``, n × ≥ knn_k, ascending). ``cluster`` (default: the nearest centroid's)
+    is the cluster each row is reported in and judged contaminated by."""
+    X = normalize(X)
+    j, comps, surprise = _components(X, model, knn_dist[:, : model.knn_k])
+    if glosh is not None and "glosh" in model.stats:
+        comps["glosh"] = np.asarray(glosh, np.float32)
     score = _combine(comps, model.stats)
-    return _scores(model, model.cluster_ids[j], comps, surprise, score)
+    return _scores(model, model.cluster_ids[j] if cluster is None else cluster, comps, surprise, score)
+
+
+def concat_scores(parts: list[Scores]) -> Scores:
+    """The scores of consecutive batches as one :class:`Scores`."""
+    def cat(name: str) -> np.ndarray | None:
+        vals = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in vals) else np.concatenate(vals)
+
+    lists = {name: [x for p in parts for x in getattr(p, name)] for name in ("contamination_reason", "novelty_reason")}
+    return Scores(cat("cluster"), cat("centroid_score"), cat("knn_score"), cat("glosh_score"), cat("surprise"),
+                  cat("novelty_score"), cat("is_novel"), cat("is_contaminated"), **lists)
 
 
 def _combine(comps: dict[str, np.ndarray], stats: dict[str, tuple[float, float]]) -> np.ndarray:

@@ -5,13 +5,16 @@ caller keeps the ids beside the rows. Inputs are L2-normalised vectors, so cosin
 metric for UMAP and t-SNE. What scales: above ``pca_first_above`` input dims, UMAP and t-SNE
 see the PCA-``pca_dims`` of the data (stated in ``info``); t-SNE above ``tsne_max_fit`` rows
 is fitted on a seeded sample and the other rows are placed with openTSNE's ``transform``.
+Every fitted projection also carries ``transform``, which places new rows in it without
+refitting (PCA / UMAP / openTSNE ``transform``): the job's sample-then-place pass uses it.
+UMAP runs on cuML when the config's ``backend`` is 'cuml' (see :mod:`embedscope.analysis.backend`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,6 +38,7 @@ class ProjectionConfig:
     pca_dims: int = 50  # UMAP/t-SNE see PCA-50 of wider inputs ...
     pca_first_above: int = 64  # ... when the input has more dims than this
     tsne_max_fit: int = 20_000  # t-SNE fits on a sample this big, transforms the rest
+    backend: str = "cpu"  # 'cpu' | 'cuml' (UMAP only), resolved by analysis.backend
 
     def __post_init__(self) -> None:
         if self.method not in PROJECTION_METHODS:
@@ -57,6 +61,7 @@ class Projection:
 
     coords: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    transform: Callable[[np.ndarray], np.ndarray] | None = None  # places new rows (L2-normalised)
 
 
 def pca(X: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
@@ -65,6 +70,16 @@ def pca(X: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
 
     dims = min(dims, X.shape[1], X.shape[0])
     return PCA(n_components=dims, random_state=seed).fit_transform(X).astype(np.float32)
+
+
+def pca_fit(X: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """:func:`pca` plus the fitted transform, to place new rows in the same space."""
+    from sklearn.decomposition import PCA
+
+    dims = min(dims, X.shape[1], X.shape[0])
+    model = PCA(n_components=dims, random_state=seed)
+    coords = model.fit_transform(X).astype(np.float32)
+    return coords, lambda Q: model.transform(np.asarray(Q, np.float32)).astype(np.float32)
 
 
 def fit_projection(X: np.ndarray, cfg: ProjectionConfig) -> Projection:
@@ -79,43 +94,105 @@ def fit_projection(X: np.ndarray, cfg: ProjectionConfig) -> Projection:
     if n == 0:
         return Projection(np.zeros((0, cfg.dims), np.float32), info)
     if cfg.method == "pca":
-        Y = pca(X, cfg.dims, cfg.seed)
-        if Y.shape[1] < cfg.dims:  # fewer rows/dims than asked: pad with zeros
-            Y = np.hstack([Y, np.zeros((n, cfg.dims - Y.shape[1]), np.float32)])
-        return Projection(Y, info)
-    Z = X
+        Y, tf = pca_fit(X, cfg.dims, cfg.seed)
+        pad = cfg.dims - Y.shape[1]
+        if pad > 0:  # fewer rows/dims than asked: pad with zeros
+
+            def tf_pad(Q: np.ndarray, _tf: Callable = tf) -> np.ndarray:
+                P = _tf(Q)
+                return np.hstack([P, np.zeros((len(P), pad), np.float32)])
+
+            Y, tf = np.hstack([Y, np.zeros((n, pad), np.float32)]), tf_pad
+        return Projection(Y, info, tf)
+    Z, first = X, None
     if X.shape[1] > cfg.pca_first_above and n > cfg.pca_dims:
-        Z = pca(X, cfg.pca_dims, cfg.seed)
+        Z, first = pca_fit(X, cfg.pca_dims, cfg.seed)
         info["pca_first"] = cfg.pca_dims
     if cfg.method == "umap":
-        Y = _umap(Z, cfg, info)
+        Y, inner = _umap(Z, cfg, info)
     else:
-        Y = _tsne(Z, cfg, info)
-    return Projection(np.asarray(Y, np.float32), info)
+        Y, inner = _tsne(Z, cfg, info)
+
+    def transform(Q: np.ndarray) -> np.ndarray:
+        Q = np.asarray(Q, np.float32)
+        return np.asarray(inner(first(Q) if first is not None else Q), np.float32)
+
+    return Projection(np.asarray(Y, np.float32), info, transform)
 
 
-def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> np.ndarray:
-    import umap
-
+def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> tuple[np.ndarray, Callable]:
     n = Z.shape[0]
     if n <= cfg.dims + 2:
         info["fallback"] = "too few rows for UMAP: PCA"
-        return fit_projection(Z, ProjectionConfig("pca", cfg.dims, cfg.seed)).coords
+        p = fit_projection(Z, ProjectionConfig("pca", cfg.dims, cfg.seed))
+        return p.coords, p.transform
     n_neighbors = max(2, min(cfg.n_neighbors, n - 1))
+    if cfg.backend == "cuml":
+        return _umap_cuml(Z, cfg, info, n_neighbors)
+    import umap
+
+    small = n < SMALL_UMAP
     reducer = umap.UMAP(
         n_components=cfg.dims,
         n_neighbors=n_neighbors,
         min_dist=cfg.min_dist,
-        metric="cosine",
+        metric="precomputed" if small else "cosine",
         random_state=cfg.seed,
         init="spectral" if n > cfg.dims + 1 else "random",
         n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; say so explicitly
     )
     info.update(metric="cosine", n_neighbors=n_neighbors, min_dist=cfg.min_dist, seed=cfg.seed)
-    return reducer.fit_transform(Z)
+    if not small:
+        return reducer.fit_transform(Z), reducer.transform
+    # below 4096 rows umap-learn computes all pairwise distances with a per-pair Python call
+    # (minutes for a few thousand rows, and again for every transformed batch); the same
+    # cosine distances from one matrix product give the same embedding in a fraction of that
+    import warnings
+
+    U = _unit(Z)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precomputed.*")
+        Y = reducer.fit_transform(_cosine_distances(U, U))
+
+    def transform(Q: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*precomputed.*")
+            return reducer.transform(_cosine_distances(_unit(Q), U))
+
+    return Y, transform
 
 
-def _tsne(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> np.ndarray:
+SMALL_UMAP = 4096  # umap-learn's own "small data" threshold (exact all-pairs distances below it)
+
+
+def _unit(Z: np.ndarray) -> np.ndarray:
+    Z = np.asarray(Z, np.float64)
+    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+
+def _cosine_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    D = 1.0 - A @ B.T
+    np.clip(D, 0.0, 2.0, out=D)
+    if A is B:
+        np.fill_diagonal(D, 0.0)
+    return D
+
+
+def _umap_cuml(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any], n_neighbors: int) -> tuple[np.ndarray, Callable]:
+    """UMAP on the GPU (cuML). Inputs are L2-normalised, so Euclidean ranks neighbours as cosine does."""
+    from cuml.manifold import UMAP
+
+    from embedscope.analysis.backend import to_host
+
+    reducer = UMAP(n_components=cfg.dims, n_neighbors=n_neighbors, min_dist=cfg.min_dist, metric="euclidean",
+                   random_state=cfg.seed, init="spectral")
+    info.update(metric="euclidean on unit vectors (cuML)", n_neighbors=n_neighbors, min_dist=cfg.min_dist,
+                seed=cfg.seed, backend="cuml")
+    Y = to_host(reducer.fit_transform(np.ascontiguousarray(Z, np.float32)))
+    return Y, lambda Q: to_host(reducer.transform(np.ascontiguousarray(Q, np.float32)))
+
+
+def _tsne(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> tuple[np.ndarray, Callable]:
     from openTSNE import TSNE
 
     n = Z.shape[0]
@@ -123,12 +200,14 @@ def _tsne(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> np.ndar
     info.update(metric="cosine", perplexity=perplexity, seed=cfg.seed, implementation="openTSNE")
     if n < 8:
         info["fallback"] = "too few rows for t-SNE: PCA"
-        return fit_projection(Z, ProjectionConfig("pca", cfg.dims, cfg.seed)).coords
+        p = fit_projection(Z, ProjectionConfig("pca", cfg.dims, cfg.seed))
+        return p.coords, p.transform
     tsne = TSNE(n_components=cfg.dims, perplexity=perplexity, metric="cosine", random_state=cfg.seed,
                 n_jobs=1, negative_gradient_method="fft" if cfg.dims <= 2 and n >= 10_000 else "bh", verbose=False)
     info["gradient"] = tsne.negative_gradient_method  # FFT pays off only for large N
     if n <= cfg.tsne_max_fit:
-        return np.asarray(tsne.fit(Z))
+        emb = tsne.fit(Z)
+        return np.asarray(emb), lambda Q: np.asarray(emb.transform(np.asarray(Q, np.float64)))
     rng = np.random.default_rng(cfg.seed)
     idx = np.sort(rng.choice(n, cfg.tsne_max_fit, replace=False))
     info["sampled"] = f"t-SNE fitted on a seeded sample of {cfg.tsne_max_fit} of {n} rows; the rest placed by transform"
@@ -139,7 +218,7 @@ def _tsne(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> np.ndar
     mask[idx] = False
     out[idx] = np.asarray(emb)
     out[mask] = np.asarray(emb.transform(Z[mask]))
-    return out
+    return out, lambda Q: np.asarray(emb.transform(np.asarray(Q, np.float64)))
 
 
 def place_by_neighbors(neighbor_idx: np.ndarray, neighbor_dist: np.ndarray, ref_coords: np.ndarray) -> np.ndarray:

@@ -76,6 +76,10 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
              f"{run['n_images']} images, created {run['created_at']}, embeddings table version {run['table_version']}. "
              f"Primary clustering <b>{html.escape(str(p.get('primary_cluster')))}</b>, primary projection "
              f"<b>{html.escape(str(p.get('primary_projection')))} {p.get('primary_dims')}-D</b>.</p>"]
+    sampling = p.get("sampling") or {}
+    if sampling.get("statement"):
+        backend = (p.get("backend_resolved") or {}).get("name", "cpu")
+        parts.append(f"<p>Sampling: {html.escape(sampling['statement'])} (backend {html.escape(str(backend))}).</p>")
 
     header, rows = _method_table(metrics)
     parts += ["<h2>Clustering × metric (embedding space)</h2>", _table(header, rows)]

@@ -253,6 +253,17 @@ class Database:
         merge.when_not_matched_insert_all().execute(rows)
         return rows.num_rows
 
+    def append(self, name: str, rows: pa.Table) -> int:
+        """Append rows known to be new (e.g. a new run's result rows streamed in batches): one
+        Lance commit, no key lookup, so its cost does not grow with the table. The caller
+        guarantees the keys are new; use :meth:`upsert` otherwise."""
+        if rows.num_rows == 0:
+            return 0
+        schema = S.FIXED_SCHEMAS[name]
+        rows = _conform(rows, schema)
+        self.ensure_table(name, schema).add(rows)
+        return rows.num_rows
+
     @contextlib.contextmanager
     def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest") -> Iterator[None]:
         """Hold the database's single-writer lock; with ``wait`` > 0, retry that many seconds.
