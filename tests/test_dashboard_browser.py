@@ -114,9 +114,12 @@ def shots(tmp_path_factory):
 
 
 def _wait(driver, predicate, what: str):
+    from selenium.common.exceptions import JavascriptException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: predicate(d), message=f"waiting for {what}")
+    # a script can throw while Dash/Plotly re-render mid-poll: that is "not yet", not a failure
+    return WebDriverWait(driver, WAIT, poll_frequency=0.2, ignored_exceptions=(JavascriptException,)).until(
+        lambda d: predicate(d), message=f"waiting for {what}")
 
 
 def _js(driver, script: str, *args):
@@ -390,7 +393,10 @@ def test_clusters_page_shows_the_dendrogram_only_for_agglomerative(browser, serv
 
 ANIM_JS = """
 const gd = document.querySelector('#anim-graph .js-plotly-plot');
-if (!gd || !gd._transitionData || !gd._fullLayout.sliders) return null;
+// null until Plotly has drawn the animated figure (the page first holds an empty placeholder)
+if (!gd || !gd._transitionData || !gd._transitionData._frames || !gd._fullLayout
+    || !gd._fullLayout.sliders || !gd._fullLayout.sliders.length || !gd._fullData
+    || !gd._fullData[1] || !gd._fullData[1].x) return null;
 return {frames: gd._transitionData._frames.length, active: gd._fullLayout.sliders[0].active,
         title: gd._fullLayout.title.text, x: gd._fullData[1].x.slice()};
 """
@@ -408,7 +414,7 @@ def test_kmeans_animation_has_frames_and_play_advances_them(browser, server, sho
     browser.find_element("css selector", "#anim-graph g.updatemenu-button").click()  # ▶ play
     b = _wait(browser, lambda d: (lambda s: s if s and s["active"] > 0 else None)(_js(d, ANIM_JS)), "a later frame")
     assert "iteration 0/" not in b["title"] and b["x"] != a["x"]  # the centroids moved
-    _wait(browser, lambda d: _js(d, ANIM_JS)["active"] == a["frames"] - 1, "the last frame")
+    _wait(browser, lambda d: (_js(d, ANIM_JS) or {}).get("active") == a["frames"] - 1, "the last frame")
     time.sleep(0.5)
     shots(browser, "14-clusters-animation-end")
 
