@@ -133,6 +133,19 @@ def encoded_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def vectors_parquet(path: Path, ids, X, labels=None) -> Path:
+    """A Parquet file of (id, vector[, label]) rows, as `embedscope ingest-vectors` reads it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X = np.asarray(X, np.float32)
+    cols = {"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])}
+    if labels is not None:
+        cols["label"] = labels
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real local S3-compatible server (moto, server mode) with one bucket, for the session."""

@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from embedscope.analysis.synthetic import make_blobs, more_points
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from tests.conftest import run_cli
+from tests.conftest import vectors_parquet, run_cli
 
 pytestmark = pytest.mark.slow
 
-
-def _write_parquet(path: Path, ids: list[str], X: np.ndarray, labels: list[str] | None = None) -> Path:
-    cols = {"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel(), pa.float32()), X.shape[1])}
-    if labels is not None:
-        cols["label"] = labels
-    pq.write_table(pa.table(cols), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +30,7 @@ def analyzed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("acceptance")
     syn = make_blobs(seed=0)
     db_dir = tmp / "db"
-    run_cli("ingest-vectors", str(_write_parquet(tmp / "vectors.parquet", syn.ids, syn.X)), "--db", str(db_dir),
+    run_cli("ingest-vectors", str(vectors_parquet(tmp / "vectors.parquet", syn.ids, syn.X)), "--db", str(db_dir),
             "--model", "synthetic")
     proc = run_cli("analyze", "--db", str(db_dir), "--cluster", "hdbscan,kmeans,agglomerative,kmedoids", "--json")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -139,7 +129,7 @@ def test_novelty_only_scores_new_images_without_refitting(analyzed):
     db_dir = analyzed["tmp"] / "db_novelty"
     shutil.copytree(analyzed["db_dir"], db_dir)
     ids, X, is_out = more_points(analyzed["syn"], 40, 8, seed=5)
-    run_cli("ingest-vectors", str(_write_parquet(analyzed["tmp"] / "new.parquet", ids, X)), "--db", str(db_dir),
+    run_cli("ingest-vectors", str(vectors_parquet(analyzed["tmp"] / "new.parquet", ids, X)), "--db", str(db_dir),
             "--model", "synthetic")
     proc = run_cli("analyze", "--db", str(db_dir), "--novelty-only", "--json")
     out = json.loads(proc.stdout.strip().splitlines()[-1])

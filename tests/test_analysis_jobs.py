@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from embedscope.analysis.jobs import AnalysisParams, run_analysis, run_novelty_only
@@ -19,24 +18,17 @@ from embedscope.analysis.vectors_import import import_vectors
 from embedscope.errors import ConfigError, NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from tests.conftest import make_photo, run_cli, save_jpeg
+from tests.conftest import vectors_parquet, make_photo, run_cli, save_jpeg
 
 FAST = dict(project=("pca",), cluster=("kmeans", "hdbscan"), hdbscan_space="pca", k_max=8)
 
-
-def _parquet(path: Path, ids, X, labels=None) -> Path:
-    cols = {"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(X, np.float32).ravel()), X.shape[1])}
-    if labels is not None:
-        cols["label"] = labels
-    pq.write_table(pa.table(cols), path)
-    return path
 
 
 @pytest.fixture
 def syn_db(tmp_path):
     syn = make_blobs(n_per_blob=80, n_blobs=4, n_planted=15, n_outliers=20, n_dups=4, seed=7)
     db = Database(tmp_path / "db", create=True)
-    import_vectors(db, _parquet(tmp_path / "v.parquet", syn.ids, syn.X, syn.labels), model="syn")
+    import_vectors(db, vectors_parquet(tmp_path / "v.parquet", syn.ids, syn.X, syn.labels), model="syn")
     return syn, db, tmp_path
 
 
@@ -72,7 +64,7 @@ def test_novelty_only_since_timestamp_and_run(syn_db):
     assert run_novelty_only(db, since=None) is None  # everything was scored by the analyze run
     cut = dt.datetime.now(dt.timezone.utc).isoformat()
     ids, X, is_out = more_points(syn, 20, 5, seed=11)
-    import_vectors(db, _parquet(tmp / "new.parquet", ids, X), model="syn")
+    import_vectors(db, vectors_parquet(tmp / "new.parquet", ids, X), model="syn")
     by_time = run_novelty_only(db, since=cut)
     by_run = run_novelty_only(db, since=parent)
     for rid in (by_time, by_run):
@@ -87,7 +79,7 @@ def test_novelty_only_since_timestamp_and_run(syn_db):
 
 def test_model_and_variant_choice(syn_db, tmp_path):
     syn, db, tmp = syn_db
-    import_vectors(db, _parquet(tmp / "other.parquet", syn.ids[:50], syn.X[:50, :64]), model="other")
+    import_vectors(db, vectors_parquet(tmp / "other.parquet", syn.ids[:50], syn.X[:50, :64]), model="other")
     with pytest.raises(ConfigError, match="several models: other, syn"):
         run_analysis(db, AnalysisParams(**FAST))
     with pytest.raises(NotFoundError, match="no 'sam2_masked' embeddings") as err:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
@@ -29,18 +26,11 @@ from embedscope.analysis.vectors_import import import_vectors
 from embedscope.errors import DependencyError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from tests.conftest import run_cli
+from tests.conftest import vectors_parquet, run_cli
 
 FAST = dict(project=("pca",), hdbscan_space="pca", k=5)
 METHODS = ("hdbscan", "kmeans", "agglomerative", "kmedoids", "dbscan")
 
-
-def _parquet(path: Path, ids, X, labels=None) -> Path:
-    cols = {"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(X, np.float32).ravel()), X.shape[1])}
-    if labels is not None:
-        cols["label"] = labels
-    pq.write_table(pa.table(cols), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +38,7 @@ def blobs_db(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scale")
     syn = make_blobs(n_per_blob=500, n_blobs=5, dim=64, n_planted=30, n_outliers=30, n_dups=10, seed=11)
     db = Database(tmp / "db", create=True)
-    import_vectors(db, _parquet(tmp / "v.parquet", syn.ids, syn.X, syn.labels), model="syn")
+    import_vectors(db, vectors_parquet(tmp / "v.parquet", syn.ids, syn.X, syn.labels), model="syn")
     return syn, db
 
 
@@ -141,10 +131,10 @@ def test_novelty_scoring_in_batches_gives_the_same_numbers():
 def test_novelty_only_streams_against_a_sampled_run(tmp_path):
     syn = make_blobs(n_per_blob=200, n_blobs=4, dim=48, n_planted=0, n_outliers=10, n_dups=0, seed=9)
     db = Database(tmp_path / "db", create=True)
-    import_vectors(db, _parquet(tmp_path / "v.parquet", syn.ids, syn.X), model="syn")
+    import_vectors(db, vectors_parquet(tmp_path / "v.parquet", syn.ids, syn.X), model="syn")
     parent = run_analysis(db, AnalysisParams(**FAST, cluster=("kmeans",), fit_sample=300, batch_size=128))
     ids, X, is_out = more_points(syn, 150, 12, seed=3)
-    import_vectors(db, _parquet(tmp_path / "new.parquet", ids, X), model="syn")
+    import_vectors(db, vectors_parquet(tmp_path / "new.parquet", ids, X), model="syn")
     a = run_novelty_only(db, since=parent, batch_size=37)
     b = run_novelty_only(db, since=parent, batch_size=10_000)
     fa, fb = _by_sha(db, S.FLAGS, a), _by_sha(db, S.FLAGS, b)
@@ -183,7 +173,7 @@ def test_umap_transform_places_points_as_well_as_the_fit():
 def test_cli_analyze_fit_sample_places_every_row(tmp_path):
     syn = make_blobs(n_per_blob=580, n_blobs=5, dim=96, n_planted=40, n_outliers=40, n_dups=10, seed=4)
     db_dir = tmp_path / "db"
-    run_cli("ingest-vectors", str(_parquet(tmp_path / "v.parquet", syn.ids, syn.X, syn.labels)), "--db", str(db_dir),
+    run_cli("ingest-vectors", str(vectors_parquet(tmp_path / "v.parquet", syn.ids, syn.X, syn.labels)), "--db", str(db_dir),
             "--model", "syn")
     proc = run_cli("analyze", "--db", str(db_dir), "--fit-sample", "500", "--batch-size", "1000", "--project", "pca",
                    "--cluster", "hdbscan,kmeans,agglomerative", "--hdbscan-space", "pca", "--k", "5", "--backend", "auto",
