@@ -103,7 +103,7 @@ def test_ray_gives_the_rows_and_vectors_of_the_local_executor_then_a_rerun_is_al
     assert (out["scanned"], out["new"], out["duplicates"], out["quarantined"]) == (40, 35, 3, 2)
     assert out["weights"] == "random" and out["embedded"] == {"full": 35}
     assert "RANDOM weights" in first.stderr
-    assert f"ingest: 35 new, 3 duplicates, 2 quarantined of 40 files in" in first.stderr  # the local summary line
+    assert "ingest: 35 new, 3 duplicates, 2 quarantined of 40 files in" in first.stderr  # the local summary line
     assert "ray actors" in out["device"]
     _assert_same(db, local_db, drop)
 

@@ -406,7 +406,7 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     rec = _Recorder(run_id, timer)
     metric, methods_info = rec.metric, rec.methods_info
     fit = _fit(Xf, truth_f, has_labels, params, backend, rec, placeable=False)
-    nb, k, projections, labels_by, prob_by = fit.nb, fit.k, fit.projections, fit.labels_by, fit.prob_by
+    nb, projections, labels_by, prob_by = fit.nb, fit.projections, fit.labels_by, fit.prob_by
     dmodel, fit_scores = fit.dmodel, fit.fit_scores
     primary = params.primary_cluster
     dendrogram = None
