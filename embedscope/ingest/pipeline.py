@@ -694,24 +694,20 @@ def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoder
     """Resolve weights (failing before any database work), load DINOv2 (and SAM2).
 
     ``announce=False`` skips the random-weights warning (Ray actors: the driver has said it)."""
-    from embedscope.models.dinov2 import DinoV2Encoder
-    from embedscope.models.registry import get_encoder_config
-    from embedscope.models.weights import resolve_weights
+    from embedscope.models.factory import create_encoder
 
-    config = get_encoder_config(settings.model)
-    weights = resolve_weights(settings.weights, repo_id=config.hf_hub_id, filename=config.weights_file,
-                              what=config.name)
+    encoder = create_encoder(settings.model, weights=settings.weights, device=settings.device,
+                             precision=settings.precision, image_size=settings.image_size,
+                             preprocess=settings.preprocess, compile=settings.compile,
+                             torch_threads=settings.torch_threads)
     sam2_weights = None
     if settings.sam2:
         from embedscope.models.sam2 import resolve_sam2_weights
 
         sam2_weights = resolve_sam2_weights(settings.sam2_model, settings.sam2_weights)
     batched_decode(settings)  # --decode gpu without CUDA: fail now, before any database work
-    if weights.is_random and announce:
-        warn_random(f"{config.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
-    encoder = DinoV2Encoder(config, weights, device=settings.device, image_size=settings.image_size,
-                            preprocess_mode=settings.preprocess, precision=settings.precision,
-                            compile=settings.compile, torch_threads=settings.torch_threads)
+    if encoder.weights.is_random and announce:
+        warn_random(f"{encoder.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
     stages: list[VariantStage] = [FullImageStage(encoder, store_patch_mean=settings.store_patch_mean)]
     if settings.sam2:
         from embedscope.models.sam2 import Sam2MaskedStage

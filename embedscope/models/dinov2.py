@@ -141,6 +141,9 @@ class DinoV2Encoder:
             except Exception as exc:  # e.g. an unsupported platform: the flag is an optimisation
                 self._compile_failed(exc)
 
+    family = "dinov2"
+    text = None  # image-only family
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -230,6 +233,12 @@ class DinoV2Encoder:
             mean = F.normalize(tokens[:, self.config.num_prefix_tokens :].mean(dim=1), dim=-1)
             mean = mean.cpu().numpy()
         return Embeddings(cls.cpu().numpy().astype(np.float32), mean)
+
+    def embed_images(self, batch: Any) -> np.ndarray:
+        """``(B, dim)`` unit-norm CLS vectors for preprocessed images (CHW arrays or a tensor)."""
+        if isinstance(batch, (list, tuple)):
+            batch = self.stack(batch)
+        return self.embed(batch).cls
 
     def choose_batch_size(self, requested: int) -> int:
         """``requested`` if given (> 0); else 32 on CPU (measured: larger batches gain little
