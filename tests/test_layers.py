@@ -3,7 +3,7 @@ and no module of ``embedscope`` takes part in an import cycle.
 
 Every import counts, also one inside a function: a late import is still a dependency.
 
-    base (errors, config, formats, objectstore)
+    base (errors, config, formats, objectstore, hashing)
       <- store, models        (independent of each other: models know tensors, not tables)
       <- ingest, analysis     (independent of each other)
       <- dashboard, api, cli, demo
@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "embedscope"
 
 LAYER = {
-    "errors": 0, "config": 0, "formats": 0, "objectstore": 0,
+    "errors": 0, "config": 0, "formats": 0, "objectstore": 0, "hashing": 0,
     "store": 1, "models": 1,
     "ingest": 2, "analysis": 2,
     "dashboard": 3, "api": 3, "cli": 3, "demo": 3, "__main__": 3,

@@ -88,7 +88,7 @@ def test_local_weights_file_loads_and_is_recorded_by_hash(tmp_path, small_encode
     import torch
     from safetensors.torch import save_file
 
-    from embedscope.ingest.hashing import sha256_file
+    from embedscope.hashing import sha256_file
     from embedscope.models.dinov2 import DinoV2Encoder
     from tests.conftest import make_photo
 

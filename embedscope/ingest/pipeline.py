@@ -29,7 +29,7 @@ import pyarrow as pa
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
 from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, read_file_bytes, thumbnail_jpeg
-from embedscope.ingest.hashing import sha256_file
+from embedscope.hashing import sha256_file
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.writer import BatchWriter, WriteJob
 from embedscope.store import schema as S

@@ -32,7 +32,7 @@ class WeightSource:
 
 
 def file_sha256(path: Path) -> str:
-    from embedscope.ingest.hashing import sha256_file
+    from embedscope.hashing import sha256_file
 
     return sha256_file(path)
 

@@ -121,7 +121,7 @@ def find_sha(db: Database, query: str) -> str | None:
             if rows.num_rows:
                 return rows.column("sha256")[0].as_py()
     if p.is_file():
-        from embedscope.ingest.hashing import sha256_file
+        from embedscope.hashing import sha256_file
 
         sha = sha256_file(p)
         if db.count(S.IMAGES, where=f"sha256 = '{sha}'"):
