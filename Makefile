@@ -23,9 +23,9 @@ $(STAMP): pyproject.toml
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --no-build-isolation 'sam2==1.1.0'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install embedscope with its dev tools
+install: $(STAMP) ## create .venv; install embedscope with every extra (ray, s3), its test tools and SAM2
 
-demo: install ## build a demo drop (no network), ingest and analyse it, say how to explore it
+demo: install ## build a demo drop (needs no network), ingest and analyse it into demo/db, say how to explore it
 	$(BIN)/python -m embedscope.demo --out demo
 
 test: install ## run the whole test suite (unit, integration, daemon, browser)
@@ -48,10 +48,10 @@ stats: install ## row counts of DB
 dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboard DB=path [ARGS="--port 8051"]
 	$(BIN)/embedscope dashboard --db $(DB) $(ARGS)
 
-bench: install ## all benchmarks at full size (ingest, SAM2, 100k analysis, 1M search): tens of minutes
+bench: install ## all benchmarks at full size (ingest, SAM2, Ray, 100k/1M analysis, 1M search): hours on 2 cores
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
-bench-quick: install ## the benchmarks at small sizes (about two minutes)
+bench-quick: install ## the benchmarks at small sizes (~15 min on 2 cores; the analysis part alone ~10)
 	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
 analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
