@@ -75,8 +75,12 @@ class DinoV2Encoder:
     The network is built on first use, so a run that finds nothing new never pays for it.
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (bf16 weights + autocast); after the
     build it holds what was chosen, and ``calibration`` the start-up timings behind an
-    ``auto`` choice on CPU. Thread-safety: one caller at a time.
+    ``auto`` choice on CPU. Thread-safety: one caller at a time. An
+    :class:`~embedscope.models.encoder.Encoder`; build it with ``create_encoder``.
     """
+
+    family = "dinov2"
+    text = None  # image-only family
 
     def __init__(
         self,
@@ -148,9 +152,6 @@ class DinoV2Encoder:
                 self._forward = torch.compile(model.forward_features, dynamic=False)
             except Exception as exc:  # e.g. an unsupported platform: the flag is an optimisation
                 self._compile_failed(exc)
-
-    family = "dinov2"
-    text = None  # image-only family
 
     @property
     def name(self) -> str:
