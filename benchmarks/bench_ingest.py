@@ -128,13 +128,9 @@ def model_only(image_size: int, seconds: float) -> tuple[dict[str, Any], str, in
     start-up, batch size for the device)."""
     import numpy as np
 
-    from embedscope.models.dinov2 import DinoV2Encoder
-    from embedscope.models.registry import get_encoder_config
-    from embedscope.models.weights import resolve_weights
+    from embedscope.models.factory import create_encoder
 
-    cfg = get_encoder_config(MODEL)
-    enc = DinoV2Encoder(cfg, resolve_weights("random", repo_id=cfg.hf_hub_id, filename=cfg.weights_file, what=MODEL),
-                        image_size=image_size)
+    enc = create_encoder(MODEL, weights="random", image_size=image_size)
     batch_size = enc.choose_batch_size(0)
     x = np.random.default_rng(0).standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
     arrays = list(x)
@@ -168,7 +164,7 @@ def naive_loop(files: list[Path], image_size: int, out: Path) -> dict[str, Any]:
 
     cfg = get_encoder_config(MODEL)
     torch.manual_seed(0)
-    model = timm.create_model(cfg.timm_name, pretrained=False, num_classes=0, img_size=image_size, **RANDOM_INIT).eval()
+    model = timm.create_model(cfg.arch, pretrained=False, num_classes=0, img_size=image_size, **RANDOM_INIT).eval()
     tf = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size),
                     T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
     feats = []
@@ -375,14 +371,10 @@ def compile_vs_eager(size: int, batch_size: int, precision: str, seconds: float)
     windows interleaved, best of each."""
     import numpy as np
 
-    from embedscope.models.dinov2 import DinoV2Encoder
-    from embedscope.models.registry import get_encoder_config
-    from embedscope.models.weights import resolve_weights
+    from embedscope.models.factory import create_encoder
 
-    cfg = get_encoder_config(MODEL)
-    weights = resolve_weights("random", repo_id=cfg.hf_hub_id, filename=cfg.weights_file, what=MODEL)
-    eager = DinoV2Encoder(cfg, weights, image_size=size, precision=precision)
-    compiled = DinoV2Encoder(cfg, weights, image_size=size, precision=precision, compile=True)
+    eager = create_encoder(MODEL, weights="random", image_size=size, precision=precision)
+    compiled = create_encoder(MODEL, weights="random", image_size=size, precision=precision, compile=True)
     x = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), dtype=np.float32)
     batch = eager.stack(list(x))
     print(f"  compiling (batch {batch_size}, {precision}, input {size}) ...", file=sys.stderr, flush=True)

@@ -120,18 +120,15 @@ def measure_dataset(datasets: Path, name: str, n: int, side: int, weights: str, 
     """Mask statistics and kNN accuracy of full / mean_fill / crop on ``n`` images of ``name``."""
     from PIL import Image
 
-    from embedscope.models.dinov2 import DinoV2Encoder
+    from embedscope.models.factory import create_encoder
     from embedscope.models.masking import fill_colour
-    from embedscope.models.registry import get_encoder_config
     from embedscope.models.sam2 import Sam2Segmenter, find_main_masks, get_sam2_config, masked_image, resolve_sam2_weights
-    from embedscope.models.weights import resolve_weights
 
     sample = _sample(datasets / name, n)
     labels = [label for _, label in sample]
     images = _images([p for p, _ in sample], side)
-    cfg = get_encoder_config("dinov2_vits14")
-    enc = DinoV2Encoder(cfg, resolve_weights(weights, repo_id=cfg.hf_hub_id, filename=cfg.weights_file, what=cfg.name),
-                        device=device, preprocess_mode="xray" if "xray" in name else "default")
+    enc = create_encoder("dinov2_vits14", weights=weights, device=device,
+                         preprocess="xray" if "xray" in name else "default")
     scfg = get_sam2_config("sam2.1_hiera_tiny")
     seg = Sam2Segmenter(scfg, resolve_sam2_weights(scfg.name, sam2_weights), device=device, input_size=side)
     with _Clock() as c:

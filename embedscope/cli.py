@@ -237,7 +237,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from embedscope.models.registry import ENCODERS
 
     for name, cfg in sorted(ENCODERS.items()):
-        print(f"{name:22} dim {cfg.dim:5}  timm {cfg.timm_name}  hub {cfg.hf_hub_id}")
+        print(f"{name:22} dim {cfg.dim:5}  timm {cfg.arch}  hub {cfg.hf_hub_id}")
     return 0
 
 

@@ -23,7 +23,7 @@ ENV_PREFIX = "EMBEDSCOPE_"
 PREPROCESS_MODES = ("default", "xray")
 DEVICES = ("auto", "cpu", "cuda")
 SAM2_MASK_MODES = ("mean_fill", "crop")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # the encoders' too (embedscope.models.device)
 EXECUTORS = ("local", "ray")
 DECODES = ("cpu", "gpu", "auto")
 
@@ -96,11 +96,6 @@ class IngestSettings:
             raise ConfigError(f"unknown --executor {self.executor!r}", f"use one of: {', '.join(EXECUTORS)}")
         if self.ray_workers < 0 or self.num_gpus_per_worker < 0:
             raise ConfigError("--ray-workers and --num-gpus-per-worker must be 0 (auto / CPU) or more")
-        if self.image_size % 14:
-            raise ConfigError(
-                f"--image-size {self.image_size} is not a multiple of 14 (the DINOv2 patch size)",
-                "use e.g. 224, 336 or 518",
-            )
 
     def storage_option_dict(self) -> dict[str, str]:
         """The explicit storage options as a dict (the environment is added where they are used)."""

@@ -15,14 +15,12 @@ import pytest
 import torch
 
 from embedscope.models.dinov2 import DinoV2Encoder
-from embedscope.models.registry import get_encoder_config
-from embedscope.models.weights import WeightSource
+from embedscope.models.factory import create_encoder
 from tests.conftest import make_photo
 
 
 def _encoder(**kw) -> DinoV2Encoder:
-    return DinoV2Encoder(get_encoder_config("dinov2_vits14"), WeightSource("random", "random"), device="cpu",
-                         image_size=28, precision="fp32", **kw)
+    return create_encoder("dinov2_vits14", weights="random", device="cpu", image_size=28, precision="fp32", **kw)
 
 
 def _batch(n: int, enc: DinoV2Encoder) -> np.ndarray:

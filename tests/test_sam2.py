@@ -229,16 +229,13 @@ def test_stage_feeds_the_encoder_exactly_the_masked_image(tmp_path):
 
     from embedscope.ingest.pipeline import decode_entry
     from embedscope.ingest.scan import FileEntry
-    from embedscope.models.dinov2 import DinoV2Encoder
+    from embedscope.models.factory import create_encoder
     from embedscope.models.masking import apply_mask
-    from embedscope.models.registry import get_encoder_config
     from embedscope.models.sam2 import Sam2MaskedStage
-    from embedscope.models.weights import WeightSource
 
     settings = IngestSettings(weights="random", image_size=56, sam2=True, sam2_weights="random", sam2_max_side=64,
                               device="cpu")
-    dino = DinoV2Encoder(get_encoder_config("dinov2_vits14"), WeightSource("random", "random"), device="cpu",
-                         image_size=56)
+    dino = create_encoder("dinov2_vits14", weights="random", device="cpu", image_size=56)
     encoder = RecordingEncoder(dino)
     drop = tmp_path / "drop"
     drop.mkdir()

@@ -144,20 +144,20 @@ def test_a_writer_failure_is_raised_and_leaves_a_consistent_db(drop, tmp_path):
 def test_bf16_is_close_to_fp32_and_auto_precision_is_measured():
     import torch
 
-    from embedscope.models.dinov2 import DinoV2Encoder, cpu_has_bf16
-    from embedscope.models.registry import get_encoder_config
-    from embedscope.models.weights import WeightSource
+    from embedscope.models.device import cpu_has_bf16
+    from embedscope.models.factory import create_encoder
 
-    cfg, w = get_encoder_config("dinov2_vits14"), WeightSource("random", "random")
-    fp32 = DinoV2Encoder(cfg, w, device="cpu", image_size=56, precision="fp32")
-    bf16 = DinoV2Encoder(cfg, w, device="cpu", image_size=56, precision="bf16")
+    def encoder(**kw):
+        return create_encoder("dinov2_vits14", weights="random", device="cpu", image_size=56, **kw)
+
+    fp32, bf16 = encoder(precision="fp32"), encoder(precision="bf16")
     x = np.stack([fp32.preprocessor(make_photo(i)) for i in range(4)])
     a, b = fp32.embed(x).cls, bf16.embed(x).cls
     assert bf16.model.patch_embed.proj.weight.dtype == torch.bfloat16  # weights really in bf16
     assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-3)
     assert (a * b).sum(axis=1).min() > 0.99
 
-    auto = DinoV2Encoder(cfg, w, device="cpu", image_size=56)
+    auto = encoder()
     auto.model
     if cpu_has_bf16():
         assert set(auto.calibration) == {"fp32_img_s", "bf16_img_s"}
@@ -173,19 +173,16 @@ def test_bf16_is_close_to_fp32_and_auto_precision_is_measured():
 
 @pytest.fixture
 def cuda_encoder():
-    from embedscope.models.dinov2 import DinoV2Encoder
-    from embedscope.models.registry import get_encoder_config
-    from embedscope.models.weights import WeightSource
+    from embedscope.models.factory import create_encoder
 
-    return DinoV2Encoder(get_encoder_config("dinov2_vits14"), WeightSource("random", "random"), device="cuda",
-                         image_size=112)
+    return create_encoder("dinov2_vits14", weights="random", device="cuda", image_size=112)
 
 
 @pytest.mark.gpu
 def test_cuda_bf16_pinned_batches_match_cpu_fp32(cuda_encoder):
-    from embedscope.models.dinov2 import DinoV2Encoder
+    from embedscope.models.factory import create_encoder
 
-    cpu = DinoV2Encoder(cuda_encoder.config, cuda_encoder.weights, device="cpu", image_size=112, precision="fp32")
+    cpu = create_encoder("dinov2_vits14", weights="random", device="cpu", image_size=112, precision="fp32")
     arrays = [cpu.preprocessor(make_photo(i)) for i in range(6)]
     batch = cuda_encoder.stack(arrays)
     assert cuda_encoder.precision == "bf16" and batch.is_pinned()

@@ -50,14 +50,11 @@ class EncoderCache:
 
     def get(self, model: str, weights_label: str) -> Any:
         from embedscope.errors import WeightsNotFoundError
-        from embedscope.models.dinov2 import DinoV2Encoder
-        from embedscope.models.registry import get_encoder_config
-        from embedscope.models.weights import resolve_weights
+        from embedscope.models.factory import create_encoder
 
         key = (model, weights_label)
         with self._lock:
             if key not in self._encoders:
-                config = get_encoder_config(model)
                 if weights_label == "random":
                     spec = "random"
                 elif weights_label.startswith("hub:"):
@@ -66,8 +63,7 @@ class EncoderCache:
                     raise WeightsNotFoundError(
                         f"the embeddings were made with weights {weights_label!r}, which the dashboard cannot locate",
                         "patch clustering needs the same weights: use hub or random weights, or re-ingest")
-                weights = resolve_weights(spec, repo_id=config.hf_hub_id, filename=config.weights_file, what=config.name)
-                self._encoders[key] = DinoV2Encoder(config, weights, device="auto")
+                self._encoders[key] = create_encoder(model, weights=spec, device="auto")
             return self._encoders[key]
 
     def patch_clusters(self, image: Any, model: str, weights_label: str, k: int) -> PatchClusters:

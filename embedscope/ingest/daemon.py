@@ -205,7 +205,7 @@ class Watcher:
         from embedscope.ingest.pipeline import load_encoders
 
         self.encoders = load_encoders(self.settings)  # weights resolved now: fail before any work
-        _ = self.encoders.encoder.model  # build the network now, so the first batch is not the slow one
+        self.encoders.encoder.load()  # build the network now, so the first batch is not the slow one
         if not self._prepare_tables():
             return
         self.known = self._load_known()

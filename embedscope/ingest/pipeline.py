@@ -736,7 +736,7 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
     return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
                      weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision),
                      choose_batch_size=getattr(enc, "choose_batch_size", None),
-                     warm_up=lambda: enc.model, batch_decoder=batch_decoder)
+                     warm_up=enc.load, batch_decoder=batch_decoder)
 
 
 def batched_decode(settings: IngestSettings) -> str:
@@ -745,7 +745,7 @@ def batched_decode(settings: IngestSettings) -> str:
     if settings.decode == "cpu":
         return "cpu"
     from embedscope.ingest.jpeg_batch import resolve_decode
-    from embedscope.models.dinov2 import choose_device
+    from embedscope.models.device import choose_device
 
     return resolve_decode(settings.decode, choose_device(settings.device))
 

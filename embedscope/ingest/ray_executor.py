@@ -128,7 +128,7 @@ class EncoderActor:
     def __init__(self, settings: IngestSettings) -> None:
         t0 = time.monotonic()
         self.encoders = load_encoders(settings, announce=False)
-        _ = self.encoders.encoder.model  # build the network now, once per actor
+        self.encoders.encoder.load()  # build the network now, once per actor
         self.load_seconds = time.monotonic() - t0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:

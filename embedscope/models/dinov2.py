@@ -1,4 +1,8 @@
-"""DINOv2 through timm: build the architecture, load the resolved weights, embed batches.
+"""The ``dinov2`` encoder family: DINOv2 through timm — build the architecture, load the
+resolved weights, embed batches.
+
+The family interface (:class:`~embedscope.models.encoder.EncoderFamily`): :func:`check_image_size`
+(input sides must be multiples of the 14-pixel patch) and :func:`build_encoder`.
 
 Output per image: the L2-normalised CLS token (the final-norm output, as timm's
 ``forward_head(pre_logits=True)`` gives it) and, optionally, the L2-normalised mean of the
@@ -19,22 +23,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from embedscope.errors import ConfigError
+from embedscope.models.device import (
+    CPU_BATCH,
+    check_precision,
+    choose_device,
+    choose_precision_measured,
+    cuda_batch_from_free_memory,
+)
+from embedscope.models.encoder import Embeddings
 from embedscope.models.preprocess import Preprocessor
 from embedscope.models.registry import EncoderConfig
 from embedscope.models.weights import RANDOM_SEED, WeightSource
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Embeddings:
-    cls: np.ndarray  # (B, dim) float32, unit norm
-    patch_mean: np.ndarray | None  # (B, dim) float32, unit norm
 
 
 # timm initialises DINOv2's LayerScale at 1e-5, which makes a randomly initialised network
@@ -52,10 +58,10 @@ def build_timm_model(config: EncoderConfig, weights: WeightSource, image_size: i
     kwargs: dict[str, Any] = {"num_classes": 0, "img_size": image_size}
     if weights.is_random:
         torch.manual_seed(RANDOM_SEED)
-        model = timm.create_model(config.timm_name, pretrained=False, **kwargs, **RANDOM_INIT)
+        model = timm.create_model(config.arch, pretrained=False, **kwargs, **RANDOM_INIT)
     else:
         model = timm.create_model(
-            config.timm_name,
+            config.arch,
             pretrained=True,
             pretrained_cfg_overlay={"file": str(weights.path)},
             **kwargs,
@@ -69,8 +75,12 @@ class DinoV2Encoder:
     The network is built on first use, so a run that finds nothing new never pays for it.
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (bf16 weights + autocast); after the
     build it holds what was chosen, and ``calibration`` the start-up timings behind an
-    ``auto`` choice on CPU. Thread-safety: one caller at a time.
+    ``auto`` choice on CPU. Thread-safety: one caller at a time. An
+    :class:`~embedscope.models.encoder.Encoder`; build it with ``create_encoder``.
     """
+
+    family = "dinov2"
+    text = None  # image-only family
 
     def __init__(
         self,
@@ -84,10 +94,8 @@ class DinoV2Encoder:
         compile: bool = False,
         torch_threads: int = 0,
     ) -> None:
-        if precision not in PRECISIONS:
-            from embedscope.errors import ConfigError
-
-            raise ConfigError(f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISIONS)}")
+        check_precision(precision)
+        check_image_size(config, image_size or config.image_size)
         self.config = config
         self.weights = weights
         self.image_size = image_size or config.image_size
@@ -113,9 +121,13 @@ class DinoV2Encoder:
     def model(self) -> Any:
         """The network as used for inference (bf16 weights when ``precision`` is bf16: call it
         under ``torch.autocast``, or use :meth:`tokens`)."""
+        self.load()
+        return self._model
+
+    def load(self) -> None:
+        """Build the network now, if it is not built yet."""
         if self._model is None:
             self._build()
-        return self._model
 
     def _build(self) -> None:
         import torch
@@ -140,9 +152,6 @@ class DinoV2Encoder:
                 self._forward = torch.compile(model.forward_features, dynamic=False)
             except Exception as exc:  # e.g. an unsupported platform: the flag is an optimisation
                 self._compile_failed(exc)
-
-    family = "dinov2"
-    text = None  # image-only family
 
     @property
     def name(self) -> str:
@@ -248,104 +257,21 @@ class DinoV2Encoder:
         _ = self.model
         if self.device.type != "cuda":
             return CPU_BATCH
-        return cuda_batch_from_free_memory(self)
+        return cuda_batch_from_free_memory(self.tokens, self.device, self.image_size)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-CPU_BATCH = 32
+def check_image_size(config: EncoderConfig, image_size: int) -> None:
+    """DINOv2 cuts the image into 14×14-pixel patches: the side must be a multiple of 14."""
+    if image_size % config.patch_size:
+        raise ConfigError(
+            f"--image-size {image_size} is not a multiple of {config.patch_size} (the DINOv2 patch size)",
+            "use e.g. 224, 336 or 518",
+        )
 
 
-def cuda_batch_from_free_memory(encoder: DinoV2Encoder, probe: int = 8, budget: float = 0.6) -> int:
-    """Run one probe batch, read the peak memory it needed per image, size the batch to fit
-    ``budget`` of the free memory (power of two, 8..1024)."""
-    import torch
-
-    device = encoder.device
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    x = torch.zeros((probe, 3, encoder.image_size, encoder.image_size))
-    encoder.tokens(x)
-    torch.cuda.synchronize(device)
-    per_image = max(1, (torch.cuda.max_memory_allocated(device) - base) / probe)
-    free, _total = torch.cuda.mem_get_info(device)
-    fits = int(free * budget / per_image)
-    size = 8
-    while size * 2 <= min(fits, 1024):
-        size *= 2
-    log.info("CUDA batch size %d (%.1f MiB/image, %.0f MiB free)", size, per_image / 2**20, free / 2**20)
-    return size
-
-
-def choose_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        from embedscope.errors import ConfigError
-
-        raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
-    return requested
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU advertises native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(device: str) -> str:
-    """The precision to try: bf16 on CUDA and on CPUs with native bf16; else fp32."""
-    if device.startswith("cuda"):
-        return "bf16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def choose_precision_measured(model: Any, device: str, image_size: int, *, batch: int = 8,
-                              rounds: int = 3, margin: float = 1.1) -> tuple[str, dict[str, float]]:
-    """``choose_precision``, but on CPU keep bf16 only if a short timing shows it at least
-    ``margin`` times faster than fp32 (bf16 instructions are not always fast ones).
-
-    The timing runs the first transformer block (every block of a ViT costs the same)
-    on a real-sized batch of tokens: the shapes of a real batch at a few percent of the cost, so
-    ``rounds`` interleaved repeats (best of each) fit in a second or two and shrug off a
-    noisy neighbour. Returns the choice and the timings in img/s of that block (empty
-    when nothing was measured).
-    """
-    import copy
-
-    import torch
-
-    first = choose_precision(device)
-    blocks = getattr(model, "blocks", None)
-    if device.startswith("cuda") or first == "fp32" or blocks is None:
-        return first, {}
-    tokens = (image_size // model.patch_embed.patch_size[0]) ** 2 + model.num_prefix_tokens
-    part = blocks[0]
-    part_bf16 = copy.deepcopy(part).to(torch.bfloat16)
-    x = torch.randn(batch, tokens, model.embed_dim)
-    x_bf16 = x.to(torch.bfloat16)
-
-    def run_fp32() -> None:
-        part(x)
-
-    def run_bf16() -> None:
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-            part_bf16(x_bf16)
-
-    best = {"fp32": float("inf"), "bf16": float("inf")}
-    with torch.inference_mode():
-        run_fp32(), run_bf16()  # warm-up (allocations, oneDNN kernels)
-        for _ in range(rounds):
-            for name, fn in (("fp32", run_fp32), ("bf16", run_bf16)):
-                t0 = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-    timings = {"fp32_img_s": batch / best["fp32"], "bf16_img_s": batch / best["bf16"]}
-    choice = "bf16" if best["fp32"] >= margin * best["bf16"] else "fp32"
-    return choice, timings
+def build_encoder(config: EncoderConfig, weights: WeightSource, *, device: str = "auto", image_size: int | None = None,
+                  preprocess: str = "default", precision: str = "auto", compile: bool = False,
+                  torch_threads: int = 0) -> DinoV2Encoder:
+    """The family's builder, called by :func:`embedscope.models.factory.create_encoder`."""
+    return DinoV2Encoder(config, weights, device=device, image_size=image_size, preprocess_mode=preprocess,
+                         precision=precision, compile=compile, torch_threads=torch_threads)

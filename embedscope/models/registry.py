@@ -1,8 +1,14 @@
-"""One registry of encoders, one factory.
+"""The registry of encoders: every model name the tools accept, and the family that builds it.
 
-Each :class:`EncoderConfig` carries what preprocessing and weight loading derive from:
-the timm architecture, where its pretrained weights live, the embedding size, the patch
-size and the normalisation. Unknown names raise a clear error listing what exists.
+Each :class:`EncoderConfig` carries what preprocessing and weight loading derive from: the
+family, the family's own architecture id, where the pretrained weights live, the embedding
+size, the input size and the normalisation. :data:`FAMILY_MODULES` names the module that
+builds each family's encoders; :func:`embedscope.models.factory.create_encoder` imports it
+only when an encoder of that family is built, so reading the registry never imports torch.
+
+Adding a family (see docs/adding-an-encoder.md): a module ``embedscope/models/<family>.py``,
+one line in :data:`FAMILY_MODULES`, and its configs in :data:`ENCODERS`.
+Unknown names raise :class:`~embedscope.errors.UnknownModelError` listing what exists.
 """
 
 from __future__ import annotations
@@ -14,35 +20,37 @@ from embedscope.errors import UnknownModelError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# family → the module providing ``check_image_size`` and ``build_encoder``
+# (the :class:`~embedscope.models.encoder.EncoderFamily` interface)
+FAMILY_MODULES: dict[str, str] = {
+    "dinov2": "embedscope.models.dinov2",
+}
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    name: str
-    timm_name: str  # architecture + pretrained tag, e.g. vit_small_patch14_dinov2.lvd142m
+    name: str  # the registry name, stored with every row and in table names
+    family: str  # a key of FAMILY_MODULES
+    arch: str  # the family's architecture id (DINOv2: the timm name with its pretrained tag)
     dim: int
-    patch_size: int = 14
-    image_size: int = 224
+    hf_hub_id: str  # where ``--weights hub`` finds the weights ...
+    weights_file: str = "model.safetensors"  # ... and which file of that repository
+    image_size: int = 224  # the default input side in pixels
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    num_prefix_tokens: int = 1  # CLS (+ register tokens)
-    weights_file: str = "model.safetensors"
-
-    @property
-    def hf_hub_id(self) -> str:
-        return f"timm/{self.timm_name}"
-
-    @property
-    def architecture(self) -> str:
-        return self.timm_name.split(".")[0]
+    patch_size: int = 0  # ViTs: the side of one patch token in pixels (0: no patch tokens)
+    num_prefix_tokens: int = 1  # ViTs: tokens before the patch tokens (CLS + register tokens)
 
 
 def _dinov2(size: str, arch: str, dim: int, registers: bool) -> EncoderConfig:
-    suffix = "_reg" if registers else ""
-    reg = "_reg4" if registers else ""
+    timm_name = f"vit_{arch}_patch14{'_reg4' if registers else ''}_dinov2.lvd142m"
     return EncoderConfig(
-        name=f"dinov2_vit{size}14{suffix}",
-        timm_name=f"vit_{arch}_patch14{reg}_dinov2.lvd142m",
+        name=f"dinov2_vit{size}14{'_reg' if registers else ''}",
+        family="dinov2",
+        arch=timm_name,
         dim=dim,
+        hf_hub_id=f"timm/{timm_name}",
+        patch_size=14,
         num_prefix_tokens=5 if registers else 1,
     )
 
@@ -74,3 +82,12 @@ def get_encoder_config(name: str) -> EncoderConfig:
         raise UnknownModelError(
             f"unknown model {name!r}", f"choose one of: {', '.join(list_encoders())}"
         ) from None
+
+
+def family_module_name(family: str) -> str:
+    """The module that builds ``family``'s encoders (a registry entry naming an unknown family
+    is a programming error, not a user's)."""
+    try:
+        return FAMILY_MODULES[family]
+    except KeyError:
+        raise KeyError(f"encoder family {family!r} has no module in FAMILY_MODULES") from None

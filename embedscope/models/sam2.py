@@ -171,7 +171,7 @@ class Sam2Segmenter:
         return self._predictor
 
     def _build(self) -> Any:
-        from embedscope.models.dinov2 import choose_device
+        from embedscope.models.device import choose_device
 
         build_sam = import_sam2()
         import torch

@@ -1,0 +1,122 @@
+"""Where and how an encoder runs: the device, the precision and the batch size.
+
+Shared by every family (and by SAM2 and the ingest's batched JPEG decode), so none of them
+owns it. Torch is imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from embedscope.config import PRECISIONS
+from embedscope.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CPU_BATCH", "PRECISIONS", "check_precision", "choose_device", "choose_precision",
+           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory"]
+
+CPU_BATCH = 32  # measured: larger batches gain little on CPU
+
+
+def check_precision(precision: str) -> None:
+    """Raise a :class:`ConfigError` naming the choices unless ``precision`` is one of them."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISIONS)}")
+
+
+def choose_device(requested: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA is a ConfigError."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
+    return requested
+
+
+def cuda_batch_from_free_memory(forward: Callable[[Any], Any], device: Any, image_size: int, *,
+                                probe: int = 8, budget: float = 0.6) -> int:
+    """Run ``forward`` on one probe batch of ``(probe, 3, image_size, image_size)`` zeros, read
+    the peak memory it needed per image, size the batch to fit ``budget`` of the free memory
+    (power of two, 8..1024)."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    forward(torch.zeros((probe, 3, image_size, image_size)))
+    torch.cuda.synchronize(device)
+    per_image = max(1, (torch.cuda.max_memory_allocated(device) - base) / probe)
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = int(free * budget / per_image)
+    size = 8
+    while size * 2 <= min(fits, 1024):
+        size *= 2
+    log.info("CUDA batch size %d (%.1f MiB/image, %.0f MiB free)", size, per_image / 2**20, free / 2**20)
+    return size
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU advertises native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(device: str) -> str:
+    """The precision to try: bf16 on CUDA and on CPUs with native bf16; else fp32."""
+    if device.startswith("cuda"):
+        return "bf16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def choose_precision_measured(model: Any, device: str, image_size: int, *, batch: int = 8,
+                              rounds: int = 3, margin: float = 1.1) -> tuple[str, dict[str, float]]:
+    """``choose_precision``, but on CPU keep bf16 only if a short timing shows it at least
+    ``margin`` times faster than fp32 (bf16 instructions are not always fast ones).
+
+    The timing runs the first transformer block (every block of a ViT costs the same)
+    on a real-sized batch of tokens: the shapes of a real batch at a few percent of the cost, so
+    ``rounds`` interleaved repeats (best of each) fit in a second or two and shrug off a
+    noisy neighbour. Returns the choice and the timings in img/s of that block (empty
+    when nothing was measured).
+    """
+    import copy
+
+    import torch
+
+    first = choose_precision(device)
+    blocks = getattr(model, "blocks", None)
+    if device.startswith("cuda") or first == "fp32" or blocks is None:
+        return first, {}
+    tokens = (image_size // model.patch_embed.patch_size[0]) ** 2 + model.num_prefix_tokens
+    part = blocks[0]
+    part_bf16 = copy.deepcopy(part).to(torch.bfloat16)
+    x = torch.randn(batch, tokens, model.embed_dim)
+    x_bf16 = x.to(torch.bfloat16)
+
+    def run_fp32() -> None:
+        part(x)
+
+    def run_bf16() -> None:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            part_bf16(x_bf16)
+
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    with torch.inference_mode():
+        run_fp32(), run_bf16()  # warm-up (allocations, oneDNN kernels)
+        for _ in range(rounds):
+            for name, fn in (("fp32", run_fp32), ("bf16", run_bf16)):
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+    timings = {"fp32_img_s": batch / best["fp32"], "bf16_img_s": batch / best["bf16"]}
+    choice = "bf16" if best["fp32"] >= margin * best["bf16"] else "fp32"
+    return choice, timings
