@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,21 @@ class IngestSettings:
 S = TypeVar("S")
 
 
+def _optional_of(target: Any) -> Any:
+    """``X`` for an ``X | None`` annotation, else None."""
+    if typing.get_origin(target) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(target) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(target)) == 2:
+            return args[0]
+    return None
+
+
 def _coerce(value: Any, target: Any, name: str) -> Any:
+    inner = _optional_of(target)
+    if inner is not None:  # "X | None": "", "none" and "auto" mean None
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+            return None
+        target = inner
     if name == "storage_options":  # "k=v,k2=v2" (env), a TOML table or list → ("k=v", ...)
         from embedscope.objectstore import as_items, options_from_env
 
@@ -139,9 +154,17 @@ def _coerce(value: Any, target: Any, name: str) -> Any:
             except ValueError:
                 raise ConfigError(f"{name}: expected a number, got {value!r}") from None
         if target == tuple[str, ...]:
-            return tuple(p for p in value.split(os.pathsep) if p)
+            sep = os.pathsep if name == "drops" else ","  # drops are paths; other lists are "a,b"
+            return tuple(p.strip() for p in value.split(sep) if p.strip())
+        if target == tuple[int, ...]:
+            value = [p for p in value.split(",") if p.strip()]
     if target == tuple[str, ...] and isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
+    if target == tuple[int, ...] and isinstance(value, (list, tuple)):
+        try:
+            return tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a list of integers, got {value!r}") from None
     return value
 
 
@@ -152,14 +175,22 @@ def load_settings(
     section: str,
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    env_prefix: str | None = None,
 ) -> S:
-    """Build ``cls`` from flags (``None`` = not given), env vars, a TOML section and defaults."""
+    """Build ``cls`` from flags (``None`` = not given), env vars, a TOML section and defaults.
+
+    ``section`` may be dotted (``analyze.novelty`` reads the TOML table ``[analyze.novelty]``);
+    env vars are ``env_prefix`` + the field name in capitals (default ``EMBEDSCOPE_``).
+    A flag may give a field's final value (e.g. an already built nested config)."""
     environ = os.environ if environ is None else environ
+    prefix = ENV_PREFIX if env_prefix is None else env_prefix
     file_values: dict[str, Any] = {}
     if config_file:
         try:
             with open(config_file, "rb") as fh:
-                file_values = tomllib.load(fh).get(section, {})
+                file_values = tomllib.load(fh)
+            for part in section.split("."):
+                file_values = file_values.get(part, {})
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {config_file}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -170,8 +201,8 @@ def load_settings(
     for name in names:
         if flags.get(name) is not None:
             raw = flags[name]
-        elif ENV_PREFIX + name.upper() in environ:
-            raw = environ[ENV_PREFIX + name.upper()]
+        elif prefix + name.upper() in environ:
+            raw = environ[prefix + name.upper()]
         elif name in file_values:
             raw = file_values[name]
         else:

@@ -1,0 +1,138 @@
+"""`stats`, `query`, `similar`, `index` and `models`: reading a database and its vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from embedscope.cli.common import add_db, add_output, add_query_embedding_options, add_wait_lock, emit, open_db
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from embedscope.store.queries import stats
+
+    result = stats(open_db(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key, value in result.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from embedscope.store.sql import is_truncated, run_sql
+
+    table = run_sql(open_db(args), args.sql, limit=args.limit or None)
+    note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
+    emit(table, args, note=note)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from embedscope.store.search import find_sha, similar
+
+    db = open_db(args)
+    query: Any = args.query
+    if find_sha(db, args.query) is None and os.path.isfile(args.query):
+        query = _embed_query_file(db, args)
+    emit(similar(db, query, k=args.k, model=args.model, variant=args.variant, where=args.where), args)
+    return 0
+
+
+def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
+    """Embed an image file that is not in the database with the table's model and weights."""
+    from embedscope.ingest.embed_file import embed_files, query_settings, table_weights_label
+    from embedscope.store.search import _pick_model
+
+    model = _pick_model(db, args.model)
+    label = table_weights_label(db, model, args.variant)
+    flags = {"weights": args.weights, "device": args.device, "image_size": args.image_size, "preprocess": args.preprocess}
+    settings = query_settings(model, label, flags, config_file=args.config)
+    print(f"embedding {args.query} with {model} ({label}, image size {settings.image_size}, "
+          f"preprocess {settings.preprocess})", file=sys.stderr)
+    return embed_files([args.query], settings, variant=args.variant, expect_weights=label)[0]
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from embedscope.store.index import INDEX_MIN_ROWS, build_index, drop_index
+
+    db = open_db(args)
+    models = [args.model] if args.model else db.embedding_models()
+    if not models:
+        print(f"index: {args.db} has no embeddings yet; nothing to index", file=sys.stderr)
+        return 0
+    results = []
+    with db.writer_lock(wait=args.wait_lock, owner="index"):
+        for model in models:
+            if args.drop:
+                dropped = drop_index(db, model)
+                results.append({"model": model, "action": "dropped" if dropped else "none"})
+                continue
+            print(f"index: {model} …", file=sys.stderr)
+            res = build_index(db, model, force=args.force)
+            results.append({"model": model, **res})
+            p = res["params"]
+            if res["action"] == "built":
+                print(f"index: {model}: {p['index_type']} on {res['rows']} rows ({p['num_partitions']} partitions, "
+                      f"{p['num_sub_vectors']}×{p['num_bits']}-bit PQ) in {res['seconds']:.1f}s", file=sys.stderr)
+            else:
+                print(f"index: {model}: skipped — {res['reason']} (threshold {INDEX_MIN_ROWS}; --force builds anyway)",
+                      file=sys.stderr)
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from embedscope.models.registry import ENCODERS
+
+    for name, cfg in sorted(ENCODERS.items()):
+        print(f"{name:22} {cfg.family:8} dim {cfg.dim:5}  arch {cfg.arch}  hub {cfg.hf_hub_id}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("stats", help="row counts of a database")
+    add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("query", help="run one read-only SQL SELECT over the tables (DuckDB)")
+    add_db(p)
+    p.add_argument("sql", metavar="SQL", help='e.g. "SELECT label, count(*) FROM images GROUP BY label"')
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many rows (default 10000; 0 = all)")
+    add_output(p)
+    p.set_defaults(handler=cmd_query)
+
+    p = sub.add_parser("similar", help="nearest images by cosine distance to an image or sha256")
+    add_db(p)
+    p.add_argument("query", metavar="IMAGE_PATH|SHA256",
+                   help="a stored image's sha256 or path, or any image file (embedded on the fly)")
+    p.add_argument("--k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--model", help="which model's embeddings (default: the only one)")
+    p.add_argument("--variant", default="full", choices=["full", "sam2_masked", "patch_mean"])
+    p.add_argument("--where", metavar="SQL", help="condition on images_latest columns, e.g. \"label = 'cats'\"")
+    add_output(p)
+    add_query_embedding_options(p, "embedding a file that is not in the database (match the ingest)")
+    p.set_defaults(handler=cmd_similar)
+
+    p = sub.add_parser("index", help="build the ANN vector index of each embeddings table (if large enough)")
+    add_db(p)
+    p.add_argument("--model", help="only this model's table (default: all)")
+    p.add_argument("--force", action="store_true", help="build even below the size threshold")
+    p.add_argument("--drop", action="store_true", help="remove the index (searches become exact)")
+    add_wait_lock(p)
+    p.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+    p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser("models", help="list the registered encoders")
+    p.set_defaults(handler=cmd_models)
