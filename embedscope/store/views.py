@@ -3,8 +3,10 @@ cluster galleries, flags, metrics, runs.
 
 Every function takes a :class:`~embedscope.store.db.Database` and returns plain Python /
 numpy / pandas values, so the dashboard never touches LanceDB and its figure builders stay
-pure. Identifiers that end up inside a Lance filter are validated first (sha256 must be 64
-lowercase hex digits; other strings are quoted).
+pure. A sha256 is validated first (64 lowercase hex digits); every value reaches a Lance
+filter through :mod:`embedscope.store.filters`. Runs come from :mod:`embedscope.store.runs`
+(``runs`` and ``run_by_id`` here are its ``list_runs`` and ``run_or_latest`` by the names the
+dashboard uses).
 """
 
 from __future__ import annotations
