@@ -153,3 +153,30 @@ def test_cli_unknown_run_id_fails_in_one_line_naming_the_known_ids(db):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--since 'nope' is neither a run id nor an ISO timestamp" in lines[0]
     assert "a-new" in lines[0]
+
+
+def test_cli_run_ids_that_exist_are_used(tmp_path, capsys):
+    """A real (PCA, k-means) analyze run; its id works for ``report --run`` and ``--since``."""
+    from embedscope import cli
+
+    db = Database(tmp_path / "db", create=True)
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 8)) * 5
+    X = np.concatenate([c + rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    rows = [{"sha256": f"{i:064x}", "model": "syn", "variant": "full", "dim": 8, "vector": v.tolist(),
+             "created_at": T0} for i, v in enumerate(X)]
+    db.upsert(S.embeddings_table_name("syn"), pa.Table.from_pylist(rows, S.embeddings_schema(8)))
+    db.upsert(S.IMAGES, pa.Table.from_pylist([{"sha256": r["sha256"], "path": f"/x/{i}.jpg"}
+                                              for i, r in enumerate(rows)], S.IMAGES_SCHEMA))
+    capsys.readouterr()
+    args = ["--db", db.uri, "--project", "pca", "--cluster", "kmeans", "--k", "3", "--json"]
+    assert cli.main(["analyze", *args]) == 0
+    out = json.loads(capsys.readouterr().out)
+    run = R.latest_run(db)
+    assert out["run_id"] == run.run_id and out["kind"] == "analyze" and out["n_images"] == len(X)
+    assert cli.main(["analyze", "--db", db.uri, "--novelty-only", "--since", run.run_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"run_id": None, "n_images": 0}  # nothing newer than the run
+    report = tmp_path / "r.html"
+    assert cli.main(["report", "--db", db.uri, "--run", run.run_id, "--out", str(report)]) == 0
+    assert run.run_id in report.read_text()
