@@ -57,19 +57,13 @@ class EmbedscopeDB:
 
     def embeddings(self, model: str | None = None, variant: str = "full") -> "tuple[list[str], np.ndarray]":
         """``(sha256 ids, vectors)`` of one model and variant; vectors are (N, dim) float32."""
-        import numpy as np
-
-        from embedscope.store.search import _pick_model
+        from embedscope.store.search import pick_model
+        from embedscope.store.vectors import vectors_to_numpy
 
         self.db.refresh()
-        model = _pick_model(self.db, model)
+        model = pick_model(self.db, model)
         table = self.db.read_embeddings(model, variant, columns=("sha256", "vector"))
-        ids = table.column("sha256").to_pylist()
-        if not ids:
-            return ids, np.zeros((0, 0), np.float32)
-        col = table.column("vector").combine_chunks()
-        dim = col.type.list_size
-        return ids, np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+        return table.column("sha256").to_pylist(), vectors_to_numpy(table.column("vector"))
 
 
 def open(db: "str | os.PathLike[str]", *, storage_options: dict[str, str] | None = None) -> EmbedscopeDB:  # noqa: A001

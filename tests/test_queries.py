@@ -253,6 +253,20 @@ def test_similar_matches_exact_cosine_and_the_sql_macros(tmp_path):
         run_sql(db, "SELECT * FROM similar_to('/no/such.jpg')")
 
 
+def test_a_vector_query_picks_the_model_whose_table_has_its_size(tmp_path):
+    """With several models, a vector query goes to the one table storing vectors of its size
+    (read from the table's schema, so imported models count too); two of that size: an error."""
+    rng = np.random.default_rng(2)
+    small, large = rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal((5, 16)).astype(np.float32)
+    db, _ = _vector_db(tmp_path, small, ["a"] * 5, model="imported_small")
+    _vector_db(tmp_path, large, ["a"] * 5, model="imported_large")
+    assert similar(db, large[0], k=2).column("model").to_pylist() == ["imported_large"] * 2
+    assert similar(db, small[0], k=2).column("model").to_pylist() == ["imported_small"] * 2
+    _vector_db(tmp_path, small, ["a"] * 5, model="imported_small2")
+    with pytest.raises(QueryError, match="several models"):
+        similar(db, small[0], k=2)
+
+
 def test_api_open(ingested):
     import embedscope
 

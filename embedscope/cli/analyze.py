@@ -59,12 +59,15 @@ def analysis_params(args: argparse.Namespace) -> Any:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from embedscope.analysis.jobs import get_run, run_analysis, run_novelty_only
+    from embedscope.analysis.jobs import run_analysis, run_novelty_only
     from embedscope.errors import ConfigError
+    from embedscope.store.runs import run_by_id
 
     db = open_db(args)
     t0 = time.perf_counter()
     if args.novelty_only:
+        if args.since is not None:
+            _check_since(db, args.since)
         run_id = run_novelty_only(db, since=args.since, model=args.model, variant=args.variant or "full",
                                   **({"batch_size": args.batch_size} if args.batch_size else {}))
         if run_id is None:
@@ -76,25 +79,44 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.since is not None:
             raise ConfigError("--since only applies with --novelty-only", "add --novelty-only, or drop --since")
         run_id = run_analysis(db, analysis_params(args))
-    run = get_run(db, run_id)
+    run = run_by_id(db, run_id)
     summary = _run_summary(db, run)
-    sampling = run["params"].get("sampling") or {}
+    sampling = run.params.get("sampling") or {}
     if sampling.get("statement"):
-        backend = (run["params"].get("backend_resolved") or {}).get("name", "cpu")
-        print(f"{run['kind']} run {run_id}: {sampling['statement']} (backend {backend})", file=sys.stderr)
-    print(f"{run['kind']} run {run_id}: {run['n_images']} images of {run['model']}/{run['variant']}, "
+        backend = (run.params.get("backend_resolved") or {}).get("name", "cpu")
+        print(f"{run.kind} run {run_id}: {sampling['statement']} (backend {backend})", file=sys.stderr)
+    print(f"{run.kind} run {run_id}: {run.n_images} images of {run.model}/{run.variant}, "
           f"{summary['novel']} novel, {summary['contaminated']} contaminated, {summary['dup_groups']} near-duplicate "
           f"groups, in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     if args.json:
-        print(json.dumps({"run_id": run_id, "kind": run["kind"], "n_images": run["n_images"], **summary,
+        print(json.dumps({"run_id": run_id, "kind": run.kind, "n_images": run.n_images, **summary,
                           **({"sampling": sampling} if sampling else {})}))
     return 0
 
 
-def _run_summary(db: Any, run: dict[str, Any]) -> dict[str, int]:
+def _check_since(db: Any, since: str) -> None:
+    """``--since`` is an ISO timestamp or the id of a stored run; anything else fails here, in one
+    line naming the known run ids."""
+    import datetime as dt
+
+    from embedscope.store.runs import UnknownRunError, run_by_id
+
+    try:
+        dt.datetime.fromisoformat(since)
+        return
+    except ValueError:
+        pass
+    try:
+        run_by_id(db, since)
+    except UnknownRunError as exc:
+        raise UnknownRunError(f"--since {since!r} is neither a run id nor an ISO timestamp (e.g. 2026-01-01T12:00:00Z)",
+                              exc.hint) from None
+
+
+def _run_summary(db: Any, run: Any) -> dict[str, int]:
     from embedscope.store.filters import eq
 
-    flags = db.read("flags", ["is_novel", "is_contaminated", "dup_group"], where=eq("run_id", run["run_id"]))
+    flags = db.read("flags", ["is_novel", "is_contaminated", "dup_group"], where=eq("run_id", run.run_id))
     dup = [g for g in flags.column("dup_group").to_pylist() if g is not None]
     return {"novel": sum(bool(v) for v in flags.column("is_novel").to_pylist()),
             "contaminated": sum(bool(v) for v in flags.column("is_contaminated").to_pylist()),
@@ -102,9 +124,14 @@ def _run_summary(db: Any, run: dict[str, Any]) -> dict[str, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from embedscope.store.runs import run_by_id
+
+    db = open_db(args)
+    if args.run:
+        run_by_id(db, args.run)  # an unknown id fails here, naming the known ones
     from embedscope.analysis.report import write_report
 
-    out = write_report(open_db(args), run_id=args.run, out=args.out)
+    out = write_report(db, run_id=args.run, out=args.out)
     print(f"report written to {out}", file=sys.stderr)
     return 0
 

@@ -51,9 +51,9 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
     """Embed an image file that is not in the database with the table's model and weights."""
     from embedscope.ingest.embed_file import embed_files, query_settings, table_weights_label
-    from embedscope.store.search import _pick_model
+    from embedscope.store.search import pick_model
 
-    model = _pick_model(db, args.model)
+    model = pick_model(db, args.model)
     label = table_weights_label(db, model, args.variant)
     flags = {"weights": args.weights, "device": args.device, "image_size": args.image_size, "preprocess": args.preprocess}
     settings = query_settings(model, label, flags, config_file=args.config)

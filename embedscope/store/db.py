@@ -25,6 +25,7 @@ import pyarrow as pa
 from embedscope.errors import DatabaseError, EmbedscopeError, NotFoundError
 from embedscope.store import lockfile
 from embedscope.store import schema as S
+from embedscope.store.filters import eq
 
 LOCK_FILE = ".embedscope-writer.lock"
 
@@ -207,7 +208,7 @@ class Database:
                 f"no embeddings for model {model!r} in {self.uri}",
                 f"ingest with --model {model}, or pick one of: {', '.join(self.embedding_models()) or 'none yet'}",
             )
-        return self.read(name, columns, where=f"variant = '{_sql_str(variant)}'")
+        return self.read(name, columns, where=eq("variant", variant))
 
     def embedding_models(self) -> list[str]:
         """Model names that have embeddings, read from the tables' ``model`` column."""
@@ -299,10 +300,6 @@ class Database:
             yield
         finally:
             held.release()
-
-
-def _sql_str(value: str) -> str:
-    return value.replace("'", "''")
 
 
 def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -24,6 +24,8 @@ import pyarrow as pa
 from embedscope.errors import NotFoundError, QueryError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import both, eq, ident, isin
+from embedscope.store.vectors import vectors_to_numpy
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -81,7 +83,7 @@ def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, v
     """Turn a sha256 / path / vector into a :class:`ResolvedQuery`."""
     if isinstance(query, np.ndarray) or isinstance(query, (list, tuple)):
         vec = np.asarray(query, dtype=np.float32).ravel()
-        return ResolvedQuery(vec, _pick_model(db, model, dim=vec.size), None)
+        return ResolvedQuery(vec, pick_model(db, model, dim=vec.size), None)
     text = str(query).strip()
     sha = text.lower() if _SHA_RE.match(text.lower()) else None
     if sha is None or not _has_embedding(db, sha, model):
@@ -97,9 +99,9 @@ def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, v
         name = S.embeddings_table_name(m)
         if not db.has_table(name):
             continue
-        rows = db.read(name, ["vector"], where=f"sha256 = '{sha}' AND variant = '{_q(variant)}'")
+        rows = db.read(name, ["vector"], where=both(eq("sha256", sha), eq("variant", variant)))
         if rows.num_rows:
-            return ResolvedQuery(np.asarray(rows.column("vector")[0].values, dtype=np.float32), m, sha)
+            return ResolvedQuery(vectors_to_numpy(rows.column("vector"))[0], m, sha)
     raise NotFoundError(f"image {sha[:12]}… has no {variant!r} embedding"
                         + (f" for model {model!r}" if model else ""),
                         "ingest it (with --sam2 / --store-patch-mean for those variants), or pick --variant/--model")
@@ -109,7 +111,7 @@ def find_sha(db: Database, query: str) -> str | None:
     """The sha256 an image is stored under, given its sha256, a path in ``sources``/``images``,
     or the path of an existing file whose content is stored."""
     q = query.strip()
-    if _SHA_RE.match(q.lower()) and db.count(S.IMAGES, where=f"sha256 = '{q.lower()}'"):
+    if _SHA_RE.match(q.lower()) and db.count(S.IMAGES, where=eq("sha256", q.lower())):
         return q.lower()
     candidates = [q]
     p = Path(q).expanduser()
@@ -117,21 +119,21 @@ def find_sha(db: Database, query: str) -> str | None:
         candidates.append(str(p.resolve()))
     for cand in candidates:
         for name in (S.SOURCES, S.IMAGES):
-            rows = db.read(name, ["sha256"], where=f"path = '{_q(cand)}'")
+            rows = db.read(name, ["sha256"], where=eq("path", cand))
             if rows.num_rows:
                 return rows.column("sha256")[0].as_py()
     if p.is_file():
         from embedscope.hashing import sha256_file
 
         sha = sha256_file(p)
-        if db.count(S.IMAGES, where=f"sha256 = '{sha}'"):
+        if db.count(S.IMAGES, where=eq("sha256", sha)):
             return sha
     return None
 
 
 def _has_embedding(db: Database, sha: str, model: str | None) -> bool:
     names = [S.embeddings_table_name(model)] if model else db.embedding_table_names()
-    return any(db.has_table(n) and db.count(n, where=f"sha256 = '{sha}'") for n in names)
+    return any(db.has_table(n) and db.count(n, where=eq("sha256", sha)) for n in names)
 
 
 # -- the two search paths --------------------------------------------------------------------
@@ -150,7 +152,7 @@ def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant
     # Post-filtering keeps the index's candidate list intact (prefiltering cost recall: 0.94 vs
     # 0.99 at 1M rows). When other variants crowd the variant asked for out of the top hits,
     # fewer than `fetch` rows come back: then prefilter, which is exact about the variant.
-    cond = f"variant = '{_q(variant)}'"
+    cond = eq("variant", variant)
     result = search.where(cond, prefilter=False).select(["sha256", "_distance"]).to_arrow()
     if result.num_rows < fetch:
         result = search.where(cond, prefilter=True).select(["sha256", "_distance"]).to_arrow()
@@ -158,12 +160,12 @@ def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant
 
 
 def _search_sql(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str, where: str) -> list[tuple[str, float]]:
-    from embedscope.store.sql import _ident, connect, execute
+    from embedscope.store.sql import connect, execute
 
     dim = q.vector.size
     sql = (
         f"SELECT e.sha256, array_cosine_distance(e.vector, $qv::FLOAT[{dim}]) AS distance "
-        f"FROM {_ident(table)} e JOIN images_latest USING (sha256) "
+        f"FROM {ident(table)} e JOIN images_latest USING (sha256) "
         f"WHERE e.variant = $variant AND ({where}) "
         f"ORDER BY distance, (e.sha256 = $self) DESC, e.sha256 LIMIT {int(k) + 1}"
     )
@@ -203,8 +205,7 @@ def _finish(db: Database, hits: list[tuple[str, float]], q: ResolvedQuery, *, k:
 def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
     if not shas:
         return {}
-    in_list = ", ".join(f"'{s}'" for s in shas)
-    rows = db.read(S.IMAGES, ["sha256", "path", "label"], where=f"sha256 IN ({in_list})")
+    rows = db.read(S.IMAGES, ["sha256", "path", "label"], where=isin("sha256", shas))
     return {r["sha256"]: (r["path"], r["label"]) for r in rows.to_pylist()}
 
 
@@ -219,7 +220,9 @@ def stored_models(db: Database) -> list[str]:
     return sorted(models)
 
 
-def _pick_model(db: Database, model: str | None, *, dim: int | None = None) -> str:
+def pick_model(db: Database, model: str | None, *, dim: int | None = None) -> str:
+    """``model`` if it has embeddings, else the only model with embeddings, else (given a query
+    vector's ``dim``) the only model whose table stores vectors of that size."""
     models = stored_models(db)
     if model:
         if model not in models:
@@ -231,13 +234,19 @@ def _pick_model(db: Database, model: str | None, *, dim: int | None = None) -> s
     if len(models) == 1:
         return models[0]
     if dim is not None:
-        from embedscope.models.registry import ENCODERS
-
-        fits = [m for m in models if m in ENCODERS and ENCODERS[m].dim == dim]
+        fits = [m for m in models if stored_dim(db, m) == dim]
         if len(fits) == 1:
             return fits[0]
     raise QueryError(f"the database has embeddings of several models: {', '.join(models)}", "pick one with model=/--model")
 
 
-def _q(value: str) -> str:
-    return value.replace("'", "''")
+_pick_model = pick_model  # the dashboard's name until it imports pick_model
+
+
+def stored_dim(db: Database, model: str) -> int | None:
+    """The vector size of ``model``'s embeddings table, read from its schema (no scan)."""
+    name = S.embeddings_table_name(model)
+    if not db.has_table(name):
+        return None
+    size = db.dataset(name).schema.field("vector").type.list_size
+    return int(size) if size and size > 0 else None

@@ -34,7 +34,6 @@ Views and macros defined on top of the tables:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -42,6 +41,8 @@ import pyarrow as pa
 from embedscope.errors import DependencyError, QueryError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import ident, literal
+from embedscope.store.runs import latest_run, overlay_runs
 
 TRUNCATED_KEY = b"embedscope.truncated"
 
@@ -185,7 +186,7 @@ def _register_tables(con: Any, db: Database) -> None:
     parts = []
     for name in sorted(n for n in existing if n.startswith(S.EMBEDDINGS_PREFIX)):
         con.register(name, db.dataset(name))
-        parts.append(f"SELECT * REPLACE (vector::FLOAT[] AS vector) FROM {_ident(name)}")
+        parts.append(f"SELECT * REPLACE (vector::FLOAT[] AS vector) FROM {ident(name)}")
     if not parts:
         empty = _flexible_embeddings_schema().empty_table()
         con.register("_embeddings_empty", empty)
@@ -198,30 +199,15 @@ def _flexible_embeddings_schema() -> pa.Schema:
     return pa.schema([pa.field("vector", pa.list_(pa.float32())) if f.name == "vector" else f for f in fixed])
 
 
-def latest_analyze_run(db: Database) -> dict[str, Any] | None:
-    """The newest ``runs`` row with ``kind = 'analyze'`` and its parsed ``params``, or None."""
-    runs = db.read(S.RUNS, where="kind = 'analyze'").to_pylist()
-    if not runs:
-        return None
-    epoch = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
-    run = max(runs, key=lambda r: (r["created_at"] or epoch, r["run_id"]))
-    try:
-        params = json.loads(run["params"] or "{}")
-    except ValueError:
-        params = {}
-    return {**run, "params": params if isinstance(params, dict) else {}}
-
-
 def _images_latest_view(db: Database) -> str:
     """``images`` plus the latest analyze run's values, overlaid with the novelty-only runs scored
     against that run (``analyze --novelty-only``, ``watch --on-batch-analyze``): a later run wins."""
-    run = latest_analyze_run(db)
-    params = run["params"] if run else {}
-    ranked = _scoring_runs(db, run) if run else []
-    runs = ", ".join(f"({_lit(rid)}, {rank})" for rank, rid in enumerate(ranked)) or "(NULL, 0)"
-    cluster = _lit(params.get("primary_cluster"))
-    projection = _lit(params.get("primary_projection"))
-    dims = int(params.get("primary_dims") or 2)
+    run = latest_run(db)
+    ranked = overlay_runs(db, run) if run else []
+    runs = ", ".join(f"({literal(r.run_id)}, {rank})" for rank, r in enumerate(ranked)) or "(NULL, 0)"
+    cluster = literal(run.primary_cluster if run else None)
+    projection = literal(run.primary_projection if run else None)
+    dims = literal(run.primary_dims if run else 2)
     return f"""CREATE VIEW images_latest AS
         WITH r(run_id, rank) AS (VALUES {runs})
         SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group
@@ -235,30 +221,6 @@ def _images_latest_view(db: Database) -> str:
                           arg_max(is_novel, rank) AS is_novel, arg_max(is_contaminated, rank) AS is_contaminated,
                           arg_max(dup_group, rank) AS dup_group
                    FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)"""
-
-
-def _scoring_runs(db: Database, run: dict[str, Any]) -> list[str]:
-    """``run``'s id, then the novelty-only runs scored against it, oldest first."""
-    later = []
-    for r in db.read(S.RUNS, where="kind = 'novelty'").to_pylist():
-        try:
-            parent = json.loads(r["params"] or "{}").get("parent_run")
-        except (ValueError, AttributeError):
-            continue
-        if parent == run["run_id"]:
-            later.append(r)
-    later.sort(key=lambda r: (r["created_at"], r["run_id"]))
-    return [run["run_id"]] + [r["run_id"] for r in later]
-
-
-def _lit(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _first_line(exc: BaseException) -> str:

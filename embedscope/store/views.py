@@ -3,14 +3,14 @@ cluster galleries, flags, metrics, runs.
 
 Every function takes a :class:`~embedscope.store.db.Database` and returns plain Python /
 numpy / pandas values, so the dashboard never touches LanceDB and its figure builders stay
-pure. Identifiers that end up inside a Lance filter are validated first (sha256 must be 64
-lowercase hex digits; other strings are quoted).
+pure. A sha256 is validated first (64 lowercase hex digits); every value reaches a Lance
+filter through :mod:`embedscope.store.filters`. Runs come from :mod:`embedscope.store.runs`
+(``runs`` and ``run_by_id`` here are its ``list_runs`` and ``run_or_latest`` by the names the
+dashboard uses).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -21,6 +21,9 @@ import pyarrow as pa
 from embedscope.errors import NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import both, eq, isin
+from embedscope.store.runs import Run, list_runs, run_or_latest
+from embedscope.store.vectors import vectors_to_numpy
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 RANDOM_WEIGHTS = "random"
@@ -39,75 +42,20 @@ def is_sha256(value: Any) -> bool:
     return isinstance(value, str) and bool(_SHA_RE.match(value))
 
 
-def _q(value: str) -> str:
-    """A SQL string literal for a Lance filter."""
-    return "'" + str(value).replace("'", "''") + "'"
+def _sha_filter(shas: Sequence[str]) -> str:
+    """``sha256 IN (...)`` over the valid sha256s among ``shas`` (none valid: matches nothing)."""
+    return isin("sha256", [s for s in shas if is_sha256(s)])
 
 
-def _in_list(shas: Sequence[str]) -> str:
-    good = [s for s in shas if is_sha256(s)]
-    return "sha256 IN (" + ", ".join(_q(s) for s in good) + ")" if good else "false"
+# -- runs: the dashboard's names for store.runs -----------------------------------------------
 
-
-# -- runs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AnalysisRun:
-    """One row of ``runs`` with its JSON params decoded."""
-
-    run_id: str
-    kind: str
-    model: str | None
-    variant: str | None
-    params: dict[str, Any]
-    created_at: dt.datetime | None
-    n_images: int | None
-
-    @property
-    def primary_cluster(self) -> str | None:
-        return self.params.get("primary_cluster")
-
-    @property
-    def primary_projection(self) -> str | None:
-        return self.params.get("primary_projection")
-
-    @property
-    def primary_dims(self) -> int:
-        return int(self.params.get("primary_dims") or 2)
-
-    def title(self) -> str:
-        when = self.created_at.strftime("%Y-%m-%d %H:%M") if self.created_at else "?"
-        return f"{when} · {self.model or '?'}/{self.variant or '?'} · {self.n_images or 0} images · {self.run_id[:8]}"
-
-
-def runs(db: Database, kind: str | None = "analyze") -> list[AnalysisRun]:
-    """Runs of ``kind`` (all kinds with ``None``), newest first."""
-    rows = db.read(S.RUNS, where=f"kind = {_q(kind)}" if kind else None).to_pylist()
-    out = []
-    for r in rows:
-        try:
-            params = json.loads(r.get("params") or "{}")
-        except json.JSONDecodeError:
-            params = {}
-        out.append(AnalysisRun(r["run_id"], r.get("kind") or "", r.get("model"), r.get("variant"),
-                               params if isinstance(params, dict) else {}, r.get("created_at"), r.get("n_images")))
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return sorted(out, key=lambda r: (r.created_at or epoch, r.run_id), reverse=True)
-
-
-def run_by_id(db: Database, run_id: str | None) -> AnalysisRun | None:
-    """The analysis run ``run_id``, or the latest one when ``run_id`` is None/unknown."""
-    all_runs = runs(db)
-    for r in all_runs:
-        if r.run_id == run_id:
-            return r
-    return all_runs[0] if all_runs else None
+runs = list_runs  # runs(db, kind="analyze"): newest first
+run_by_id = run_or_latest  # run_by_id(db, None) is the latest; an unknown id raises UnknownRunError
 
 
 def projection_options(db: Database, run_id: str) -> list[tuple[str, int]]:
     """``(method, dims)`` pairs stored for ``run_id``."""
-    t = db.read(S.PROJECTIONS, ["method", "dims"], where=f"run_id = {_q(run_id)}")
+    t = db.read(S.PROJECTIONS, ["method", "dims"], where=eq("run_id", run_id))
     if t.num_rows == 0:
         return []
     pairs = {(m, int(d)) for m, d in zip(t.column("method").to_pylist(), t.column("dims").to_pylist())}
@@ -115,11 +63,11 @@ def projection_options(db: Database, run_id: str) -> list[tuple[str, int]]:
 
 
 def cluster_methods(db: Database, run_id: str) -> list[str]:
-    t = db.read(S.CLUSTERS, ["method"], where=f"run_id = {_q(run_id)}")
+    t = db.read(S.CLUSTERS, ["method"], where=eq("run_id", run_id))
     return sorted(set(t.column("method").to_pylist()))
 
 
-def color_options(db: Database, run: AnalysisRun | None) -> list[tuple[str, str]]:
+def color_options(db: Database, run: Run | None) -> list[tuple[str, str]]:
     """``(value, label)`` pairs of what the map can be coloured by for ``run``."""
     opts: list[tuple[str, str]] = []
     if run is not None:
@@ -161,7 +109,7 @@ def map_coordinates(db: Database, run_id: str, method: str, dims: int, *, max_po
     """The projection's points sorted by sha256; a fixed-seed random sample of ``max_points``
     when there are more (the order, and so a point's index, is deterministic)."""
     t = db.read(S.PROJECTIONS, ["sha256", "x", "y", "z"],
-                where=f"run_id = {_q(run_id)} AND method = {_q(method)} AND dims = {int(dims)}")
+                where=both(eq("run_id", run_id), eq("method", method), eq("dims", int(dims))))
     if t.num_rows == 0:
         return MapPoints([], np.zeros(0), np.zeros(0), None, total=0)
     t = t.sort_by("sha256")
@@ -179,12 +127,12 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
     """One colour value per sha (``None`` where unknown) and whether the values are continuous."""
     if color_by.startswith(COLOR_CLUSTER_PREFIX):
         method = color_by[len(COLOR_CLUSTER_PREFIX):]
-        t = db.read(S.CLUSTERS, ["sha256", "cluster"], where=f"run_id = {_q(run_id)} AND method = {_q(method)}")
+        t = db.read(S.CLUSTERS, ["sha256", "cluster"], where=both(eq("run_id", run_id), eq("method", method)))
         m = dict(zip(t.column("sha256").to_pylist(), t.column("cluster").to_pylist()))
         return [("noise" if m[s] == -1 else f"cluster {m[s]}") if m.get(s) is not None else None for s in shas], False
     if color_by in (COLOR_NOVELTY, COLOR_CONTAMINATION):
         col = "novelty_score" if color_by == COLOR_NOVELTY else "is_contaminated"
-        t = db.read(S.FLAGS, ["sha256", col], where=f"run_id = {_q(run_id)}")
+        t = db.read(S.FLAGS, ["sha256", col], where=eq("run_id", run_id))
         m = dict(zip(t.column("sha256").to_pylist(), t.column(col).to_pylist()))
         if color_by == COLOR_NOVELTY:
             return [m.get(s) for s in shas], True
@@ -212,7 +160,7 @@ def thumbnail(db: Database, sha256: str) -> bytes | None:
     """The stored JPEG thumbnail of ``sha256``, or None."""
     if not is_sha256(sha256):
         return None
-    t = db.read(S.IMAGES, ["thumbnail"], where=f"sha256 = {_q(sha256)}")
+    t = db.read(S.IMAGES, ["thumbnail"], where=eq("sha256", sha256))
     return t.column("thumbnail")[0].as_py() if t.num_rows else None
 
 
@@ -220,8 +168,8 @@ def stored_paths(db: Database, sha256: str) -> list[str]:
     """Every path this content was seen at (first-seen path first). Only paths from the DB."""
     if not is_sha256(sha256):
         return []
-    first = db.read(S.IMAGES, ["path"], where=f"sha256 = {_q(sha256)}").column("path").to_pylist()
-    others = db.read(S.SOURCES, ["path"], where=f"sha256 = {_q(sha256)}").column("path").to_pylist()
+    first = db.read(S.IMAGES, ["path"], where=eq("sha256", sha256)).column("path").to_pylist()
+    others = db.read(S.SOURCES, ["path"], where=eq("sha256", sha256)).column("path").to_pylist()
     return list(dict.fromkeys(p for p in first + sorted(others) if p))
 
 
@@ -229,7 +177,7 @@ def mask_png(db: Database, sha256: str) -> bytes | None:
     """The first stored SAM2 mask PNG of ``sha256`` that is not a fallback, or None."""
     if not is_sha256(sha256):
         return None
-    t = db.read(S.MASKS, ["mask_png", "fallback"], where=f"sha256 = {_q(sha256)}")
+    t = db.read(S.MASKS, ["mask_png", "fallback"], where=eq("sha256", sha256))
     for png, fallback in zip(t.column("mask_png").to_pylist(), t.column("fallback").to_pylist()):
         if png and not fallback:
             return png
@@ -242,10 +190,10 @@ def image_detail(db: Database, sha256: str, run_id: str | None = None) -> dict[s
     if not is_sha256(sha256):
         raise NotFoundError(f"{sha256!r} is not a sha256", "open an image from the map or a gallery")
     cols = [f.name for f in S.IMAGES_SCHEMA if f.name != "thumbnail"]
-    rows = db.read(S.IMAGES, cols, where=f"sha256 = {_q(sha256)}").to_pylist()
+    rows = db.read(S.IMAGES, cols, where=eq("sha256", sha256)).to_pylist()
     if not rows:
         raise NotFoundError(f"no image {sha256[:12]}… in the database", "it may have been ingested elsewhere")
-    where = f"sha256 = {_q(sha256)}"
+    where = eq("sha256", sha256)
     sources = db.read(S.SOURCES, where=where).sort_by("path").to_pylist()
     masks = [{k: v for k, v in m.items() if k != "mask_png"} for m in db.read(S.MASKS, where=where).to_pylist()]
     embeddings = []
@@ -254,7 +202,7 @@ def image_detail(db: Database, sha256: str, run_id: str | None = None) -> dict[s
     run = run_by_id(db, run_id)
     clusters, flags = [], None
     if run is not None:
-        rw = f"run_id = {_q(run.run_id)} AND {where}"
+        rw = both(eq("run_id", run.run_id), where)
         clusters = db.read(S.CLUSTERS, ["method", "cluster", "probability"], where=rw).to_pylist()
         f = db.read(S.FLAGS, where=rw).to_pylist()
         flags = f[0] if f else None
@@ -277,7 +225,7 @@ def neighbours(db: Database, sha256: str, *, k: int = 8, model: str | None = Non
 def _labels(db: Database, shas: Sequence[str]) -> dict[str, str | None]:
     if not shas:
         return {}
-    t = db.read(S.IMAGES, ["sha256", "label"], where=_in_list(shas))
+    t = db.read(S.IMAGES, ["sha256", "label"], where=_sha_filter(shas))
     return dict(zip(t.column("sha256").to_pylist(), t.column("label").to_pylist()))
 
 
@@ -285,7 +233,7 @@ def image_rows(db: Database, shas: Sequence[str]) -> list[dict[str, Any]]:
     """``{sha256, path, label}`` for ``shas``, in the given order (unknown ones skipped)."""
     if not shas:
         return []
-    t = db.read(S.IMAGES, ["sha256", "path", "label"], where=_in_list(list(shas)))
+    t = db.read(S.IMAGES, ["sha256", "path", "label"], where=_sha_filter(list(shas)))
     by = {r["sha256"]: r for r in t.to_pylist()}
     return [by[s] for s in shas if s in by]
 
@@ -316,7 +264,7 @@ def random_weight_sets(db: Database) -> list[str]:
 
 def flags_frame(db: Database, run_id: str) -> "Any":
     """The run's flags joined with path and label, as a pandas DataFrame."""
-    f = db.read(S.FLAGS, where=f"run_id = {_q(run_id)}").to_pandas()
+    f = db.read(S.FLAGS, where=eq("run_id", run_id)).to_pandas()
     img = db.read(S.IMAGES, ["sha256", "path", "label"]).to_pandas()
     return f.merge(img, on="sha256", how="left")
 
@@ -341,11 +289,11 @@ class ClusterSummary:
     purity: float | None  # fraction of members with the majority label (None without labels)
 
 
-def cluster_summaries(db: Database, run: AnalysisRun, method: str, *, n_rep: int = 6,
+def cluster_summaries(db: Database, run: Run, method: str, *, n_rep: int = 6,
                       n_atypical: int = 3) -> list[ClusterSummary]:
     """Per cluster: size, label purity, members nearest to and farthest from the centroid
     (cosine, in the run's embedding space). Largest cluster first; noise (-1) last."""
-    c = db.read(S.CLUSTERS, ["sha256", "cluster"], where=f"run_id = {_q(run.run_id)} AND method = {_q(method)}")
+    c = db.read(S.CLUSTERS, ["sha256", "cluster"], where=both(eq("run_id", run.run_id), eq("method", method)))
     if c.num_rows == 0:
         return []
     shas = c.column("sha256").to_pylist()
@@ -408,12 +356,9 @@ def embedding_matrix(db: Database, shas: Sequence[str] | None, *, model: str | N
 def embeddings_table(db: Database, shas: Sequence[str] | None, *, model: str,
                      variant: str = S.VARIANT_FULL) -> tuple[list[str], np.ndarray]:
     """``(shas, matrix)`` of stored vectors, restricted to ``shas`` when given."""
-    where = f"variant = {_q(variant)}"
-    if shas is not None:
-        where += f" AND {_in_list(list(shas))}"
+    where = both(eq("variant", variant), _sha_filter(list(shas)) if shas is not None else None)
     t = db.read(S.embeddings_table_name(model), ["sha256", "vector"], where=where)
     out = t.column("sha256").to_pylist()
     if not out:
         return [], np.zeros((0, 0), np.float32)
-    flat = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return out, np.asarray(flat, np.float32).reshape(len(out), -1)
+    return out, vectors_to_numpy(t.column("vector"))
