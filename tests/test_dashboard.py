@@ -248,6 +248,32 @@ def test_pages_render_server_side(client):
 
 
 @pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_unknown_run_in_url_is_one_line_on_the_page(db_path, db):
+    """?run=<unknown id> names the known runs on the page: no silent fallback, no 500."""
+    import importlib
+
+    from embedscope.dashboard.app import create_app
+    from embedscope.dashboard.context import CONFIG_KEY
+    from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.store.runs import latest_run
+
+    app = create_app(str(db_path), query_flags={"image_size": 56})
+    assert isinstance(app.server.config[CONFIG_KEY].encoders, EncoderCache)  # the one cache, made by the factory
+    known = latest_run(db)
+    sha = db.read("images", ["sha256"]).column("sha256")[0].as_py()
+    with app.server.app_context():
+        for page in ("map", "clusters", "flags", "embeddings", "detail"):
+            layout = importlib.import_module(f"embedscope.dashboard.pages.{page}").layout
+            text = json.dumps(layout(run="no-such-run", sha=sha).to_plotly_json(), default=str)
+            assert "no run 'no-such-run'" in text and known.run_id in text, page
+            assert "no-such-run" not in json.dumps(layout(run=known.run_id, sha=sha).to_plotly_json(), default=str), page
+        clusters = json.dumps(importlib.import_module("embedscope.dashboard.pages.clusters").layout().to_plotly_json(),
+                              default=str, ensure_ascii=False)
+        assert known.title() in clusters  # the full, unique run id, not a prefix
+    assert app.server.test_client().get("/?run=no-such-run").status_code == 200
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_basic_auth_required_when_configured(db_path):
     from embedscope.dashboard.app import create_app
 
