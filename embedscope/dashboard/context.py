@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedscope.dashboard.encoders import EncoderCache
 
 DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
 CONFIG_KEY = "EMBEDSCOPE_DASHBOARD"
@@ -19,7 +22,7 @@ class DashboardContext:
     neighbours_k: int = 8
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)  # object stores
     # the app's one encoder cache (search by upload, within-image patches): built in create_app
-    encoders: Any = field(default=None, repr=False)
+    encoders: EncoderCache | None = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

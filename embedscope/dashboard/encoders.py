@@ -33,10 +33,6 @@ class LoadedEncoder:
         """The image encoder itself (:class:`embedscope.models.encoder.Encoder`)."""
         return self.embedder.encoders.encoder
 
-    @property
-    def check_failed(self) -> bool:
-        return self.check_similarity is not None and self.check_similarity < CHECK_MIN_SIMILARITY
-
 
 class EncoderCache:
     """Encoders built on first use and kept per (model, variant, weights label).
