@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.dashboard_db import GROUPS, N_IMAGES, PER_GROUP, cached_dashboard_db
 
-from embedscope.dashboard import figures
+from embedscope.dashboard import cluster_figures, figures, shaping
+from embedscope.store.runs import run_or_latest
 from embedscope.store.views import MapPoints
 
 
@@ -74,9 +75,9 @@ def test_map_figure_folds_too_many_categories():
 def test_point_events_resolve_to_sha256():
     shas = ["a" * 64, "b" * 64, "c" * 64]
     event = {"points": [{"customdata": 2}, {"customdata": [0]}, {"customdata": 2}, {"x": 1}, {"customdata": 9}]}
-    assert figures.point_indices(event) == [2, 0, 9]
-    assert figures.shas_for(figures.point_indices(event), shas) == ["c" * 64, "a" * 64]
-    assert figures.point_indices(None) == [] and figures.point_indices({"points": []}) == []
+    assert shaping.point_indices(event) == [2, 0, 9]
+    assert shaping.shas_for(shaping.point_indices(event), shas) == ["c" * 64, "a" * 64]
+    assert shaping.point_indices(None) == [] and shaping.point_indices({"points": []}) == []
 
 
 def test_downsample_notice_says_when_sampled():
@@ -87,13 +88,13 @@ def test_downsample_notice_says_when_sampled():
 
 
 def test_rows_csv_and_top_dims_and_cosine():
-    text = figures.rows_csv([{"sha256": "s", "path": "/a b/ç,1.jpg", "label": None, "x": 1}])
+    text = shaping.rows_csv([{"sha256": "s", "path": "/a b/ç,1.jpg", "label": None, "x": 1}])
     assert text == 'sha256,path,label\ns,"/a b/ç,1.jpg",\n'
-    dims = figures.top_dims(np.array([0.1, -2.0, 3.0, 0.0]), n=2)
+    dims = shaping.top_dims(np.array([0.1, -2.0, 3.0, 0.0]), n=2)
     assert [(d["which"], d["dim"]) for d in dims] == [("top", 2), ("top", 0), ("bottom", 1), ("bottom", 3)]
-    c = figures.cosine_matrix(np.array([[1.0, 0], [0, 2.0], [3.0, 3.0]]))
+    c = shaping.cosine_matrix(np.array([[1.0, 0], [0, 2.0], [3.0, 3.0]]))
     assert np.allclose(np.diag(c), 1) and abs(c[0, 1]) < 1e-9 and abs(c[0, 2] - 2**-0.5) < 1e-9
-    ratios = figures.explained_variance(np.random.default_rng(0).normal(size=(50, 8)) * np.arange(1, 9))
+    ratios = shaping.explained_variance(np.random.default_rng(0).normal(size=(50, 8)) * np.arange(1, 9))
     assert abs(ratios.sum() - 1) < 1e-9 and ratios[0] >= ratios[-1]
 
 
@@ -104,21 +105,21 @@ def test_flag_rows_filters_sorts_and_gives_reasons():
         "novelty_reason": ["r-a", "r-b", "r-c", "", ""], "is_contaminated": [False, False, True, False, True],
         "contamination_reason": ["", "", "c-c", "", "c-e"], "dup_group": [None, 3, None, 3, None],
         "phash_group": [None, None, 7, None, None]})
-    assert [r["sha256"] for r in figures.flag_rows(df, "novel")] == ["b", "c", "a"]
-    assert [r["sha256"] for r in figures.flag_rows(df, "novel", label="x", min_score=0.5)] == ["c"]
-    assert [(r["sha256"], r["reason"]) for r in figures.flag_rows(df, "contaminated")] == [("c", "c-c"), ("e", "c-e")]
-    dups = figures.flag_rows(df, "duplicate")
+    assert [r["sha256"] for r in shaping.flag_rows(df, "novel")] == ["b", "c", "a"]
+    assert [r["sha256"] for r in shaping.flag_rows(df, "novel", label="x", min_score=0.5)] == ["c"]
+    assert [(r["sha256"], r["reason"]) for r in shaping.flag_rows(df, "contaminated")] == [("c", "c-c"), ("e", "c-e")]
+    dups = shaping.flag_rows(df, "duplicate")
     assert [r["sha256"] for r in dups] == ["b", "d", "c"]
     assert dups[0]["reason"] == "embedding near-duplicate group 3" and dups[2]["reason"] == "perceptual-hash group 7"
     with pytest.raises(ValueError):
-        figures.flag_rows(df, "bogus")
+        shaping.flag_rows(df, "bogus")
 
 
 def test_metrics_pivot_and_sweeps():
     df = pd.DataFrame({"run_id": ["r1", "r1", "r2", "r1", "r1"], "name": ["silhouette", "ari", "silhouette", "inertia", "inertia"],
                        "method": ["kmeans"] * 5, "space": ["embedding"] * 5, "k": [None, None, None, 3, 2],
                        "value": [0.5, 0.7, 0.25, 10.0, 20.0], "model": ["m"] * 5, "variant": ["full", "full", "sam2_masked", "full", "full"]})
-    cols, rows = figures.metrics_pivot(df)
+    cols, rows = shaping.metrics_pivot(df)
     assert cols == ["metric", "r1 m/full", "r2 m/sam2_masked"]
     sil = next(r for r in rows if r["metric"].startswith("silhouette"))
     assert sil["r1 m/full"] == 0.5 and sil["r2 m/sam2_masked"] == 0.25
@@ -134,7 +135,7 @@ def test_metrics_pivot_and_sweeps():
 def test_views_map_points_colours_and_downsampling(db):
     from embedscope.store import views
 
-    run = views.run_by_id(db, None)
+    run = run_or_latest(db, None)
     run_id = run.run_id
     assert run.primary_cluster == "kmeans"
     assert ("umap", 2) in views.projection_options(db, run_id) and ("pca", 3) in views.projection_options(db, run_id)
@@ -164,7 +165,7 @@ def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
     dup = db.read("sources", ["sha256", "path"]).to_pandas().groupby("sha256").filter(lambda g: len(g) == 2)
     sha = dup["sha256"].iloc[0]
     d = views.image_detail(db, sha)
-    run_id = views.run_by_id(db, None).run_id
+    run_id = run_or_latest(db, None).run_id
     assert sorted(s["path"] for s in d["sources"]) == sorted(dup["path"])
     assert {c["method"] for c in d["clusters"]} == {"kmeans", "agglomerative"} and d["flags"]["run_id"] == run_id
     assert d["embeddings"][0]["weights"] == "random"
@@ -184,7 +185,7 @@ def test_views_image_detail_lists_every_source_path_and_neighbours(db, db_path):
 def test_views_cluster_summaries_purity_and_typical_members(db):
     from embedscope.store import views
 
-    run = views.run_by_id(db, None)
+    run = run_or_latest(db, None)
     summaries = views.cluster_summaries(db, run, "kmeans", n_rep=4, n_atypical=3)
     assert sum(s.size for s in summaries) == N_IMAGES
     for s in summaries:
@@ -248,6 +249,32 @@ def test_pages_render_server_side(client):
 
 
 @pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_unknown_run_in_url_is_one_line_on_the_page(db_path, db):
+    """?run=<unknown id> names the known runs on the page: no silent fallback, no 500."""
+    import importlib
+
+    from embedscope.dashboard.app import create_app
+    from embedscope.dashboard.context import CONFIG_KEY
+    from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.store.runs import latest_run
+
+    app = create_app(str(db_path), query_flags={"image_size": 56})
+    assert isinstance(app.server.config[CONFIG_KEY].encoders, EncoderCache)  # the one cache, made by the factory
+    known = latest_run(db)
+    sha = db.read("images", ["sha256"]).column("sha256")[0].as_py()
+    with app.server.app_context():
+        for page in ("map", "clusters", "flags", "embeddings", "detail"):
+            layout = importlib.import_module(f"embedscope.dashboard.pages.{page}").layout
+            text = json.dumps(layout(run="no-such-run", sha=sha).to_plotly_json(), default=str)
+            assert "no run 'no-such-run'" in text and known.run_id in text, page
+            assert "no-such-run" not in json.dumps(layout(run=known.run_id, sha=sha).to_plotly_json(), default=str), page
+        clusters = json.dumps(importlib.import_module("embedscope.dashboard.pages.clusters").layout().to_plotly_json(),
+                              default=str, ensure_ascii=False)
+        assert known.title() in clusters  # the full, unique run id, not a prefix
+    assert app.server.test_client().get("/?run=no-such-run").status_code == 200
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_basic_auth_required_when_configured(db_path):
     from embedscope.dashboard.app import create_app
 
@@ -259,11 +286,11 @@ def test_basic_auth_required_when_configured(db_path):
 
 @pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_sql_table_payload_summarises_binary_and_vectors(db):
-    from embedscope.dashboard.pages.sql import table_payload
+    from embedscope.dashboard.shaping import table_payload
     from embedscope.store.queries import run_sql
 
     cols, data, shas = table_payload(run_sql(db, "SELECT i.sha256, i.thumbnail, e.vector FROM images i "
-                                                 "JOIN embeddings e USING (sha256) WHERE i.label = 'dogs'"))
+                                                 "JOIN embeddings e USING (sha256) WHERE i.label = 'dogs'"), 5_000)
     assert [c["id"] for c in cols] == ["sha256", "thumbnail", "vector"]
     assert len(data) == len(shas) == PER_GROUP
     assert data[0]["thumbnail"].endswith("bytes>") and data[0]["vector"] == "[384 values]"
@@ -325,8 +352,8 @@ def test_patch_clustering_builders():
     crop = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)  # 4x4 patches of 2 px
     ex = example_patches(crop, grid, 2, per_cluster=3)
     assert sorted(ex) == [0, 1] and all(len(v) == 3 and v[0].shape == (2, 2, 3) for v in ex.values())
-    overlay = figures.patch_overlay(crop, grid, 2, alpha=1.0)
-    colour = figures._rgb(figures.PALETTE[int(grid[0, 0])])
+    overlay = cluster_figures.patch_overlay(crop, grid, 2, alpha=1.0)
+    colour = cluster_figures._rgb(figures.PALETTE[int(grid[0, 0])])
     assert tuple(overlay[0, 0]) == colour and tuple(overlay[1, 1]) == colour
 
 
@@ -340,7 +367,7 @@ def test_dendrogram_figure_draws_every_merge_and_colours_leaves_by_cluster():
     X = np.concatenate([rng.normal(c, 0.3, size=(9, 4)) for c in (0, 3, 6)])
     Z = linkage(X, "ward")
     labels = fcluster(Z, 3, "maxclust") - 1
-    fig = figures.dendrogram_figure(Z, labels, names=[f"img{i}" for i in range(len(X))])
+    fig = cluster_figures.dendrogram_figure(Z, labels, names=[f"img{i}" for i in range(len(X))])
     links = [t for t in fig.data if t.mode == "lines"]
     leaves = [t for t in fig.data if t.mode == "markers"]
     assert sum(list(t.x).count(None) for t in links) == len(X) - 1  # one ⊓ per merge
@@ -354,9 +381,9 @@ def test_dendrogram_figure_draws_every_merge_and_colours_leaves_by_cluster():
     grey = [t for t in links if t.line.color == "#888888"]
     assert len(grey) == 1 and list(grey[0].x).count(None) == 2
     assert "of 27 images" in fig.layout.title.text
-    assert "a sample of 27 of 5,000 images" in figures.dendrogram_figure(Z, labels, total=5000).layout.title.text
+    assert "a sample of 27 of 5,000 images" in cluster_figures.dendrogram_figure(Z, labels, total=5000).layout.title.text
     with pytest.raises(ValueError):
-        figures.dendrogram_figure(Z[:-1], labels)
+        cluster_figures.dendrogram_figure(Z[:-1], labels)
 
 
 def test_iterations_figure_has_one_frame_per_step_with_play_and_slider():
@@ -365,7 +392,7 @@ def test_iterations_figure_has_one_frame_per_step_with_play_and_slider():
     rng = np.random.default_rng(2)
     xy = np.concatenate([rng.normal(c, 0.5, size=(40, 2)) for c in ((0, 0), (3, 0), (0, 3))])
     it = cluster_iterations(xy, 3, seed=1, init="random")
-    fig = figures.iterations_figure(xy, it, title="k-means")
+    fig = cluster_figures.iterations_figure(xy, it, title="k-means")
     assert len(fig.frames) == it.n_frames > 1
     assert all(len(f.data) == len(fig.data) == 2 + 3 for f in fig.frames)  # points, centres, one trail per centre
     last = fig.frames[-1]
@@ -398,16 +425,17 @@ def test_search_upload_finds_the_stored_image_and_refuses_corrupt_files(db, db_p
     are caught by the embedder's self-check."""
     import base64
 
-    from embedscope.dashboard.search import QueryEmbedderCache, search_upload
-    from embedscope.store.views import run_by_id
+    from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.dashboard.search import search_upload
+    from embedscope.store.runs import latest_run
 
     def upload(data: bytes) -> str:
         return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
     row = db.read("images", ["sha256", "path"], where="label = 'dogs'").sort_by("path").to_pylist()[3]
     data = open(row["path"], "rb").read()
-    cache = QueryEmbedderCache({"image_size": 56})  # the test ingest's --image-size
-    run = run_by_id(db, None)
+    cache = EncoderCache({"image_size": 56})  # the test ingest's --image-size
+    run = latest_run(db)
     res = search_upload(db, cache, upload(data), "dog.jpg", k=5, run=run)
     assert res.error is None and len(res.neighbours) == 5
     top = res.neighbours[0]
@@ -423,5 +451,5 @@ def test_search_upload_finds_the_stored_image_and_refuses_corrupt_files(db, db_p
     bad = search_upload(db, cache, upload(b"just some text"), "notes.txt", run=run)
     assert bad.neighbours == [] and "not a recognised image" in bad.error
 
-    wrong = search_upload(db, QueryEmbedderCache({"image_size": 224}), upload(data), "dog.jpg", k=3, run=run)
+    wrong = search_upload(db, EncoderCache({"image_size": 224}), upload(data), "dog.jpg", k=3, run=run)
     assert wrong.error is None and wrong.check_failed and wrong.check_similarity < 0.9

@@ -105,17 +105,6 @@ def test_overlay_runs_are_the_parent_then_its_novelty_runs_oldest_first(db):
     assert [r.run_id for r in R.overlay_runs(db, R.run_by_id(db, "a-masked"))] == ["a-masked"]
 
 
-def test_views_run_names_are_store_runs(db):
-    """The dashboard's ``views.runs``/``views.run_by_id`` are store.runs: same order, same
-    latest, and an unknown id is an error there too."""
-    from embedscope.store import views
-
-    assert [r.run_id for r in views.runs(db)] == [r.run_id for r in R.list_runs(db)]
-    assert views.run_by_id(db, None) == R.latest_run(db)
-    with pytest.raises(R.UnknownRunError):
-        views.run_by_id(db, "nope")
-
-
 def _embeddings(db: Database, model: str, dim: int, variants=("full",)) -> None:
     X = np.random.default_rng(0).normal(size=(6, dim)).astype(np.float32)
     rows = [{"sha256": f"{i:064x}", "model": model, "variant": v, "dim": dim, "vector": X[i].tolist()}

@@ -17,8 +17,10 @@ from typing import Sequence
 
 from embedscope import __version__
 from embedscope.cli import analyze, dashboard, ingest, query
-from embedscope.cli.ingest import ingest_settings  # noqa: F401  (used by tests and the API)
+from embedscope.cli.ingest import ingest_settings
 from embedscope.errors import EmbedscopeError
+
+__all__ = ["build_parser", "ingest_settings", "main"]
 
 GROUPS = (ingest, query, dashboard, analyze)
 

@@ -29,15 +29,14 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     import dash
     from dash import dcc, html
 
-    from embedscope.dashboard import pages
-    from embedscope.dashboard import ids
+    from embedscope.dashboard import ids, pages
+    from embedscope.dashboard.encoders import EncoderCache
     from embedscope.dashboard.routes import install_basic_auth, register_routes
     from embedscope.store.db import Database
 
     Database(db_path, storage_options=storage_options)  # fail now, with the CLI's one-line error, if there is no database
     ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k,
-                           query_flags=dict(query_flags or {}), query_config=query_config,
-                           storage_options=dict(storage_options or {}))
+                           encoders=EncoderCache(query_flags, query_config), storage_options=dict(storage_options or {}))
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None)
     app.server.config[CONFIG_KEY] = ctx
@@ -52,7 +51,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
             dcc.Store(id=ids.SELECTION, storage_type="session"),
             html.Div([html.B("embedscope", style={"marginRight": "18px"}),
                       *[dcc.Link(p["name"], href=p["relative_path"], style={"marginRight": "14px"},
-                                 id=f"nav-{p['name'].lower().replace(' ', '-')}")
+                                 id=ids.nav_link(p["name"]))
                         for p in dash.page_registry.values() if p.get("nav", True)]],
                      id=ids.NAV, style={"padding": "8px 12px", "borderBottom": "1px solid #ddd", "background": "#fafafa"}),
             _banner(ctx),

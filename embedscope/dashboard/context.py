@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedscope.dashboard.encoders import EncoderCache
 
 DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
 CONFIG_KEY = "EMBEDSCOPE_DASHBOARD"
@@ -18,13 +21,9 @@ class DashboardContext:
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)  # object stores
-    # how to embed an uploaded query image (image_size, preprocess, device, weights; None = the
-    # EMBEDSCOPE_* env / the [ingest] section of ``query_config`` / defaults): must match the ingest
-    query_flags: dict[str, Any] = field(default_factory=dict)
-    query_config: str | None = None
-    _query_embedders: Any = field(default=None, repr=False)
+    # the app's one encoder cache (search by upload, within-image patches): built in create_app
+    encoders: EncoderCache | None = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
-    _encoders: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def db(self) -> Any:
@@ -32,26 +31,6 @@ class DashboardContext:
         from embedscope.store.db import Database
 
         return Database(self.db_path, storage_options=self.storage_options)
-
-    @property
-    def patch_encoders(self) -> Any:
-        """Encoders for within-image patch clustering, built on first use."""
-        from embedscope.dashboard.patches import EncoderCache
-
-        with self._lock:
-            if self._encoders is None:
-                self._encoders = EncoderCache()
-            return self._encoders
-
-    @property
-    def query_embedders(self) -> Any:
-        """Embedders for search by an uploaded image, built on first use per (model, weights)."""
-        from embedscope.dashboard.search import QueryEmbedderCache
-
-        with self._lock:
-            if self._query_embedders is None:
-                self._query_embedders = QueryEmbedderCache(self.query_flags, self.query_config)
-            return self._query_embedders
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

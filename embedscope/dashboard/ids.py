@@ -5,6 +5,13 @@ URL = "es-url"
 BANNER = "es-random-weights-banner"
 NAV = "es-nav"
 SELECTION = "es-selection"  # session store: {"source": "map"|"sql", "sha256": [...]}
+RUN_ERROR = "run-error"  # the one-line message of a page given an unknown ?run= id
+
+
+def nav_link(page_name: str) -> str:
+    """The id of the nav-bar link to the page called ``page_name`` ("Within-image" → nav-within-image)."""
+    return "nav-" + page_name.lower().replace(" ", "-")
+
 
 # map page
 MAP_RUN = "map-run"
@@ -19,12 +26,21 @@ MAP_GALLERY_TITLE = "map-gallery-title"
 MAP_EXPORT = "map-export"
 MAP_DOWNLOAD = "map-download"
 MAP_CLEAR = "map-clear-selection"
+MAP_GALLERY_CARDS = "map-gallery-cards"
+MAP_TOOLTIP_CONTENT = "map-tooltip-content"
+MAP_POINT_NAME = "map-point-name"
+MAP_OPEN_DETAIL = "map-open-detail"
+MAP_NEIGHBOURS = "map-neighbours"
 
 # image detail page
 DETAIL_ROOT = "detail-root"
 DETAIL_IMAGE = "detail-image"
 DETAIL_OVERLAY = "detail-overlay-toggle"
 DETAIL_NEIGHBOURS = "detail-neighbours"
+DETAIL_SHA = "detail-sha"
+DETAIL_SOURCES = "detail-sources"
+DETAIL_SEARCH_UPLOAD = "detail-search-upload"
+DETAIL_ERROR = "detail-error"
 
 # SQL page
 SQL_INPUT = "sql-input"
@@ -33,6 +49,8 @@ SQL_STATUS = "sql-status"
 SQL_TABLE = "sql-table"
 SQL_SHOW_ON_MAP = "sql-show-on-map"
 SQL_SHAS = "sql-shas"
+SQL_ERROR = "sql-error"
+SQL_ROWCOUNT = "sql-rowcount"
 
 # flags page
 FLAGS_KIND = "flags-kind"
@@ -42,6 +60,8 @@ FLAGS_GALLERY = "flags-gallery"
 FLAGS_COUNT = "flags-count"
 FLAGS_EXPORT = "flags-export"
 FLAGS_DOWNLOAD = "flags-download"
+FLAGS_RUN = "flags-run"
+FLAGS_CARDS = "flags-cards"
 
 # metrics page
 METRICS_TABLE = "metrics-table"
@@ -52,6 +72,7 @@ METRICS_SILHOUETTE = "metrics-silhouette-vs-k"
 CLUSTERS_METHOD = "clusters-method"
 CLUSTERS_SIZES = "clusters-sizes"
 CLUSTERS_GALLERIES = "clusters-galleries"
+CLUSTERS_RUN = "clusters-run"
 
 # embeddings page
 EMB_SHA = "emb-sha"
@@ -63,6 +84,7 @@ EMB_HEATMAP = "emb-heatmap"
 EMB_DOWNLOAD_NPY = "emb-download-npy"
 EMB_DOWNLOAD_PARQUET = "emb-download-parquet"
 EMB_DOWNLOAD = "emb-download"
+EMB_MODEL = "emb-model"
 
 # within-image page
 PATCH_SHA = "patch-sha"
@@ -71,6 +93,8 @@ PATCH_RUN = "patch-run"
 PATCH_STATUS = "patch-status"
 PATCH_FIGURE = "patch-figure"
 PATCH_EXAMPLES = "patch-examples"
+PATCH_ERROR = "patch-error"
+PATCH_DONE = "patch-done"
 
 # search page (by an uploaded image)
 SEARCH_UPLOAD = "search-upload"
@@ -78,10 +102,15 @@ SEARCH_K = "search-k"
 SEARCH_STATUS = "search-status"
 SEARCH_RESULTS = "search-results"
 SEARCH_ERROR = "search-error"
+SEARCH_QUERY_THUMB = "search-query-thumb"
+SEARCH_DONE = "search-done"
+SEARCH_CHECK_FAILED = "search-check-failed"
+SEARCH_GALLERY = "search-gallery"
 
 # clusters page: dendrogram and the k-means / k-medoids animation
 CLUSTERS_DENDROGRAM = "clusters-dendrogram"
 CLUSTERS_DENDROGRAM_NOTE = "clusters-dendrogram-note"
+CLUSTERS_DENDROGRAM_TEXT = "clusters-dendrogram-text"
 ANIM_METHOD = "anim-method"
 ANIM_INIT = "anim-init"
 ANIM_K = "anim-k"
@@ -89,3 +118,4 @@ ANIM_PROJECTION = "anim-projection"
 ANIM_SEED = "anim-seed"
 ANIM_GRAPH = "anim-graph"
 ANIM_NOTE = "anim-note"
+ANIM_NOTE_TEXT = "anim-note-text"

@@ -4,7 +4,6 @@ the model (and weights) the image's stored embedding came from."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,38 +40,14 @@ def example_patches(crop: np.ndarray, labels: np.ndarray, patch: int, per_cluste
     return dict(sorted(out.items()))
 
 
-class EncoderCache:
-    """Encoders built on first use and kept per (model, weights) — building one costs seconds."""
-
-    def __init__(self) -> None:
-        self._encoders: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model: str, weights_label: str) -> Any:
-        from embedscope.errors import WeightsNotFoundError
-        from embedscope.models.factory import create_encoder
-
-        key = (model, weights_label)
-        with self._lock:
-            if key not in self._encoders:
-                if weights_label == "random":
-                    spec = "random"
-                elif weights_label.startswith("hub:"):
-                    spec = "hub"
-                else:
-                    raise WeightsNotFoundError(
-                        f"the embeddings were made with weights {weights_label!r}, which the dashboard cannot locate",
-                        "patch clustering needs the same weights: use hub or random weights, or re-ingest")
-                self._encoders[key] = create_encoder(model, weights=spec, device="auto")
-            return self._encoders[key]
-
-    def patch_clusters(self, image: Any, model: str, weights_label: str, k: int) -> PatchClusters:
-        """Cluster the patch tokens of a PIL ``image`` (one caller at a time per encoder)."""
-        encoder = self.get(model, weights_label)
-        with self._lock:
-            crop = encoder.preprocessor.resize_crop(image.convert("RGB"))
-            tokens = encoder.tokens(encoder.preprocessor.to_array(crop)[None])[0].cpu().numpy()
-        patches = tokens[encoder.config.num_prefix_tokens:]
-        g = int(round(len(patches) ** 0.5))
-        labels = cluster_patches(patches, k).reshape(g, g)
-        return PatchClusters(np.asarray(crop, np.uint8), labels, crop.size[0] // g, weights_label)
+def patch_clusters(loaded: Any, image: Any, k: int) -> PatchClusters:
+    """Cluster the patch tokens of a PIL ``image`` seen by ``loaded``
+    (:class:`embedscope.dashboard.encoders.LoadedEncoder`) into ``k`` groups."""
+    encoder = loaded.encoder
+    with loaded.lock:
+        crop = encoder.preprocessor.resize_crop(image.convert("RGB"))
+        tokens = encoder.tokens(encoder.preprocessor.to_array(crop)[None])[0].cpu().numpy()
+    patches = tokens[encoder.config.num_prefix_tokens:]
+    g = int(round(len(patches) ** 0.5))
+    labels = cluster_patches(patches, k).reshape(g, g)
+    return PatchClusters(np.asarray(crop, np.uint8), labels, crop.size[0] // g, loaded.embedder.weights)

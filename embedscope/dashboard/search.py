@@ -3,26 +3,22 @@ path) are decoded by the safe decoder and embedded exactly as ingest embedded th
 (:class:`embedscope.ingest.embed_file.QueryEmbedder`: same model, weights, preprocessing),
 then searched with :func:`embedscope.store.search.similar`.
 
-The embedder is built lazily, once per (model, variant, weights) in the server process
-(:class:`QueryEmbedderCache`): loading the network costs seconds. When it is built, one
-stored image is re-embedded and compared with its stored vector, so a dashboard started with
-other ``--image-size`` / ``--preprocess`` than the ingest says so on screen instead of
-returning meaningless neighbours.
+The embedder comes from the app's one :class:`embedscope.dashboard.encoders.EncoderCache`
+(loaded once per model, variant and weights, and self-checked against a stored vector).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from embedscope.dashboard.encoders import CHECK_MIN_SIMILARITY, EncoderCache
 from embedscope.errors import DecodeError, EmbedscopeError
+from embedscope.hashing import sha256_bytes
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-CHECK_MIN_SIMILARITY = 0.999  # re-embedding a stored image must give (almost) its stored vector
 
 
 def upload_bytes(contents: str | None, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
@@ -42,67 +38,6 @@ def upload_bytes(contents: str | None, *, max_bytes: int = MAX_UPLOAD_BYTES) -> 
     if not data:
         raise DecodeError("empty file (0 bytes)", "upload an image file")
     return data
-
-
-@dataclass
-class Embedder:
-    """A loaded query embedder plus the result of its self-check on one stored image."""
-
-    embedder: Any
-    settings: Any
-    check_sha: str | None = None
-    check_similarity: float | None = None
-
-
-class QueryEmbedderCache:
-    """Query embedders built on first use and kept per (model, variant, weights label)."""
-
-    def __init__(self, flags: Mapping[str, Any] | None = None, config_file: str | None = None) -> None:
-        self.flags = dict(flags or {})
-        self.config_file = config_file
-        self._items: dict[tuple[str, str, str], Embedder] = {}
-        self._lock = threading.Lock()
-
-    def get(self, db: Any, model: str, variant: str, weights_label: str) -> Embedder:
-        from embedscope.ingest.embed_file import QueryEmbedder, query_settings
-
-        key = (model, variant, weights_label)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is None:
-                settings = query_settings(model, weights_label, self.flags, config_file=self.config_file)
-                hit = Embedder(QueryEmbedder(settings, variant=variant, expect_weights=weights_label), settings)
-                _self_check(db, hit, model, variant)
-                self._items[key] = hit
-            return hit
-
-
-def _self_check(db: Any, item: Embedder, model: str, variant: str, tries: int = 3) -> None:
-    """Re-embed a stored image whose file is still there; record the cosine to its stored vector."""
-    import numpy as np
-
-    from embedscope.store import schema as S
-    from embedscope.store import views
-
-    t = db.dataset(S.embeddings_table_name(model)).to_table(columns=["sha256", "vector"], filter=f"variant = '{variant}'",
-                                                            limit=tries)
-    for sha, vec in zip(t.column("sha256").to_pylist()[:tries], t.column("vector").to_pylist()[:tries]):
-        for path in views.stored_paths(db, sha):  # paths from the database, never from a request
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            if hashlib.sha256(data).hexdigest() != sha:
-                continue
-            try:
-                new = item.embedder.embed_bytes([data])[0]
-            except EmbedscopeError:
-                continue
-            a, b = np.asarray(vec, np.float64), np.asarray(new, np.float64)
-            item.check_sha = sha
-            item.check_similarity = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
-            return
 
 
 @dataclass
@@ -126,7 +61,7 @@ class UploadResult:
         return self.check_similarity is not None and self.check_similarity < CHECK_MIN_SIMILARITY
 
 
-def search_upload(db: Any, cache: QueryEmbedderCache, contents: str | None, filename: str | None = None, *,
+def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: str | None = None, *,
                   k: int = 12, run: Any = None) -> UploadResult:
     """Embed an uploaded image (``dcc.Upload`` contents) and find its ``k`` nearest stored images
     in the embeddings ``run`` was computed on (the only / ``full`` ones without a run).
@@ -137,11 +72,12 @@ def search_upload(db: Any, cache: QueryEmbedderCache, contents: str | None, file
     from embedscope.ingest.embed_file import table_weights_label
     from embedscope.store import schema as S
     from embedscope.store import views
-    from embedscope.store.search import _pick_model, similar
+    from embedscope.store.filters import eq
+    from embedscope.store.search import pick_model, similar
 
     try:
         data = upload_bytes(contents)
-        model = _pick_model(db, run.model if run is not None else None)
+        model = pick_model(db, run.model if run is not None else None)
         variant = (run.variant if run is not None else None) or S.VARIANT_FULL
         label = table_weights_label(db, model, variant)
         item = cache.get(db, model, variant, label)
@@ -152,12 +88,12 @@ def search_upload(db: Any, cache: QueryEmbedderCache, contents: str | None, file
     rows = table.to_pylist()
     thumb = _thumb_uri(data, item.settings)
     labels = {r["sha256"]: r.get("label") for r in views.image_rows(db, [r["sha256"] for r in rows])}
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_bytes(data)
     return UploadResult(
         neighbours=[{"sha256": r["sha256"], "path": r["path"], "label": labels.get(r["sha256"]),
                      "similarity": 1.0 - float(r["distance"])} for r in rows],
         model=model, variant=variant, weights=label, image_size=item.settings.image_size,
-        preprocess=item.settings.preprocess, stored_sha=sha if db.count(S.IMAGES, where=f"sha256 = '{sha}'") else None,
+        preprocess=item.settings.preprocess, stored_sha=sha if db.count(S.IMAGES, where=eq("sha256", sha)) else None,
         check_sha=item.check_sha, check_similarity=item.check_similarity, query_thumb=thumb)
 
 

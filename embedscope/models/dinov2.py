@@ -182,7 +182,8 @@ class DinoV2Encoder:
         tensor on the model's device."""
         import torch
 
-        model, device = self.model, self.device
+        self.load()
+        device = self.device
         if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
             torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
         x = torch.as_tensor(batch)

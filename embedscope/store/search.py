@@ -240,7 +240,6 @@ def pick_model(db: Database, model: str | None, *, dim: int | None = None) -> st
     raise QueryError(f"the database has embeddings of several models: {', '.join(models)}", "pick one with model=/--model")
 
 
-_pick_model = pick_model  # the dashboard's name until it imports pick_model
 
 
 def stored_dim(db: Database, model: str) -> int | None:

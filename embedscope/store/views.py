@@ -1,12 +1,10 @@
 """Read-side lookups for the dashboard: map points, thumbnails, image detail, neighbours,
-cluster galleries, flags, metrics, runs.
+cluster galleries, flags, metrics.
 
 Every function takes a :class:`~embedscope.store.db.Database` and returns plain Python /
 numpy / pandas values, so the dashboard never touches LanceDB and its figure builders stay
 pure. A sha256 is validated first (64 lowercase hex digits); every value reaches a Lance
-filter through :mod:`embedscope.store.filters`. Runs come from :mod:`embedscope.store.runs`
-(``runs`` and ``run_by_id`` here are its ``list_runs`` and ``run_or_latest`` by the names the
-dashboard uses).
+filter through :mod:`embedscope.store.filters`. Runs come from :mod:`embedscope.store.runs`.
 """
 
 from __future__ import annotations
@@ -49,8 +47,6 @@ def _sha_filter(shas: Sequence[str]) -> str:
 
 # -- runs: the dashboard's names for store.runs -----------------------------------------------
 
-runs = list_runs  # runs(db, kind="analyze"): newest first
-run_by_id = run_or_latest  # run_by_id(db, None) is the latest; an unknown id raises UnknownRunError
 
 
 def projection_options(db: Database, run_id: str) -> list[tuple[str, int]]:
@@ -199,7 +195,7 @@ def image_detail(db: Database, sha256: str, run_id: str | None = None) -> dict[s
     embeddings = []
     for name in db.embedding_table_names():
         embeddings += db.read(name, ["model", "variant", "dim", "weights", "created_at"], where=where).to_pylist()
-    run = run_by_id(db, run_id)
+    run = run_or_latest(db, run_id)
     clusters, flags = [], None
     if run is not None:
         rw = both(eq("run_id", run.run_id), where)
@@ -275,7 +271,7 @@ def metrics_frame(db: Database) -> "Any":
 
     m = db.read(S.METRICS).to_pandas()
     r = pd.DataFrame([{"run_id": x.run_id, "model": x.model, "variant": x.variant, "created_at": x.created_at}
-                      for x in runs(db, kind=None)], columns=["run_id", "model", "variant", "created_at"])
+                      for x in list_runs(db, kind=None)], columns=["run_id", "model", "variant", "created_at"])
     return m.merge(r, on="run_id", how="left")
 
 

@@ -1,5 +1,14 @@
-"""The dashboard's pages. Each module has ``layout(**query)`` (queries when requested) and
-``register_callbacks(app, ctx)``; :func:`register` wires them into one app."""
+"""The dashboard's pages. Each module has ``layout(**query)`` (queries when requested; the URL's
+query parameters arrive as keyword arguments) and ``register_callbacks(app, ctx)`` (``ctx``: the
+app's :class:`~embedscope.dashboard.context.DashboardContext`: database handle, limits, the one
+encoder cache); :func:`register` wires them into one app.
+
+A page module stays thin: its layout and callbacks read through ``embedscope.store`` (runs via
+``store.runs``, other reads via ``store.views`` / ``store.queries``) and hand the results to pure
+builders in ``shaping`` (data), ``figures`` / ``cluster_figures`` (Plotly) and ``components``
+(Dash layout). Component ids are constants in ``ids``. To add a page: a module here with those
+two functions, one row in :data:`PAGES`, its ids in ``ids.py``.
+"""
 
 from __future__ import annotations
 

@@ -8,12 +8,13 @@ from typing import Any
 from dash import Input, Output, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, ids
+from embedscope.dashboard import context, ids, shaping
 
 
 def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
     from embedscope.errors import EmbedscopeError
     from embedscope.store import views
+    from embedscope.store.runs import run_or_latest
 
     ctx = context.current()
     if not views.is_sha256(sha):
@@ -21,10 +22,11 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                                                     "(this page takes ?sha=<sha256>).", kind="warn")], id=ids.DETAIL_ROOT)
     db = ctx.db()
     try:
-        d = views.image_detail(db, sha, run)
+        r = run_or_latest(db, run)
+        d = views.image_detail(db, sha, r.run_id if r else None)
     except EmbedscopeError as exc:
-        return html.Div([html.H3("Image"), C.notice(exc.one_line(), kind="error")], id=ids.DETAIL_ROOT)
-    img, flags, r = d["image"], d["flags"] or {}, d["run"]
+        return html.Div([html.H3("Image"), C.notice(exc.one_line(), kind="error", id=ids.DETAIL_ERROR)], id=ids.DETAIL_ROOT)
+    img, flags = d["image"], d["flags"] or {}
     has_mask = any(not m.get("fallback") for m in d["masks"])
     try:
         near = views.neighbours(db, sha, k=max(12, ctx.neighbours_k), model=r.model if r else None,
@@ -32,16 +34,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         near_note = None
     except EmbedscopeError as exc:
         near, near_note = [], exc.one_line()
-    why = []
-    if flags:
-        if flags.get("is_novel"):
-            why.append(f"novel: {flags.get('novelty_reason') or 'no reason stored'}")
-        if flags.get("is_contaminated"):
-            why.append(f"contaminated: {flags.get('contamination_reason') or 'no reason stored'}")
-        if flags.get("dup_group") is not None:
-            why.append(f"near-duplicate group {flags['dup_group']} (embedding)")
-        if flags.get("phash_group") is not None:
-            why.append(f"near-duplicate group {flags['phash_group']} (perceptual hash)")
+    why = shaping.flag_reasons(flags)
 
     def fmt(v: Any) -> Any:
         return f"{v:.4f}" if isinstance(v, float) else v
@@ -53,7 +46,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                 html.Img(id=ids.DETAIL_IMAGE, src=f"/image/{sha}", style={"width": "100%", "maxWidth": "640px", "height": "auto"}),
                 dcc.Checklist(id=ids.DETAIL_OVERLAY, options=[{"label": " show SAM2 mask overlay", "value": "mask"}],
                               value=[]) if has_mask else html.Div("no SAM2 mask stored", style={"fontSize": "12px", "color": "#777"}),
-                dcc.Store(id="detail-sha", data=sha),
+                dcc.Store(id=ids.DETAIL_SHA, data=sha),
             ], style={"flex": "0 0 45%"}),
             html.Div([
                 html.H4("Metadata"),
@@ -62,7 +55,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                             ("ingested", img.get("ingested_at")), ("perceptual hash", img.get("phash"))]),
                 html.H4("Source paths"),
                 html.Ul([html.Li(f"{s['path']}  (drop {s.get('drop')}, seen {s.get('seen_at')})") for s in d["sources"]],
-                        id="detail-sources", style={"fontSize": "13px"}),
+                        id=ids.DETAIL_SOURCES, style={"fontSize": "13px"}),
                 html.H4("Embeddings"),
                 html.Ul([html.Li(f"{e['model']}/{e['variant']} · dim {e['dim']} · weights {e['weights']}") for e in d["embeddings"]],
                         style={"fontSize": "13px"}),
@@ -71,7 +64,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                 html.Ul([html.Li(f"{m['model']} · area {fmt(m.get('area_fraction'))} · score {fmt(m.get('score'))}"
                                  f"{' · fallback: ' + (m.get('reason') or '') if m.get('fallback') else ''}") for m in d["masks"]]
                         or [html.Li("none")], style={"fontSize": "13px"}),
-                html.H4("Analysis" + (f" (run {r.run_id[:8]})" if r else "")),
+                html.H4("Analysis" + (f" (run {r.title()})" if r else "")),
                 C.kv_table([("clusters", ", ".join(f"{c['method']} {c['cluster']}" for c in d["clusters"]) or None),
                             ("novelty score", fmt(flags.get("novelty_score"))), ("surprise", fmt(flags.get("surprise"))),
                             ("centroid / kNN / GLOSH", " / ".join(str(fmt(flags.get(k))) for k in
@@ -82,15 +75,14 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         ], style={"display": "flex"}),
         html.H4(f"{len(near)} nearest neighbours (cosine similarity)"),
         C.notice(near_note, kind="error") if near_note else None,
-        C.gallery([C.thumb_card(n["sha256"], [n.get("label"), C.similarity_text(n["similarity"])], path=n.get("path"),
-                                class_name="es-thumb es-neighbour") for n in near], gallery_id=ids.DETAIL_NEIGHBOURS),
-        html.Div(dcc.Link("search similar by an uploaded image →", href="/search", id="detail-search-upload"),
+        C.neighbour_gallery(near, gallery_id=ids.DETAIL_NEIGHBOURS, empty="nothing to show"),
+        html.Div(dcc.Link("search similar by an uploaded image →", href="/search", id=ids.DETAIL_SEARCH_UPLOAD),
                  style={"fontSize": "13px", "marginTop": "8px"}),
     ], id=ids.DETAIL_ROOT)
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
-    @app.callback(Output(ids.DETAIL_IMAGE, "src"), Input(ids.DETAIL_OVERLAY, "value"), Input("detail-sha", "data"),
+    @app.callback(Output(ids.DETAIL_IMAGE, "src"), Input(ids.DETAIL_OVERLAY, "value"), Input(ids.DETAIL_SHA, "data"),
                   prevent_initial_call=True)
     def _overlay(value: list[str] | None, sha: str) -> str:
         return f"/overlay/{sha}" if value and "mask" in value else f"/image/{sha}"

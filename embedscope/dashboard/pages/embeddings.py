@@ -4,37 +4,36 @@ downloads of the selection's vectors as .npy or Parquet."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, figures, ids
+from embedscope.dashboard import context, figures, ids, shaping
 
 PCA_MAX_ROWS = 20_000  # a fixed random sample beyond this, for the explained variance
 HEATMAP_MAX = 300
 
 
-def layout(sha: str | None = None, **_: Any) -> Any:
+def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
+    from embedscope.analysis.iterations import sample_rows
     from embedscope.store import views
+    from embedscope.store.runs import UnknownRunError, run_or_latest
 
     db = context.current().db()
-    run = views.run_by_id(db, None)
-    model = (run.model if run else None) or views.default_model(db)
+    try:
+        current = run_or_latest(db, run)
+    except UnknownRunError as exc:
+        return C.message_page("Embeddings", exc.one_line(), kind="error", id=ids.RUN_ERROR)
+    model = (current.model if current else None) or views.default_model(db)
     if model is None:
-        return html.Div([html.H3("Embeddings"), C.notice("No embeddings stored yet.", kind="warn")])
-    variant = (run.variant if run else None) or "full"
+        return C.message_page("Embeddings", "No embeddings stored yet.")
+    variant = (current.variant if current else None) or "full"
     shas, X = views.embeddings_table(db, None, model=model, variant=variant)
-    if len(shas) > PCA_MAX_ROWS:
-        import numpy as np
-
-        keep = np.sort(np.random.default_rng(0).choice(len(shas), PCA_MAX_ROWS, replace=False))
-        X = X[keep]
-    ratios = figures.explained_variance(X) if len(shas) else []
+    ratios = shaping.explained_variance(X[sample_rows(len(shas), PCA_MAX_ROWS)]) if len(shas) else []
     return html.Div([
         html.H3(f"Embeddings ({model}/{variant}, {len(shas):,} vectors)"),
-        dcc.Store(id="emb-model", data={"model": model, "variant": variant}),
+        dcc.Store(id=ids.EMB_MODEL, data={"model": model, "variant": variant}),
         html.Div([html.Label("image sha256 "), dcc.Input(id=ids.EMB_SHA, value=sha if views.is_sha256(sha) else (shas[0] if shas else ""),
                                                      debounce=True, style={"width": "560px", "fontFamily": "monospace"})]),
         html.Div([dcc.Graph(id=ids.EMB_VECTOR, style={"flex": "2"}), dcc.Graph(id=ids.EMB_HIST, style={"flex": "1"})],
@@ -57,7 +56,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.store import views
 
     @app.callback(Output(ids.EMB_VECTOR, "figure"), Output(ids.EMB_HIST, "figure"), Output(ids.EMB_TOPDIMS, "data"),
-                  Input(ids.EMB_SHA, "value"), State("emb-model", "data"))
+                  Input(ids.EMB_SHA, "value"), State(ids.EMB_MODEL, "data"))
     def _vector(sha: str, mv: dict) -> tuple:
         from embedscope.errors import EmbedscopeError
 
@@ -68,41 +67,26 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             vec = views.embedding_matrix(ctx.db(), [sha], model=mv["model"], variant=mv["variant"])[0]
         except EmbedscopeError:
             return {}, {}, []
-        return figures.vector_figure(vec, f"{sha[:12]}… ({len(vec)} dims)"), figures.histogram_figure(vec), figures.top_dims(vec)
+        return figures.vector_figure(vec, f"{sha[:12]}… ({len(vec)} dims)"), figures.histogram_figure(vec), shaping.top_dims(vec)
 
-    @app.callback(Output(ids.EMB_HEATMAP, "figure"), Input(ids.SELECTION, "data"), State("emb-model", "data"))
+    @app.callback(Output(ids.EMB_HEATMAP, "figure"), Input(ids.SELECTION, "data"), State(ids.EMB_MODEL, "data"))
     def _heatmap(selection: dict | None, mv: dict) -> Any:
         shas = ((selection or {}).get("sha256") or [])[:HEATMAP_MAX]
         if len(shas) < 2 or not mv:
-            fig = figures.go.Figure()
-            fig.add_annotation(text="select at least 2 images on the map (lasso) or with SQL", showarrow=False)
-            fig.update_layout(height=200, template="plotly_white")
-            return fig
+            return figures.empty_figure("select at least 2 images on the map (lasso) or with SQL")
         db = ctx.db()
         rows = views.image_rows(db, shas)
         X = views.embedding_matrix(db, [r["sha256"] for r in rows], model=mv["model"], variant=mv["variant"])
-        import os
-
-        return figures.cosine_heatmap_figure(X, [os.path.basename(r.get("path") or r["sha256"][:12]) for r in rows])
+        return figures.cosine_heatmap_figure(X, [shaping.image_name(r["sha256"], r.get("path")) for r in rows])
 
     @app.callback(Output(ids.EMB_DOWNLOAD, "data"), Input(ids.EMB_DOWNLOAD_NPY, "n_clicks"),
-                  Input(ids.EMB_DOWNLOAD_PARQUET, "n_clicks"), State(ids.SELECTION, "data"), State("emb-model", "data"),
+                  Input(ids.EMB_DOWNLOAD_PARQUET, "n_clicks"), State(ids.SELECTION, "data"), State(ids.EMB_MODEL, "data"),
                   prevent_initial_call=True)
     def _download(_a: int, _b: int, selection: dict | None, mv: dict) -> Any:
-        from dash import callback_context, dcc as _dcc
-
         shas = (selection or {}).get("sha256") or []
         if not shas:
             return no_update
         got, X = views.embeddings_table(ctx.db(), shas, model=mv["model"], variant=mv["variant"])
-        buf = io.BytesIO()
         if callback_context.triggered_id == ids.EMB_DOWNLOAD_NPY:
-            import numpy as np
-
-            np.save(buf, X)
-            return _dcc.send_bytes(buf.getvalue(), f"embeddings-{len(got)}.npy")
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table({"sha256": got, "vector": list(X)}), buf)
-        return _dcc.send_bytes(buf.getvalue(), f"embeddings-{len(got)}.parquet")
+            return dcc.send_bytes(shaping.npy_bytes(X), f"embeddings-{len(got)}.npy")
+        return dcc.send_bytes(shaping.vectors_parquet_bytes(got, X), f"embeddings-{len(got)}.parquet")

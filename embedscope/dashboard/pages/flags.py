@@ -8,23 +8,26 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, figures, ids
+from embedscope.dashboard import context, ids, shaping
 
 KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"))
 GALLERY_MAX = 120
 
 
-def layout(kind: str = "novel", **_: Any) -> Any:
-    from embedscope.store import views
+def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
+    from embedscope.store import schema as S
+    from embedscope.store.runs import UnknownRunError, run_or_latest
 
-    ctx = context.current()
-    db = ctx.db()
-    run = views.run_by_id(db, None)
-    if run is None:
-        return html.Div([html.H3("Flags"), C.notice("No analysis run yet: run `embedscope analyze --db DIR`.", kind="warn")])
-    labels = sorted({v for v in db.read("images", ["label"]).column("label").to_pylist() if v})
+    db = context.current().db()
+    try:
+        current = run_or_latest(db, run)
+    except UnknownRunError as exc:
+        return C.message_page("Flags", exc.one_line(), kind="error", id=ids.RUN_ERROR)
+    if current is None:
+        return C.message_page("Flags", "No analysis run yet: run `embedscope analyze --db DIR`.")
+    labels = sorted({v for v in db.read(S.IMAGES, ["label"]).column("label").to_pylist() if v})
     return html.Div([
-        html.H3(f"Flags (run {run.run_id[:8]})"),
+        html.H3(f"Flags (run {current.title()})"),
         html.Div([
             dcc.RadioItems(id=ids.FLAGS_KIND, options=[{"label": f" {n}  ", "value": v} for v, n in KINDS],
                            value=kind if kind in dict(KINDS) else "novel", inline=True,
@@ -38,7 +41,7 @@ def layout(kind: str = "novel", **_: Any) -> Any:
             html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
             dcc.Download(id=ids.FLAGS_DOWNLOAD),
         ]),
-        dcc.Store(id="flags-run", data=run.run_id),
+        dcc.Store(id=ids.FLAGS_RUN, data=current.run_id),
         html.Div(id=ids.FLAGS_COUNT, style={"margin": "6px 0", "fontSize": "13px"}),
         html.Div(id=ids.FLAGS_GALLERY),
     ])
@@ -47,28 +50,24 @@ def layout(kind: str = "novel", **_: Any) -> Any:
 def _rows(ctx: Any, run_id: str, kind: str, label: str | None, min_score: float) -> list[dict]:
     from embedscope.store import views
 
-    return figures.flag_rows(views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0))
+    return shaping.flag_rows(views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0))
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.FLAGS_GALLERY, "children"), Output(ids.FLAGS_COUNT, "children"),
                   Input(ids.FLAGS_KIND, "value"), Input(ids.FLAGS_LABEL, "value"), Input(ids.FLAGS_MIN_SCORE, "value"),
-                  Input("flags-run", "data"))
+                  Input(ids.FLAGS_RUN, "data"))
     def _gallery(kind: str, label: str | None, min_score: float, run_id: str) -> tuple:
         rows = _rows(ctx, run_id, kind, label, min_score)
-        cards = []
-        for r in rows[:GALLERY_MAX]:
-            caption = [r.get("label"), f"score {r['score']:.3f}" if r.get("score") is not None else None, r.get("reason")]
-            cards.append(C.thumb_card(r["sha256"], caption, path=r.get("path"), class_name="es-thumb es-flag"))
         count = f"{len(rows):,} flagged as {kind}" + (f", first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else "")
-        return C.gallery(cards, gallery_id="flags-cards", empty=f"no {kind} images"), count
+        return C.flag_gallery(rows[:GALLERY_MAX], kind), count
 
     @app.callback(Output(ids.FLAGS_DOWNLOAD, "data"), Input(ids.FLAGS_EXPORT, "n_clicks"),
                   State(ids.FLAGS_KIND, "value"), State(ids.FLAGS_LABEL, "value"), State(ids.FLAGS_MIN_SCORE, "value"),
-                  State("flags-run", "data"), prevent_initial_call=True)
+                  State(ids.FLAGS_RUN, "data"), prevent_initial_call=True)
     def _export(_n: int, kind: str, label: str | None, min_score: float, run_id: str) -> Any:
         rows = _rows(ctx, run_id, kind, label, min_score)
         if not rows:
             return no_update
-        return {"content": figures.rows_csv(rows, ("sha256", "path", "label", "score", "reason")),
+        return {"content": shaping.rows_csv(rows, ("sha256", "path", "label", "score", "reason")),
                 "filename": f"embedscope-flags-{kind}.csv", "type": "text/csv"}

@@ -8,7 +8,7 @@ from typing import Any
 from dash import dash_table, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, figures, ids
+from embedscope.dashboard import context, figures, ids, shaping
 
 
 def layout(**_: Any) -> Any:
@@ -16,8 +16,8 @@ def layout(**_: Any) -> Any:
 
     df = views.metrics_frame(context.current().db())
     if len(df) == 0:
-        return html.Div([html.H3("Metrics"), C.notice("No metrics stored yet: run `embedscope analyze --db DIR`.", kind="warn")])
-    columns, rows = figures.metrics_pivot(df)
+        return C.message_page("Metrics", "No metrics stored yet: run `embedscope analyze --db DIR`.")
+    columns, rows = shaping.metrics_pivot(df)
     return html.Div([
         html.H3("Metrics"),
         html.Div("Rows: metric · clustering method · space; columns: runs (id, model/variant).",

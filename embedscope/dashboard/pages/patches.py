@@ -4,14 +4,12 @@ the stored model and weights; with random weights it still runs, and says so."""
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 from dash import Input, Output, State, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import figures, ids
+from embedscope.dashboard import cluster_figures, ids
 
 
 def layout(sha: str | None = None, **_: Any) -> Any:
@@ -32,24 +30,17 @@ def layout(sha: str | None = None, **_: Any) -> Any:
     ])
 
 
-def _png_data_uri(pixels: Any, scale: int = 4) -> str:
-    from PIL import Image
-
-    img = Image.fromarray(pixels)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.PATCH_FIGURE, "figure"), Output(ids.PATCH_FIGURE, "style"), Output(ids.PATCH_EXAMPLES, "children"),
                   Output(ids.PATCH_STATUS, "children"),
                   Input(ids.PATCH_RUN, "n_clicks"), State(ids.PATCH_SHA, "value"), State(ids.PATCH_K, "value"),
                   prevent_initial_call=True)
     def _run(_n: int, sha: str | None, k: int) -> tuple:
+        from embedscope.dashboard.patches import patch_clusters
         from embedscope.dashboard.routes import load_stored_image
         from embedscope.errors import EmbedscopeError
+        from embedscope.ingest.embed_file import table_weights_label
+        from embedscope.store import schema as S
         from embedscope.store import views
 
         sha = (sha or "").strip().lower()
@@ -58,38 +49,16 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update, hidden, None, C.notice("enter the sha256 of a stored image", kind="warn")
         db = ctx.db()
         try:
-            detail = views.image_detail(db, sha)
-            emb = sorted(detail["embeddings"], key=lambda e: e["variant"] != "full")
-            if not emb:
+            models = sorted({e["model"] for e in views.image_detail(db, sha)["embeddings"]})
+            if not models:
                 return no_update, hidden, None, C.notice("this image has no stored embedding", kind="warn")
             image, source = load_stored_image(db, sha)
             if image is None:
                 return no_update, hidden, None, C.notice("the image file and thumbnail are both unavailable", kind="error")
-            result = ctx.patch_encoders.patch_clusters(image, emb[0]["model"], emb[0]["weights"] or "?", int(k))
+            # the patch tokens come from the encoder alone: the full-image variant's encoder serves every variant
+            loaded = ctx.encoders.get(db, models[0], S.VARIANT_FULL, table_weights_label(db, models[0], S.VARIANT_FULL))
+            result = patch_clusters(loaded, image, int(k))
         except EmbedscopeError as exc:
-            return no_update, hidden, None, C.notice(exc.one_line(), kind="error", id="patch-error")
-        examples = figures_examples(result)
-        notes = [f"{emb[0]['model']} · weights {result.weights} · {result.labels.size} patches of {result.patch}px"]
-        if source == "thumbnail":
-            notes.append("the stored file is unavailable: computed on the thumbnail")
-        status = [html.Div(" · ".join(notes), id="patch-done", style={"fontSize": "13px"})]
-        if result.weights == "random":
-            status.append(C.notice("RANDOM WEIGHTS: these patch clusters come from an untrained network and mean nothing.",
-                                   kind="warn"))
-        fig = figures.patch_overlay_figure(result.crop, result.labels, result.patch)
-        return fig, {"display": "block"}, examples, status
-
-
-def figures_examples(result: Any) -> Any:
-    from embedscope.dashboard.patches import example_patches
-
-    blocks = []
-    for lab, crops in example_patches(result.crop, result.labels, result.patch).items():
-        colour = figures.PALETTE[lab % len(figures.PALETTE)]
-        size = int((result.labels == lab).sum())
-        blocks.append(html.Div([
-            html.Span(f"cluster {lab} · {size} patches ", style={"fontSize": "12px", "borderLeft": f"12px solid {colour}",
-                                                                 "paddingLeft": "4px"}),
-            *[html.Img(src=_png_data_uri(c), style={"margin": "2px", "border": f"2px solid {colour}"}) for c in crops],
-        ], className="es-patch-cluster", style={"margin": "4px 0"}))
-    return blocks
+            return no_update, hidden, None, C.notice(exc.one_line(), kind="error", id=ids.PATCH_ERROR)
+        fig = cluster_figures.patch_overlay_figure(result.crop, result.labels, result.patch)
+        return fig, {"display": "block"}, C.patch_examples(result), C.patch_status(result, models[0], source)

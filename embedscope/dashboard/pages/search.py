@@ -33,11 +33,11 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
     """(status, gallery) children for a :class:`embedscope.dashboard.search.UploadResult`."""
     if result.error:
         return C.notice(result.error, kind="error", id=ids.SEARCH_ERROR), None
-    query = html.Img(src=result.query_thumb, id="search-query-thumb", title=filename or "upload",
+    query = html.Img(src=result.query_thumb, id=ids.SEARCH_QUERY_THUMB, title=filename or "upload",
                      style={"maxHeight": "120px", "maxWidth": "160px", "float": "left", "marginRight": "12px",
                             "border": "2px solid #1f77b4"}) if result.query_thumb else None
     status = [query, html.Div(f"{filename or 'upload'}: embedded with {result.model}/{result.variant} · weights {result.weights} · "
-                       f"image size {result.image_size} · preprocess {result.preprocess}", id="search-done",
+                       f"image size {result.image_size} · preprocess {result.preprocess}", id=ids.SEARCH_DONE,
                        style={"fontSize": "13px"})]
     if result.weights == "random":
         status.append(C.notice("RANDOM WEIGHTS: the query and the stored images were embedded by an untrained network; "
@@ -47,7 +47,7 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
             f"These settings do not reproduce the stored vectors: re-embedding stored image {result.check_sha[:12]}… gives "
             f"cosine similarity {result.check_similarity:.4f} to its stored vector (expected ~1). Restart the dashboard with "
             "the ingest's --image-size / --preprocess (or --config); until then these neighbours are meaningless.",
-            kind="error", id="search-check-failed"))
+            kind="error", id=ids.SEARCH_CHECK_FAILED))
     if result.stored_sha:
         status.append(html.Div(["This exact file is in the database: ", dcc.Link(result.stored_sha[:16] + "…",
                                                                               href=C.detail_href(result.stored_sha))],
@@ -56,7 +56,7 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
                           class_name="es-thumb es-search-hit") for n in result.neighbours]
     status.append(html.Div(style={"clear": "both"}))
     return status, [html.H4(f"{len(cards)} nearest stored images (cosine similarity)"),
-                    C.gallery(cards, gallery_id="search-gallery", empty="no stored embeddings to compare with")]
+                    C.gallery(cards, gallery_id=ids.SEARCH_GALLERY, empty="no stored embeddings to compare with")]
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
@@ -65,11 +65,11 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   prevent_initial_call=True)
     def _search(contents: str | None, k: int | None, filename: str | None) -> tuple:
         from embedscope.dashboard.search import search_upload
-        from embedscope.store import views
+        from embedscope.store.runs import latest_run
 
         if not contents:
             return None, None
         db = ctx.db()
-        result = search_upload(db, ctx.query_embedders, contents, filename, k=max(1, min(int(k or 12), 100)),
-                               run=views.run_by_id(db, None))
+        result = search_upload(db, ctx.encoders, contents, filename, k=max(1, min(int(k or 12), 100)),
+                               run=latest_run(db))
         return render(result, filename)

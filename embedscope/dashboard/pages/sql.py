@@ -8,11 +8,10 @@ from typing import Any
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import ids
+from embedscope.dashboard import ids, shaping
 
 EXAMPLE = "SELECT sha256, path, label, width, height FROM images ORDER BY path LIMIT 100"
 MAX_ROWS = 5_000  # rows sent to the table
-SHOW_COLUMNS_MAX_CHARS = 200
 
 
 def layout(**_: Any) -> Any:
@@ -32,35 +31,6 @@ def layout(**_: Any) -> Any:
     ])
 
 
-def table_payload(table: Any) -> tuple[list[dict], list[dict], list[str]]:
-    """(DataTable columns, records, sha256 values) for an Arrow result. Binary and vector
-    columns are summarised, not sent."""
-    cols, data = [], []
-    names = table.column_names
-    records = table.slice(0, MAX_ROWS).to_pylist()
-    for name in names:
-        cols.append({"name": name, "id": name})
-    for r in records:
-        row = {}
-        for k, v in r.items():
-            if isinstance(v, (bytes, bytearray)):
-                v = f"<{len(v)} bytes>"
-            elif isinstance(v, (list, tuple)):
-                v = f"[{len(v)} values]"
-            elif isinstance(v, dict):
-                v = str(v)[:SHOW_COLUMNS_MAX_CHARS]
-            elif v is not None and not isinstance(v, (int, float, str, bool)):
-                v = str(v)
-            row[k] = v
-        data.append(row)
-    shas = []
-    if "sha256" in names:
-        from embedscope.store.views import is_sha256
-
-        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_sha256(s)))
-    return cols, data, shas
-
-
 def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.SQL_TABLE, "columns"), Output(ids.SQL_TABLE, "data"), Output(ids.SQL_STATUS, "children"),
                   Output(ids.SQL_SHAS, "data"), Output(ids.SQL_SHOW_ON_MAP, "disabled"),
@@ -72,12 +42,12 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         try:
             result = run_sql(ctx.db(), sql or "")
         except EmbedscopeError as exc:
-            return [], [], C.notice(exc.one_line(), kind="error", id="sql-error"), None, True
-        cols, data, shas = table_payload(result)
+            return [], [], C.notice(exc.one_line(), kind="error", id=ids.SQL_ERROR), None, True
+        cols, data, shas = shaping.table_payload(result, MAX_ROWS)
         msg = f"{result.num_rows:,} rows" + (f" (first {MAX_ROWS:,} shown)" if result.num_rows > MAX_ROWS else "")
         if shas:
             msg += f"; {len(shas):,} images with a sha256 — “Show on map” selects them there."
-        return cols, data, html.Span(msg, id="sql-rowcount", **{"data-rows": str(result.num_rows)}), shas or None, not shas
+        return cols, data, html.Span(msg, id=ids.SQL_ROWCOUNT, **{"data-rows": str(result.num_rows)}), shas or None, not shas
 
     @app.callback(Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.URL, "href"),
                   Input(ids.SQL_SHOW_ON_MAP, "n_clicks"), State(ids.SQL_SHAS, "data"), prevent_initial_call=True)
