@@ -40,7 +40,7 @@ def _latencies(fn, queries) -> tuple[list[float], list]:
 
 
 def bench_size(n: int, n_queries: int = 50, seed: int = 0) -> list[dict]:
-    from embedscope.ingest.pipeline import embedding_rows
+    from embedscope.ingest.rows import embedding_rows
     from embedscope.store import schema as S
     from embedscope.store.db import Database
     from embedscope.store.index import build_index, choose_params, search_params

@@ -12,9 +12,10 @@ import pytest
 
 from embedscope.errors import ConfigError, DatabaseLockedError
 from embedscope.store import lockfile
-from embedscope.ingest.daemon import WATCH_LOCK_FILE, WatchSettings
+from embedscope.ingest.daemon import WatchSettings
 from embedscope.store import schema as S
 from embedscope.store.db import LOCK_FILE, Database
+from embedscope.store.locks import WATCH
 from tests.conftest import REPO, run_cli
 
 HOLD_WATCH_LOCK = """
@@ -43,7 +44,7 @@ def hold(code: str, arg: str) -> subprocess.Popen:
 
 
 def test_watch_lock_of_a_killed_process_is_taken_over(tmp_path):
-    path = tmp_path / WATCH_LOCK_FILE
+    path = tmp_path / WATCH.file
     proc = hold(HOLD_WATCH_LOCK, str(path))
     try:
         with pytest.raises(DatabaseLockedError) as info:
@@ -79,7 +80,7 @@ def test_writer_lock_of_a_killed_ingest_is_freed(tmp_path):
 def test_waiting_for_a_lock_stops_when_asked(tmp_path):
     import threading
 
-    path = tmp_path / WATCH_LOCK_FILE
+    path = tmp_path / WATCH.file
     first = lockfile.acquire(path, owner="watch")
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
@@ -87,6 +88,25 @@ def test_waiting_for_a_lock_stops_when_asked(tmp_path):
     assert lockfile.acquire(path, owner="watch", wait=float("inf"), stop=stop) is None
     assert time.monotonic() - t0 < 30
     first.release()
+
+
+@pytest.mark.parametrize("which", ["watch_lock", "writer_lock"])
+def test_the_database_locks_say_what_they_lock_and_stop_waiting_when_asked(tmp_path, which):
+    import threading
+
+    db = Database(tmp_path / "db", create=True)
+    lock = getattr(db, which)
+    with lock(owner="first") as held:
+        assert held
+        with pytest.raises(DatabaseLockedError, match="first pid"):
+            with lock(wait=0.0):
+                pass
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        with lock(wait=float("inf"), stop=stop) as second:
+            assert second is False
+    with lock(wait=0.0) as again:  # released on leaving the block
+        assert again
 
 
 def test_a_table_whose_creation_was_killed_is_repaired(tmp_path):

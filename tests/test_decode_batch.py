@@ -16,7 +16,8 @@ from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError
 from embedscope.ingest.decode import decode_bytes, hamming
 from embedscope.ingest.jpeg_batch import JpegBatchDecoder, apply_orientation, prepare_jpeg, resolve_decode
-from embedscope.ingest.pipeline import load_encoders, make_run
+from embedscope.ingest.encoders import load_encoders
+from embedscope.ingest.pipeline import make_run
 from embedscope.ingest.scan import scan_drops
 from embedscope.store import schema as S
 from embedscope.store.db import Database
@@ -152,7 +153,7 @@ def test_a_file_the_batch_decoder_refuses_is_decoded_on_the_cpu(jpeg_drop, tmp_p
     db = Database(str(tmp_path / "db"), create=True)
     run = IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name, weights=enc.weights.label,
                     batch_decoder=_RefusingDecoder("cpu", 56, MEAN, STD))
-    with caplog.at_level(logging.INFO, logger="embedscope.ingest.pipeline"):
+    with caplog.at_level(logging.INFO, logger="embedscope.ingest.decode_stage"):
         summary = run.run(list(scan_drops(settings.drops)))
     assert (summary.new, summary.quarantined) == (15, 1)
     assert any("refused" in r.message and "large.jpg" in r.message for r in caplog.records)
@@ -165,7 +166,7 @@ def test_a_file_the_batch_decoder_refuses_is_decoded_on_the_cpu(jpeg_drop, tmp_p
     # item leaves the batch and is handed to ``reject`` (quarantine) with Pillow's reason
     from embedscope.ingest.decode import DecodedImage
     from embedscope.ingest.jpeg_batch import Prepared
-    from embedscope.ingest.pipeline import DecodedItem
+    from embedscope.ingest.decode_stage import DecodedItem, decode_deferred
     from embedscope.ingest.scan import FileEntry
 
     data = (jpeg_drop / "b/large.jpg").read_bytes()
@@ -176,7 +177,8 @@ def test_a_file_the_batch_decoder_refuses_is_decoded_on_the_cpu(jpeg_drop, tmp_p
                                 ("ok", ok))]
     rejected = []
     batch = list(items)
-    run._decode_deferred(batch, lambda it, reason: rejected.append((it.sha256, reason)))
+    decode_deferred(batch, run.batch_decoder, preprocessor=run.preprocessor, max_pixels=settings.max_pixels,
+                    draft_to=run.draft_to, reject=lambda it, reason: rejected.append((it.sha256, reason)))
     assert [it.sha256 for it in batch] == ["ok"] and batch[0].pixels.shape == (3, 56, 56)
     assert len(rejected) == 1 and rejected[0][0] == "bad" and "truncated" in rejected[0][1]
 

@@ -205,7 +205,7 @@ def test_similar_returns_the_image_itself_first(ingested):
 
 
 def _vector_db(tmp_path: Path, vectors: np.ndarray, labels: list[str], model: str = "dinov2_vits14") -> tuple[Database, list[str]]:
-    from embedscope.ingest.pipeline import embedding_rows
+    from embedscope.ingest.rows import embedding_rows
 
     db = Database(tmp_path / "vdb", create=True)
     shas = [f"{i:064x}" for i in range(len(vectors))]
@@ -340,7 +340,7 @@ def test_similar_finds_a_minority_variant_crowded_out_by_another(tmp_path):
     """Post-filtered search falls back to prefiltering when the other variant fills the top hits."""
     import numpy as np
 
-    from embedscope.ingest.pipeline import embedding_rows
+    from embedscope.ingest.rows import embedding_rows
     from embedscope.store.queries import similar
 
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ def _clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndar
 
 
 def _write(db: Database, start: int, vectors: np.ndarray) -> list[str]:
-    from embedscope.ingest.pipeline import embedding_rows
+    from embedscope.ingest.rows import embedding_rows
 
     shas = [f"{i:064x}" for i in range(start, start + len(vectors))]
     db.upsert(S.embeddings_table_name(MODEL), embedding_rows(shas, vectors, model=MODEL, variant="full", weights="random"))

@@ -131,7 +131,7 @@ class CrashOnceEncoder:
 
 @pytest.mark.slow
 def test_a_killed_encoder_actor_is_retried_without_duplicate_or_hole(ray_cluster, drop, local_db, tmp_path):
-    from embedscope.ingest.pipeline import load_encoders
+    from embedscope.ingest.encoders import load_encoders
     from embedscope.ingest.ray_executor import RayIngest
 
     marker = tmp_path / "crash-next-batch"
@@ -153,7 +153,7 @@ def test_a_killed_encoder_actor_is_retried_without_duplicate_or_hole(ray_cluster
 @pytest.mark.slow
 def test_gpu_actors_on_a_cluster_without_gpus_fail_fast(ray_cluster, drop, tmp_path):
     from embedscope.errors import ConfigError
-    from embedscope.ingest.pipeline import load_encoders
+    from embedscope.ingest.encoders import load_encoders
     from embedscope.ingest.ray_executor import RayIngest
 
     settings = IngestSettings(drops=(str(drop["drop"]),), db=str(tmp_path / "db"), weights="random", image_size=56,
@@ -179,7 +179,10 @@ def test_a_result_delivered_twice_is_written_once():
     """The driver's guard behind "exactly once": a retried task's second delivery adds nothing."""
     import datetime as dt
 
-    from embedscope.ingest.pipeline import DecodedItem, IngestSummary, KnownState, Triage, embedding_rows
+    from embedscope.ingest.decode_stage import DecodedItem
+    from embedscope.ingest.progress import IngestSummary
+    from embedscope.ingest.rows import embedding_rows
+    from embedscope.ingest.triage import KnownState, Triage
     from embedscope.ingest.ray_executor import BatchResult, take_result
     from embedscope.ingest.scan import FileEntry
     from embedscope.ingest.writer import WriteJob

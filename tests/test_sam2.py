@@ -227,11 +227,11 @@ def test_stage_feeds_the_encoder_exactly_the_masked_image(tmp_path):
     the preprocessed apply_mask(image, stored mask) in both modes, the full image on fallback."""
     import datetime as dt
 
-    from embedscope.ingest.pipeline import decode_entry
+    from embedscope.ingest.decode_stage import decode_entry
     from embedscope.ingest.scan import FileEntry
     from embedscope.models.factory import create_encoder
     from embedscope.models.masking import apply_mask
-    from embedscope.models.sam2 import Sam2MaskedStage
+    from embedscope.ingest.sam2_stage import Sam2MaskedStage
 
     settings = IngestSettings(weights="random", image_size=56, sam2=True, sam2_weights="random", sam2_max_side=64,
                               device="cpu")

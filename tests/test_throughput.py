@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from embedscope.config import IngestSettings
-from embedscope.ingest.pipeline import load_encoders, make_run
+from embedscope.ingest.encoders import load_encoders
+from embedscope.ingest.pipeline import make_run
 from embedscope.ingest.scan import scan_drops
 from embedscope.ingest.writer import BatchWriter, WriteJob
 from embedscope.store import schema as S

@@ -13,11 +13,15 @@ uses. What it adds is *when* a file is read and *who* may write:
 - **Crash safety** comes from the pipeline's write order (embeddings → images → quarantine →
   sources, each one atomic Lance commit, each an idempotent upsert): after ``kill -9`` at any
   moment, the next start redoes the unfinished batch and nothing is duplicated or lost.
-- **Locks.** A daemon lock (``.embedscope-watch.lock``) is held for the daemon's lifetime: a
-  second ``watch`` on the same database exits with a message naming the first (or, with
+- **Locks.** The database's watch lock (:meth:`Database.watch_lock
+  <embedscope.store.db.Database.watch_lock>`) is held for the daemon's lifetime: a second
+  ``watch`` on the same database exits with a message naming the first (or, with
   ``--wait-lock SECONDS``/``inf``, waits as a standby). The database's writer lock is taken
   per batch only, waiting as long as needed, so a one-shot ``ingest`` or an analysis job can
-  write between batches. Both are ``flock`` locks: the kernel frees them when a process dies.
+  write between batches. How they are held (a file lock the kernel frees when a process dies,
+  an S3 lease that runs out) is the store's business (:mod:`embedscope.store.locks`).
+- **Analysis** after batches (``--on-batch-analyze N``) is a callback the caller hands in
+  (``analyze``; the CLI's refreshes novelty flags): ingest does not depend on analysis.
 - **Stopping.** SIGTERM/SIGINT finish the current batch (already hashed and decoded files are
   embedded and written; the rest is left for next time), then exit 0. A second signal exits
   at once, which is also safe.
@@ -31,23 +35,24 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from embedscope.config import IngestSettings
-from embedscope.errors import ConfigError, DatabaseLockedError, EmbedscopeError
-from embedscope.store import lockfile
+from embedscope.errors import ConfigError, EmbedscopeError
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.stability import SettleTracker, entry_key
 from embedscope.store import schema as S
+from embedscope.store.compaction import compact_tables
+from embedscope.store.db import Database
 
 log = logging.getLogger("embedscope.watch")
 
-WATCH_LOCK_FILE = ".embedscope-watch.lock"
+Analyze = Callable[[Database, str], "str | None"]
+"""``analyze(db, model) -> run id or None``: what ``--on-batch-analyze`` runs (without the writer lock)."""
 
 
 @dataclass(frozen=True)
@@ -119,16 +124,20 @@ class Watcher:
         stop: threading.Event,
         wait_lock: float = 0.0,
         emit: Callable[[dict[str, Any]], None] | None = None,
+        analyze: Analyze | None = None,
     ) -> None:
+        if watch.on_batch_analyze and analyze is None:
+            raise ConfigError("--on-batch-analyze needs an analysis to run (none was given to the daemon)")
         self.settings = dataclasses.replace(settings, progress=False)  # one log line per batch instead
         self.watch = watch
         self.stop = stop
         self.wait_lock = wait_lock
         self.emit = emit
+        self.analyze = analyze
         self.totals = WatchTotals()
         self.tracker = SettleTracker(watch.settle, incomplete_grace=watch.incomplete_grace)
         self.known: set[tuple[str, int, int]] = set()
-        self.db: Any = None
+        self.db: Any = None  # the Database, opened by run()
         self.encoders: Any = None
         self._run: Any = None  # the reused IngestRun (its KnownState stays current while we write alone)
         self._snapshot: tuple | None = None  # table versions after our last write
@@ -141,8 +150,6 @@ class Watcher:
     # -- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> WatchTotals:
-        from embedscope.store.db import Database, is_remote
-
         from embedscope.objectstore import is_uri, list_objects, resolve_options
 
         options = self.settings.storage_option_dict()
@@ -152,57 +159,15 @@ class Watcher:
             elif not Path(drop).expanduser().exists():
                 raise ConfigError(f"drop folder not found: {drop}", "create it, or check the path")
         self.db = Database(self.settings.db, create=True, storage_options=options)
-        held: Any = None
-        if not is_remote(self.db.uri) or self.db.uri.startswith("s3://"):
-            held = self._acquire_watch_lock() if not is_remote(self.db.uri) else self._acquire_s3_watch_lease()
-            if held is None:  # stopped while waiting for another daemon
+        with self.db.watch_lock(wait=self.wait_lock, stop=self.stop) as held:
+            if not held:  # stopped while waiting for another daemon
                 return self.totals
-        try:
             self._serve()
-        finally:
-            if held is not None:
-                held.release()
         log.info(self.totals.one_line())
         return self.totals
 
-    def _acquire_watch_lock(self) -> lockfile.HeldLock | None:
-        path = Path(self.db.uri) / WATCH_LOCK_FILE
-        if self.wait_lock > 0:
-            holder = lockfile.read_holder(path)
-            try:
-                return self._lock_now(path, 0.0)
-            except DatabaseLockedError:
-                how_long = "as long as it runs" if self.wait_lock == float("inf") else f"up to {self.wait_lock:g}s"
-                log.info("another watch holds %s (%s); waiting %s for it to stop", self.db.uri,
-                         lockfile.describe_holder(holder), how_long)
-        held = self._lock_now(path, self.wait_lock)
-        if held is not None:
-            prev = held.previous
-            same_host = prev.get("host") == socket.gethostname()
-            if prev.get("pid") not in (None, os.getpid()) and not (same_host and lockfile.pid_alive(prev.get("pid"))):
-                log.info("lock left by %s taken over (that process is gone; the OS freed its lock)",
-                         lockfile.describe_holder(prev))
-        return held
-
-    def _acquire_s3_watch_lease(self) -> Any:
-        """One watch per S3 database: a lease object, renewed while the daemon lives."""
-        from embedscope.store import objectlock
-
-        return objectlock.acquire(
-            self.db.uri.rstrip("/") + "/" + WATCH_LOCK_FILE, self.db.storage_options, owner="watch",
-            wait=self.wait_lock, stop=self.stop, what=f"{self.db.uri} is already watched",
-            hint="one watch per database: stop the other one, or pass --wait-lock SECONDS (or inf) "
-                 "to wait as a standby")
-
-    def _lock_now(self, path: Path, wait: float) -> lockfile.HeldLock | None:
-        return lockfile.acquire(
-            path, owner="watch", wait=wait, stop=self.stop,
-            what=f"{self.db.uri} is already watched",
-            hint="one watch per database: stop the other one, or pass --wait-lock SECONDS (or inf) "
-                 "to wait as a standby")
-
     def _serve(self) -> None:
-        from embedscope.ingest.pipeline import load_encoders
+        from embedscope.ingest.encoders import load_encoders
 
         self.encoders = load_encoders(self.settings)  # weights resolved now: fail before any work
         self.encoders.encoder.load()  # build the network now, so the first batch is not the slow one
@@ -239,7 +204,7 @@ class Watcher:
                   S.embeddings_table_name(encoder.name): S.embeddings_schema(encoder.dim)}
         if self.settings.sam2:
             tables[S.MASKS] = S.MASKS_SCHEMA
-        with _WriterLock(self.db, self.stop) as locked:
+        with self._writer_lock() as locked:
             if not locked:
                 return False
             self.db.refresh()
@@ -274,7 +239,7 @@ class Watcher:
     def _ingest(self, chunk: list[FileEntry]) -> None:
         from embedscope.ingest.pipeline import make_run
 
-        with _WriterLock(self.db, self.stop) as locked:
+        with self._writer_lock() as locked:
             if not locked:
                 return
             try:
@@ -315,6 +280,11 @@ class Watcher:
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
                 self._new_since_analyze = 0
                 self._analyze()
+
+    def _writer_lock(self) -> ContextManager[bool]:
+        """The writer lock for one step, waiting as long as another writer holds it; yields
+        False if the daemon is stopped first."""
+        return self.db.writer_lock(wait=float("inf"), owner="watch", stop=self.stop)
 
     def _keep_index_current(self) -> None:
         """Build the ANN index once the table is large enough, fold new rows in, retrain on growth."""
@@ -360,21 +330,12 @@ class Watcher:
     # -- after batches --------------------------------------------------------------------
 
     def _analyze(self) -> None:
-        """Refresh novelty flags, once per ``on_batch_analyze`` new images: score the new images
-        against the latest analyze run, or fit one first if there is none.
-
-        Called without the writer lock held: analysis jobs write only result tables.
-        """
-        from embedscope.analysis.jobs import AnalysisParams, latest_run, run_analysis, run_novelty_only
-
-        model = self.encoders.encoder.name
+        """Run the ``analyze`` callback, once per ``on_batch_analyze`` new images; a failure is
+        logged and the daemon goes on. Called without the writer lock held: analysis jobs
+        write only result tables."""
         try:
             self.db.refresh()
-            if latest_run(self.db, kind="analyze", model=model, variant=S.VARIANT_FULL) is None:
-                log.info("no analyze run for %s/full yet: fitting one (embedscope analyze defaults)", model)
-                run_id = run_analysis(self.db, AnalysisParams(model=model, variant=S.VARIANT_FULL))
-            else:
-                run_id = run_novelty_only(self.db, since=None, model=model, variant=S.VARIANT_FULL)
+            run_id = self.analyze(self.db, self.encoders.encoder.name)
         except EmbedscopeError as exc:
             log.warning("novelty refresh failed: %s (the daemon goes on)", exc.one_line())
             return
@@ -391,17 +352,15 @@ class Watcher:
         every = self.watch.optimize_every
         if not every or not self._wrote_since_optimize or time.monotonic() - self._last_optimize < every:
             return
-        with _WriterLock(self.db, self.stop) as locked:
+        with self._writer_lock() as locked:
             if not locked:
                 return
             names = [S.IMAGES, S.SOURCES, S.QUARANTINE, S.embeddings_table_name(self.encoders.encoder.name)]
             t0 = time.monotonic()
             try:
                 self.db.refresh()
-                for name in names:
-                    if self.db.has_table(name):
-                        # keep an hour of old versions for readers that are still on one
-                        self.db.table(name).optimize(cleanup_older_than=dt.timedelta(hours=1))
+                # keep an hour of old versions for readers that are still on one
+                compact_tables(self.db, names, keep_versions_for=dt.timedelta(hours=1))
             except Exception:
                 log.exception("compacting the tables failed (the daemon goes on)")
             else:
@@ -411,36 +370,6 @@ class Watcher:
                 self._snapshot = self._versions()  # our own commits: the run's state is still right
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
-
-
-class _WriterLock:
-    """Hold the database's writer lock, waiting (and logging once) while someone else has it.
-
-    ``with _WriterLock(db, stop) as locked:`` — ``locked`` is False if ``stop`` was set first.
-    """
-
-    def __init__(self, db: Any, stop: threading.Event) -> None:
-        self.db, self.stop, self.cm = db, stop, None
-
-    def __enter__(self) -> bool:
-        logged = False
-        while True:
-            cm = self.db.writer_lock(wait=0.0, owner="watch")
-            try:
-                cm.__enter__()
-            except DatabaseLockedError as exc:
-                if not logged:
-                    log.info("waiting for the writer lock: %s", exc.message)
-                    logged = True
-                if self.stop.wait(0.5):
-                    return False
-                continue
-            self.cm = cm
-            return True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cm is not None:
-            self.cm.__exit__(*exc)
 
 
 def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:
@@ -459,8 +388,10 @@ def run_watch(
     wait_lock: float = 0.0,
     json_lines: bool = False,
     stop: threading.Event | None = None,
+    analyze: Analyze | None = None,
 ) -> WatchTotals:
-    """The ``embedscope watch`` command: run until SIGTERM/SIGINT (or ``stop``), then return."""
+    """The ``embedscope watch`` command: run until SIGTERM/SIGINT (or ``stop``), then return.
+    ``analyze`` is what ``watch.on_batch_analyze`` runs (needed when that is set)."""
     own_handlers = stop is None
     if stop is None:
         stop = threading.Event()
@@ -469,7 +400,8 @@ def run_watch(
     def emit(record: dict[str, Any]) -> None:  # stdout carries only these; logs go to stderr
         print(json.dumps(record, default=str), flush=True)
 
-    watcher = Watcher(settings, watch, stop=stop, wait_lock=wait_lock, emit=emit if json_lines else None)
+    watcher = Watcher(settings, watch, stop=stop, wait_lock=wait_lock, emit=emit if json_lines else None,
+                      analyze=analyze)
     try:
         return watcher.run()
     finally:
@@ -478,4 +410,4 @@ def run_watch(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-__all__ = ["WatchSettings", "Watcher", "run_watch", "install_stop_handlers", "WATCH_LOCK_FILE"]
+__all__ = ["Analyze", "WatchSettings", "Watcher", "run_watch", "install_stop_handlers"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, WeightsNotFoundError
+from embedscope.store import filters
 from embedscope.store import schema as S
 
 
@@ -47,7 +48,7 @@ def table_weights_label(db: Any, model: str, variant: str) -> str:
     embedded with those weights); :class:`QueryError` when the table mixes several."""
     from embedscope.errors import QueryError
 
-    rows = db.read(S.embeddings_table_name(model), ["weights"], where=f"variant = '{variant}'")
+    rows = db.read(S.embeddings_table_name(model), ["weights"], where=filters.eq("variant", variant))
     labels = sorted({w for w in rows.column("weights").to_pylist() if w})
     if len(labels) != 1:
         raise QueryError(f"{model}/{variant} holds vectors from {len(labels)} weight sources ({', '.join(labels)})",
@@ -89,7 +90,7 @@ class QueryEmbedder:
     def __init__(self, settings: IngestSettings, *, variant: str, expect_weights: str) -> None:
         import threading
 
-        from embedscope.ingest.pipeline import load_encoders
+        from embedscope.ingest.encoders import load_encoders
 
         self.settings = replace(settings, sam2=variant == S.VARIANT_SAM2,
                                 store_patch_mean=variant == S.VARIANT_PATCH_MEAN)
@@ -125,11 +126,12 @@ class QueryEmbedder:
                             for n, b in zip(names, blobs)])
 
     def _embed(self, entries: Sequence[tuple]) -> np.ndarray:
-        from embedscope.ingest.pipeline import decode_entry
+        from embedscope.ingest.decode_stage import decode_entry, draft_size
+        from embedscope.store.vectors import vectors_to_numpy
 
         settings, encoders = self.settings, self.encoders
         keep = any(s.needs_image for s in encoders.stages)
-        draft = max(settings.image_size, settings.thumbnail_size, settings.sam2_max_side if keep else 0)
+        draft = draft_size(settings, keep_image=keep)
         with self._lock:
             items = [decode_entry(entry, f"query{i}", preprocessor=encoders.encoder.preprocessor, settings=settings,
                                   keep_image=keep, draft_to=draft, variants=(self.variant,), data=data)
@@ -139,7 +141,5 @@ class QueryEmbedder:
                     if name.startswith(S.EMBEDDINGS_PREFIX):
                         rows = rows.filter(rows.column("variant").to_numpy(zero_copy_only=False) == self.variant)
                         if rows.num_rows:
-                            vec = rows.column("vector").combine_chunks()
-                            return np.asarray(vec.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(
-                                rows.num_rows, -1)
+                            return vectors_to_numpy(rows)
         raise ConfigError(f"no stage produces the {self.variant!r} variant", "use --variant full")

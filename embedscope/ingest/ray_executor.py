@@ -47,21 +47,14 @@ import pyarrow.compute as pc
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, DependencyError, EmbedscopeError
-from embedscope.ingest.pipeline import (
-    CPU_BATCH_SIZE,
-    Committer,
-    DecodedItem,
-    IngestSummary,
-    KnownState,
-    Progress,
-    StageTimes,
-    Triage,
-    decode_or_error,
-    encode_batch,
-    hash_entry,
-    load_encoders,
-)
+from embedscope.ingest.commit import Committer
+from embedscope.ingest.decode_stage import DecodedItem, decode_or_error, draft_size
+from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, encode_batch, stage_timings
+from embedscope.ingest.encoders import load_encoders
+from embedscope.ingest.hash_stage import hash_entry
+from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
 from embedscope.ingest.scan import FileEntry, scan_drops
+from embedscope.ingest.triage import KnownState, Triage
 from embedscope.ingest.writer import BatchWriter, WriteJob
 from embedscope.store.db import Database, utc_now
 
@@ -149,8 +142,7 @@ class EncoderActor:
         result.items = items
         enc = self.encoders.encoder
         result.device, result.precision = str(enc.device_name), str(enc.precision)
-        for stage in self.encoders.stages:
-            result.stage_seconds.update(getattr(stage, "take_timings", dict)())
+        result.stage_seconds.update(stage_timings(self.encoders.stages))
         return {"result": [pickle.dumps(result, protocol=5)]}
 
 
@@ -215,9 +207,7 @@ class RayIngest:
         self.encoder_cls = encoder_cls
         self.variants = tuple(s.variant for s in self.stages)
         self.keep_image = any(s.needs_image for s in self.stages)
-        self.draft_to = max(settings.image_size, settings.thumbnail_size)
-        if self.keep_image:
-            self.draft_to = max(self.draft_to, settings.sam2_max_side)
+        self.draft_to = draft_size(settings, keep_image=self.keep_image)
 
     def run(self, entries: Sequence[FileEntry]) -> IngestSummary:
         import ray

@@ -1,6 +1,6 @@
 """Masks as plain arrays: which candidate to keep, and what the masked image looks like.
 
-Pure NumPy/Pillow, no model: the SAM2 stage (:mod:`embedscope.models.sam2`) produces the
+Pure NumPy/Pillow, no model: the SAM2 stage (:mod:`embedscope.ingest.sam2_stage`) produces the
 candidate masks and calls these functions, and tests check them on synthetic masks.
 
 The rule (stated in the README): an image whose grayscale standard deviation is below

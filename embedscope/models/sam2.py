@@ -4,9 +4,9 @@
 - :func:`resolve_sam2_weights`: ``hub`` / a local checkpoint / ``random``, like DINOv2's
 - :class:`Sam2Segmenter`: SAM2 prompted with a 3×3 grid of points (multimask output, so 27
   candidate masks per image in one decoder call), batched, bf16 on CUDA
-- :class:`Sam2MaskedStage`: the ingest pipeline's ``sam2_masked`` variant — choose a mask
-  (:mod:`embedscope.models.masking`), mask the image, embed it with the DINOv2 encoder, and
-  write one ``masks`` row per image
+- :func:`find_main_masks` / :func:`masked_image`: the main-object mask of each image (chosen
+  by :mod:`embedscope.models.masking`) and the image masked with it; the ingest stage that
+  embeds it and writes the rows is :mod:`embedscope.ingest.sam2_stage`
 
 Why grid prompts and not ``SAM2AutomaticMaskGenerator``: the generator decodes a 32×32 point
 grid (1,024 prompts) and post-processes every mask, many times the cost of the image encoder
@@ -23,23 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
-from embedscope.errors import ConfigError, DependencyError, UnknownModelError, WeightsNotFoundError
-from embedscope.models.masking import (
-    MASK_MODES,
-    MaskRule,
-    apply_mask,
-    encode_mask_png,
-    fill_colour,
-    is_uniform,
-    mask_bbox,
-    resize_mask,
-    select_mask,
-)
+from embedscope.errors import DependencyError, UnknownModelError, WeightsNotFoundError
+from embedscope.models.masking import MaskRule, apply_mask, is_uniform, resize_mask, select_mask
 from embedscope.models.weights import RANDOM_SEED, WeightSource, resolve_weights
-from embedscope.store import schema as S
 
 log = logging.getLogger(__name__)
 
@@ -268,82 +256,6 @@ def masked_image(image: np.ndarray, main: MainMask, *, mode: str, fill: tuple[in
     if main.mask is None:
         return image
     return apply_mask(image, resize_mask(main.mask, (image.shape[1], image.shape[0])), mode=mode, fill=fill)
-
-
-class Sam2MaskedStage:
-    """The ``sam2_masked`` variant: SAM2 mask → masked image → the DINOv2 encoder.
-
-    Writes the embeddings (model and weights of the DINOv2 encoder, variant ``sam2_masked``)
-    and one ``masks`` row per image (model and weights of SAM2). Time spent in SAM2 itself is
-    reported by :meth:`take_timings` as ``sam2`` (part of the pipeline's ``encode`` time).
-    """
-
-    variant = S.VARIANT_SAM2
-    needs_image = True
-
-    def __init__(self, encoder: Any, segmenter: Sam2Segmenter, *, mask_mode: str = "mean_fill",
-                 rule: MaskRule = MaskRule()) -> None:
-        if mask_mode not in MASK_MODES:
-            raise ConfigError(f"unknown --sam2-mask-mode {mask_mode!r}", f"use one of: {', '.join(MASK_MODES)}")
-        self.encoder = encoder
-        self.segmenter = segmenter
-        self.mask_mode = mask_mode
-        self.rule = rule
-        self.fill = fill_colour(encoder.preprocessor.mean)
-        self._seconds = 0.0
-
-    @classmethod
-    def build(cls, settings: Any, encoder: Any, weights: WeightSource) -> "Sam2MaskedStage":
-        """From :class:`~embedscope.config.IngestSettings` (``sam2_*`` fields); ``weights`` come
-        from :func:`resolve_sam2_weights`. The SAM2 network itself is built on first use."""
-        config = get_sam2_config(settings.sam2_model)
-        require_sam2()
-        if weights.is_random:
-            from embedscope.ingest.pipeline import warn_random
-
-            warn_random(f"{config.name}: using RANDOM SAM2 weights (--sam2-weights random); masks are not meaningful")
-        segmenter = Sam2Segmenter(config, weights, device=settings.device,
-                                  input_size=sam2_input_size(settings.sam2_max_side))
-        return cls(encoder, segmenter, mask_mode=settings.sam2_mask_mode)
-
-    def take_timings(self) -> dict[str, float]:
-        """Seconds spent in SAM2 since the last call (the pipeline adds them to its summary)."""
-        seconds, self._seconds = self._seconds, 0.0
-        return {"sam2": round(seconds, 3)}
-
-    def process(self, items: Sequence[Any]) -> dict[str, pa.Table]:
-        from embedscope.ingest.pipeline import embedding_rows
-        from embedscope.store.db import utc_now
-
-        t0 = time.monotonic()
-        found = find_main_masks(self.segmenter, [np.asarray(it.image) for it in items], self.rule)
-        seconds = time.monotonic() - t0
-        self._seconds += seconds
-        log.info("sam2: %d images in %.1fs (%.2f s/image, %s, input %d px, %d fallbacks)", len(items), seconds,
-                 seconds / len(items), self.segmenter.device_name, self.segmenter.input_size,
-                 sum(m.fallback for m in found))
-        pixels, rows = [], []
-        now = utc_now()
-        for it, main in zip(items, found):
-            row: dict[str, Any] = {"sha256": it.sha256, "model": self.segmenter.name,
-                                   "weights": self.segmenter.weights.label, "score": main.score,
-                                   "reason": main.reason, "fallback": main.fallback, "created_at": now,
-                                   "mask_mode": self.mask_mode}
-            if main.mask is None:
-                row.update(area_fraction=1.0, bbox=[0, 0, it.width, it.height], mask_png=None)
-                pixels.append(it.pixels)  # the full image's input: the vector equals the full variant's
-            else:
-                original = resize_mask(main.mask, (it.width, it.height))
-                row.update(area_fraction=float(original.mean()), bbox=list(mask_bbox(original)),
-                           mask_png=encode_mask_png(original))
-                masked = masked_image(np.asarray(it.image), main, mode=self.mask_mode, fill=self.fill)
-                pixels.append(self.encoder.preprocessor(Image.fromarray(masked)))
-            rows.append(row)
-        vectors = self.encoder.embed(np.stack(pixels)).cls
-        emb = embedding_rows([it.sha256 for it in items], vectors, model=self.encoder.name,
-                             variant=self.variant, weights=self.encoder.weights.label)
-        return {S.embeddings_table_name(self.encoder.name): emb,
-                S.MASKS: pa.Table.from_pylist(rows, S.MASKS_SCHEMA)}
 
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:

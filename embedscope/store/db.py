@@ -13,21 +13,21 @@ an idempotent upsert, never a duplicate and never a hole.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Sequence
 
 import pyarrow as pa
 
 from embedscope.errors import DatabaseError, EmbedscopeError, NotFoundError
-from embedscope.store import lockfile
+from embedscope.store import locks
 from embedscope.store import schema as S
 from embedscope.store.filters import eq
 
-LOCK_FILE = ".embedscope-writer.lock"
+LOCK_FILE = locks.WRITER.file
 
 log = logging.getLogger(__name__)
 
@@ -265,41 +265,20 @@ class Database:
         self.ensure_table(name, schema).add(rows)
         return rows.num_rows
 
-    @contextlib.contextmanager
-    def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest") -> Iterator[None]:
-        """Hold the database's single-writer lock; with ``wait`` > 0, retry that many seconds.
+    def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest",
+                    stop: threading.Event | None = None) -> ContextManager[bool]:
+        """Hold the database's single-writer lock (``with db.writer_lock(): ...``); with
+        ``wait`` > 0, retry that many seconds (``inf``: for ever). Yields True once held, False
+        if ``stop`` was set while waiting. How it is held depends on the store
+        (:mod:`embedscope.store.locks`): an OS file lock locally, a renewed lease object on S3,
+        none on other object stores. See README, "Object storage"."""
+        return locks.hold(self.uri, self.storage_options, locks.WRITER, owner=owner, wait=wait, stop=stop)
 
-        A local database uses an OS file lock (freed when the process dies, however it dies).
-        On S3 the lock is a lease object written with conditional puts and renewed by a
-        heartbeat (:mod:`embedscope.store.objectlock`); a killed holder's lease runs out after
-        60 s. Other object stores (gs://, az://) get no lock: run one writer at a time there.
-        See README, "Object storage".
-        """
-        hint = "wait for it to finish, stop it, or pass --wait-lock SECONDS to wait"
-        if is_remote(self.uri):
-            from embedscope.objectstore import scheme
-
-            if not scheme(self.uri).startswith("s3"):
-                log.warning("no writer lock on %s: run one writer at a time on this store", self.uri)
-                yield
-                return
-            from embedscope.store import objectlock
-
-            lease = objectlock.acquire(self.uri.rstrip("/") + "/" + LOCK_FILE, self.storage_options, owner=owner,
-                                       wait=wait, what=f"{self.uri} (writer lock)", hint=hint)
-            try:
-                yield
-            finally:
-                if lease is not None:
-                    lease.release()
-            return
-        held = lockfile.acquire(
-            Path(self.uri) / LOCK_FILE, owner=owner, wait=wait, what=f"{self.uri} (writer lock)", hint=hint,
-        )
-        try:
-            yield
-        finally:
-            held.release()
+    def watch_lock(self, *, wait: float = 0.0, owner: str = "watch",
+                   stop: threading.Event | None = None) -> ContextManager[bool]:
+        """Hold the database's watch lock for a daemon's lifetime: one ``embedscope watch`` per
+        database. Same waiting and yield as :meth:`writer_lock`."""
+        return locks.hold(self.uri, self.storage_options, locks.WATCH, owner=owner, wait=wait, stop=stop)
 
 
 def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:

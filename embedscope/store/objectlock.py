@@ -1,9 +1,11 @@
-"""The writer lock of a database on S3: a lease object written with conditional puts.
+"""A lock of a database on S3: a lease object written with conditional puts.
 
 There is no ``flock`` on an object store, and Lance's own commit protocol does not make
 ``merge_insert`` unique across writers (measured: three processes upserting the same keys into
-one S3 table at once left duplicate keys). So a database on S3 has a lock object,
-``<db>/.embedscope-writer.lock``, managed with S3 conditional writes:
+one S3 table at once left duplicate keys). So a database on S3 has lock objects (the writer
+lock ``<db>/.embedscope-writer.lock``, the watch lock ``<db>/.embedscope-watch.lock``; see
+:mod:`embedscope.store.locks`, which chooses this module for ``s3://``), managed with S3
+conditional writes:
 
 - **take**: ``PutObject`` with ``If-None-Match: *`` — exactly one of several racing writers wins;
 - **renew**: the holder rewrites it every ``ttl/4`` seconds with ``If-Match: <its ETag>``

@@ -1,0 +1,58 @@
+"""Loading the models of one ingest configuration: the encoder and its variant stages.
+
+Loaded once and reused: by each ``embedscope ingest``, by the daemon across batches, by each
+Ray encoder actor, and by the query embedder (:mod:`embedscope.ingest.embed_file`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from embedscope.config import IngestSettings
+from embedscope.ingest.decode_stage import batched_decode
+from embedscope.ingest.encode_stage import FullImageStage, VariantStage
+
+
+@dataclass
+class Encoders:
+    """The loaded models of one ingest configuration (load once, reuse across runs)."""
+
+    encoder: Any  # builds its network on first use
+    stages: list[VariantStage]
+
+
+def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoders:
+    """Resolve weights (failing before any database work), load DINOv2 (and SAM2).
+
+    ``announce=False`` skips the random-weights warnings (Ray actors: the driver has said it)."""
+    from embedscope.models.factory import create_encoder
+
+    encoder = create_encoder(settings.model, weights=settings.weights, device=settings.device,
+                             precision=settings.precision, image_size=settings.image_size,
+                             preprocess=settings.preprocess, compile=settings.compile,
+                             torch_threads=settings.torch_threads)
+    sam2_weights = None
+    if settings.sam2:
+        from embedscope.models.sam2 import resolve_sam2_weights
+
+        sam2_weights = resolve_sam2_weights(settings.sam2_model, settings.sam2_weights)
+    batched_decode(settings)  # --decode gpu without CUDA: fail now, before any database work
+    if encoder.weights.is_random and announce:
+        warn_random(f"{encoder.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
+    stages: list[VariantStage] = [FullImageStage(encoder, store_patch_mean=settings.store_patch_mean)]
+    if settings.sam2:
+        from embedscope.ingest.sam2_stage import Sam2MaskedStage
+
+        sam2 = Sam2MaskedStage.build(settings, encoder, sam2_weights)
+        if sam2_weights.is_random and announce:
+            warn_random(f"{sam2.segmenter.name}: using RANDOM SAM2 weights (--sam2-weights random); "
+                        "masks are not meaningful")
+        stages.append(sam2)
+    return Encoders(encoder, stages)
+
+
+def warn_random(message: str) -> None:
+    """A one-line warning on stderr (random weights: the vectors will not mean anything)."""
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
