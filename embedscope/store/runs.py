@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedscope.errors import NotFoundError
+from embedscope.errors import ConfigError, NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import both, eq
@@ -121,3 +121,27 @@ def overlay_runs(db: Database, parent: Run) -> list[Run]:
     """``parent`` then its novelty-only runs, oldest first: the order in which a later score
     overwrites an earlier one in ``images_latest`` and the results readers."""
     return [parent, *scoring_runs(db, parent)]
+
+
+def resolve_model_variant(db: Database, model: str | None, variant: str | None) -> tuple[str, str]:
+    """The model (the only one, or the one named) and variant ('full' if present, else the only one)."""
+    models = db.embedding_models()
+    if not models:
+        raise NotFoundError(f"no embeddings in {db.uri}", "run `embedscope ingest` or `embedscope ingest-vectors` first")
+    if model is None:
+        if len(models) > 1:
+            raise ConfigError(f"the database has several models: {', '.join(models)}", "pick one with --model NAME")
+        model = models[0]
+    elif model not in models:
+        raise NotFoundError(f"no embeddings for model {model!r}", f"models in this database: {', '.join(models)}")
+    variants = sorted({k.split("/", 1)[1] for k in db.embedding_counts() if k.split("/", 1)[0] == model})
+    if variant is None:
+        if S.VARIANT_FULL in variants or not variants:
+            variant = S.VARIANT_FULL
+        elif len(variants) == 1:
+            variant = variants[0]
+        else:
+            raise ConfigError(f"model {model} has variants {', '.join(variants)}", "pick one with --variant")
+    elif variant not in variants:
+        raise NotFoundError(f"no {variant!r} embeddings for model {model}", f"variants present: {', '.join(variants) or 'none'}")
+    return model, variant
