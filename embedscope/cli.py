@@ -316,8 +316,11 @@ def analysis_params(args: argparse.Namespace) -> Any:
 def cmd_analyze(args: argparse.Namespace) -> int:
     import time
 
-    from embedscope.analysis.jobs import get_run, run_analysis, run_novelty_only
+    from dataclasses import asdict
+
+    from embedscope.analysis.jobs import run_analysis, run_novelty_only
     from embedscope.errors import ConfigError
+    from embedscope.store.runs import run_by_id
 
     db = _open_db(args)
     t0 = time.perf_counter()
@@ -333,7 +336,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.since is not None:
             raise ConfigError("--since only applies with --novelty-only", "add --novelty-only, or drop --since")
         run_id = run_analysis(db, analysis_params(args))
-    run = get_run(db, run_id)
+    run = asdict(run_by_id(db, run_id))
     summary = _run_summary(db, run)
     sampling = run["params"].get("sampling") or {}
     if sampling.get("statement"):

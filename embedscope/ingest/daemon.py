@@ -365,7 +365,8 @@ class Watcher:
 
         Called without the writer lock held: analysis jobs write only result tables.
         """
-        from embedscope.analysis.jobs import AnalysisParams, latest_run, run_analysis, run_novelty_only
+        from embedscope.analysis.jobs import AnalysisParams, run_analysis, run_novelty_only
+        from embedscope.store.runs import latest_run
 
         model = self.encoders.encoder.name
         try:
