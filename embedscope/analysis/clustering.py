@@ -37,7 +37,8 @@ from embedscope.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Placer = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None, np.ndarray | None]"]
+# rows the fit did not see -> (labels, membership probabilities or None, GLOSH outlier scores or None)
+Placer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,7 @@ def best_k(sweep: list[dict[str, float]]) -> int:
     return int(max(valid, key=lambda s: s["silhouette"])["k"])
 
 
-for _method in (
+for _builtin in (
     ClusterMethod("hdbscan", _hdbscan, "approximate_predict (+ approximate_predict_scores for GLOSH)",
                   reduced_space=True, gpu=True),
     ClusterMethod("kmeans", _kmeans, "predict", needs_k=True, gpu=True),
@@ -349,4 +350,4 @@ for _method in (
     ClusterMethod("agglomerative", _agglomerative, "nearest cluster centroid", needs_k=True),
     ClusterMethod("dbscan", _dbscan, "nearest core point within eps, else noise", reduced_space=True),
 ):
-    register_method(_method)
+    register_method(_builtin)

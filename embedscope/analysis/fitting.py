@@ -8,7 +8,6 @@ model of the data. :func:`run_params_of` and :func:`sampling_info` make ``runs.p
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,15 +15,13 @@ from typing import Any
 import numpy as np
 
 from embedscope.analysis.backend import Backend
-from embedscope.analysis.clustering import ClusterConfig, best_k, cluster_method, fit_clusters, sweep_k
+from embedscope.analysis.clustering import ClusterConfig, Placer, best_k, cluster_method, fit_clusters, sweep_k
 from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
 from embedscope.analysis.neighbors import KnnIndex
 from embedscope.analysis.novelty import DataModel, Scores, fit_model
 from embedscope.analysis.params import AnalysisParams
 from embedscope.analysis.projection import ProjectionConfig, fit_projection, pca_fit
 from embedscope.analysis.recording import Recorder
-
-log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "npz-v1"  # how ``run_models.blob`` is encoded (DataModel.to_bytes)
 
@@ -42,7 +39,7 @@ class Fit:
     pca_spaces: dict[int, tuple[np.ndarray, Any]]
     labels_by: dict[str, np.ndarray]
     prob_by: dict[str, np.ndarray | None]
-    placers: dict[str, Any]
+    placers: dict[str, Placer | None]  # cluster method -> its ``place`` (see clustering.ClusterResult)
     glosh: np.ndarray | None
     glosh_method: str | None
     dendrogram: dict[str, Any] | None  # with "rows" (fit-row positions) still in it
@@ -51,7 +48,7 @@ class Fit:
 
 
 def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, params: AnalysisParams, backend: Backend,
-         rec: Recorder, *, placeable: bool) -> Fit:
+                rec: Recorder, *, placeable: bool) -> Fit:
     """Fit every method on the fit rows ``Xf`` and compute their metrics (the same for an
     all-rows fit and a sample fit). ``placeable`` keeps what placing other rows needs."""
     nf = len(Xf)
@@ -102,7 +99,7 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
         timer.stage("k sweep", t)
     labels_by: dict[str, np.ndarray] = {}
     prob_by: dict[str, np.ndarray | None] = {}
-    placers: dict[str, Any] = {}
+    placers: dict[str, Placer | None] = {}
     spaces: dict[str, tuple[str, int] | None] = {}
     pca_spaces: dict[int, tuple[np.ndarray, Any]] = {}
     glosh, glosh_method = None, None
