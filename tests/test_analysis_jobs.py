@@ -228,3 +228,17 @@ def test_a_registered_clustering_method_runs_sampled_through_analyze(tmp_path, h
     assert len(placed) == n - 60
     want = {s: int(X[i, 0] > 0) for i, s in enumerate(ids)}
     assert all(clusters[s] == want[s] for s in placed)  # placed rows got the label of their half
+
+
+@pytest.mark.slow
+def test_refresh_novelty_fits_once_then_scores_only_new_images(syn_db):
+    from embedscope.analysis.jobs import refresh_novelty
+
+    syn, db, tmp = syn_db
+    first = refresh_novelty(db, model="syn")  # no analyze run yet: one is fitted (analyze defaults)
+    assert run_by_id(db, first).kind == "analyze"
+    assert refresh_novelty(db, model="syn") is None  # nothing new
+    ids, X, _ = more_points(syn, 10, 2, seed=5)
+    import_vectors(db, vectors_parquet(tmp / "new.parquet", ids, X), model="syn")
+    later = run_by_id(db, refresh_novelty(db, model="syn"))
+    assert later.kind == "novelty" and later.parent_run == first and later.n_images == len(ids)

@@ -8,7 +8,9 @@ Each job lives in its own module; this one names them in one place:
   ``--fit-sample`` rows, on a seeded sample with the rest placed in a streaming pass
   (:mod:`.sampled_run`);
 - :func:`run_novelty_only` (:mod:`.novelty_run`): score new images against the latest
-  analyze run without refitting.
+  analyze run without refitting;
+- :func:`refresh_novelty`: either of the two, whichever brings the novelty flags up to date
+  (what the watch daemon wants after its batches).
 
 Fitting is in :mod:`.fitting`, the rows a run writes in :mod:`.rows`, reading in
 :mod:`.reading`; runs are looked up through :mod:`embedscope.store.runs`.
@@ -16,8 +18,25 @@ Fitting is in :mod:`.fitting`, the rows a run writes in :mod:`.rows`, reading in
 
 from __future__ import annotations
 
+import logging
+
 from embedscope.analysis.full_run import run_analysis
 from embedscope.analysis.novelty_run import run_novelty_only
 from embedscope.analysis.params import AnalysisParams, new_run_id
+from embedscope.store import schema as S
+from embedscope.store.db import Database
+from embedscope.store.runs import KIND_ANALYZE, latest_run
 
-__all__ = ["AnalysisParams", "new_run_id", "run_analysis", "run_novelty_only"]
+__all__ = ["AnalysisParams", "new_run_id", "refresh_novelty", "run_analysis", "run_novelty_only"]
+
+log = logging.getLogger(__name__)
+
+
+def refresh_novelty(db: Database, *, model: str, variant: str = S.VARIANT_FULL) -> str | None:
+    """Bring the novelty flags of ``model``/``variant`` up to date: score the images no run has
+    scored yet against the latest analyze run, or fit one with the ``analyze`` defaults when
+    there is none. Returns the new run's id, or None when there was nothing to score."""
+    if latest_run(db, kind=KIND_ANALYZE, model=model, variant=variant) is None:
+        log.info("no analyze run for %s/%s yet: fitting one (embedscope analyze defaults)", model, variant)
+        return run_analysis(db, AnalysisParams(model=model, variant=variant))
+    return run_novelty_only(db, since=None, model=model, variant=variant)
