@@ -12,12 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from embedscope.analysis.clustering import (
+    ClusterConfig, ClusterMethod, ClusterResult, nearest_center_placer, register_method, unregister_method,
+)
 from embedscope.analysis.jobs import AnalysisParams, run_analysis, run_novelty_only
 from embedscope.analysis.synthetic import make_blobs, more_points
 from embedscope.analysis.vectors_import import import_vectors
 from embedscope.errors import ConfigError, NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.runs import UnknownRunError, run_by_id
 from tests.conftest import vectors_parquet, make_photo, run_cli, save_jpeg
 
 FAST = dict(project=("pca",), cluster=("kmeans", "hdbscan"), hdbscan_space="pca", k_max=8)
@@ -73,8 +77,9 @@ def test_novelty_only_since_timestamp_and_run(syn_db):
         flags = {r["sha256"]: r["is_novel"] for r in db.read(S.FLAGS, where=f"run_id = '{rid}'").to_pylist()}
         assert [flags[s] for s in ids] == is_out.tolist()
         assert db.count(S.PROJECTIONS, where=f"run_id = '{rid}' AND method = 'pca' AND dims = 2") == len(ids)
-    with pytest.raises(ConfigError, match="neither a run id nor"):
+    with pytest.raises(UnknownRunError, match="neither a run id nor") as unknown:
         run_novelty_only(db, since="yesterday-ish")
+    assert parent in unknown.value.hint and by_run in unknown.value.hint  # the known run ids are named
 
 
 def test_model_and_variant_choice(syn_db, tmp_path):
@@ -171,7 +176,7 @@ def test_report_compares_full_and_sam2_masked_runs(syn_db):
         "sha256": syn.ids, "model": ["syn"] * n, "variant": ["sam2_masked"] * n, "dim": pa.array([384] * n, pa.int32()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(masked.ravel()), 384), "weights": ["random"] * n,
         "created_at": pa.array([utc_now()] * n, pa.timestamp("us", tz="UTC"))}))
-    from embedscope.analysis.jobs import resolve_model_variant
+    from embedscope.store.runs import resolve_model_variant
 
     assert resolve_model_variant(db, None, None) == ("syn", "full")  # 'full' stays the default
     full = run_analysis(db, AnalysisParams(**FAST, k=5))
@@ -179,3 +184,61 @@ def test_report_compares_full_and_sam2_masked_runs(syn_db):
     assert [r["variant"] for r in db.read(S.RUNS, ["variant"]).to_pylist()].count("sam2_masked") == 1
     text = write_report(db, run_id=full, out=tmp / "cmp.html").read_text()
     assert "Variants compared" in text and sam in text and full in text
+
+
+def _halves(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
+    """A toy clustering: the sign of the first coordinate; unseen rows go to the nearest half's centre."""
+    labels = (X[:, 0] > 0).astype(np.int32)
+    centres = np.stack([X[labels == c].mean(0) for c in (0, 1)])
+    return ClusterResult(labels, place=nearest_center_placer(centres))
+
+
+@pytest.fixture
+def halves_method():
+    register_method(ClusterMethod("halves", _halves, "nearest half centre"))
+    yield "halves"
+    unregister_method("halves")
+
+
+def test_a_registered_clustering_method_runs_sampled_through_analyze(tmp_path, halves_method, capsys):
+    """A method added with register_method runs through `embedscope analyze` (cli.main, in-process:
+    a subprocess would not see a method registered by the test) with --fit-sample below the table
+    size, so most rows are placed by the method's own `place`."""
+    from embedscope.cli import main
+
+    rng = np.random.default_rng(3)
+    n = 240
+    side = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    X = (0.3 * rng.normal(size=(n, 16)) + np.outer(side, np.eye(16)[0])).astype(np.float32)
+    ids = [f"row-{i:03d}" for i in range(n)]
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, vectors_parquet(tmp_path / "v.parquet", ids, X), model="toy")
+    rc = main(["analyze", "--db", str(db.uri), "--cluster", halves_method, "--project", "pca", "--fit-sample", "60",
+               "--json"])
+    assert rc == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    db.refresh()
+    run = run_by_id(db, run_id)
+    assert run.params["sampling"]["sampled"] and run.params["sampling"]["n_fit"] == 60
+    assert run.params["methods_info"]["placement"]["how"][halves_method] == "nearest half centre"
+    clusters = {r["sha256"]: r["cluster"] for r in db.read(S.CLUSTERS, where=f"run_id = '{run_id}' AND method = 'halves'").to_pylist()}
+    assert set(clusters) == set(ids)  # every row has a cluster
+    in_fit = {r["sha256"]: r["in_fit"] for r in db.read(S.FLAGS, ["sha256", "in_fit"], where=f"run_id = '{run_id}'").to_pylist()}
+    placed = [s for s in ids if not in_fit[s]]
+    assert len(placed) == n - 60
+    want = {s: int(X[i, 0] > 0) for i, s in enumerate(ids)}
+    assert all(clusters[s] == want[s] for s in placed)  # placed rows got the label of their half
+
+
+@pytest.mark.slow
+def test_refresh_novelty_fits_once_then_scores_only_new_images(syn_db):
+    from embedscope.analysis.jobs import refresh_novelty
+
+    syn, db, tmp = syn_db
+    first = refresh_novelty(db, model="syn")  # no analyze run yet: one is fitted (analyze defaults)
+    assert run_by_id(db, first).kind == "analyze"
+    assert refresh_novelty(db, model="syn") is None  # nothing new
+    ids, X, _ = more_points(syn, 10, 2, seed=5)
+    import_vectors(db, vectors_parquet(tmp / "new.parquet", ids, X), model="syn")
+    later = run_by_id(db, refresh_novelty(db, model="syn"))
+    assert later.kind == "novelty" and later.parent_run == first and later.n_images == len(ids)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from embedscope.analysis.clustering import ClusterConfig, best_k, fit_clusters, sweep_k
+from embedscope.analysis.clustering import (
+    ClusterConfig, ClusterMethod, best_k, cluster_method, cluster_method_names, fit_clusters, register_method, sweep_k,
+)
 from embedscope.analysis.duplicates import embedding_pairs, groups_from_pairs, phash_pairs
 from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
 from embedscope.analysis.neighbors import knn, normalize
@@ -73,8 +75,9 @@ def test_k_sweep_picks_the_true_k():
 
 
 def test_unknown_methods_are_refused():
-    with pytest.raises(ConfigError, match="unknown clustering"):
+    with pytest.raises(ConfigError, match="unknown clustering") as err:
         ClusterConfig("spectral")
+    assert "hdbscan,kmeans" in err.value.hint  # names the registered methods
     with pytest.raises(ConfigError, match="unknown projection"):
         ProjectionConfig("isomap")
 
@@ -148,3 +151,11 @@ def test_mixed_labels_make_a_cluster_contaminated(syn):
     model, scores = fit_model(syn.X, labels, NoveltyConfig(), truth=truth)
     assert "mixed labels" in model.contaminated[int(target)]
     assert scores.is_contaminated[labels == target].all()
+
+
+def test_cluster_methods_are_looked_up_in_the_registry():
+    assert cluster_method_names()[:5] == ("hdbscan", "kmeans", "kmedoids", "agglomerative", "dbscan")
+    assert cluster_method("kmeans").needs_k and cluster_method("hdbscan").reduced_space
+    assert all(cluster_method(m).placement for m in cluster_method_names())  # each says how it places unseen rows
+    with pytest.raises(ConfigError, match="already registered"):
+        register_method(ClusterMethod("kmeans", lambda X, cfg: None, "predict"))

@@ -120,7 +120,8 @@ def test_novelty_scoring_in_batches_gives_the_same_numbers():
     model, _ = fit_model(fit_rows, labels, NoveltyConfig())
     whole = score_new(new_rows, fit_rows, model)
     batched = score_new(new_rows, KnnIndex(fit_rows), model, batch_size=17)
-    np.testing.assert_allclose(whole.novelty_score, batched.novelty_score, rtol=1e-6)
+    # the same up to float32 rounding: BLAS rounds a matrix product differently for different row counts
+    np.testing.assert_allclose(whole.novelty_score, batched.novelty_score, rtol=1e-5, atol=1e-5)
     assert whole.novelty_reason == batched.novelty_reason and (whole.cluster == batched.cluster).all()
     # the prepared index (PCA candidates) is the same search as knn() with search_dims
     a = knn(new_rows, fit_rows, 5, search_dims=16)

@@ -1,7 +1,14 @@
-"""Clusterers: HDBSCAN, k-means, k-medoids, agglomerative (Ward), DBSCAN.
+"""Clusterers as a registry: HDBSCAN, k-means, k-medoids, agglomerative (Ward), DBSCAN, and any
+method a caller adds with :func:`register_method`.
 
-Each is configured by :class:`ClusterConfig` (explicit defaults) and run by the pure
-:func:`fit_clusters` ``(X, cfg) -> ClusterResult`` — labels in row order, ``-1`` = noise.
+A :class:`ClusterMethod` declares what the analysis job needs to know about a method: its name,
+whether it needs ``k`` and whether it runs in a reduced space (UMAP/PCA) rather than on the
+embeddings, whether it honours ``backend='cuml'``, its ``fit(X, cfg) -> ClusterResult`` and, in
+words, how it places rows it was not fitted on. Every method reads its settings from the one
+:class:`ClusterConfig` (explicit defaults); :func:`fit_clusters` ``(X, cfg) -> ClusterResult``
+runs the method named by ``cfg.method`` — labels in row order, ``-1`` = noise. The job and the
+sampled run look methods up here and nowhere else.
+
 HDBSCAN and DBSCAN are meant for a reduced space (the job gives them UMAP-10 or PCA, never the
 raw 384/768-d vectors); the others work on the L2-normalised embeddings, where Euclidean
 distance is a monotone function of cosine distance. Methods that are quadratic in N
@@ -30,14 +37,13 @@ from embedscope.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-CLUSTER_METHODS = ("hdbscan", "kmeans", "kmedoids", "agglomerative", "dbscan")
-NEEDS_K = ("kmeans", "kmedoids", "agglomerative")
-REDUCED_SPACE = ("hdbscan", "dbscan")
+# rows the fit did not see -> (labels, membership probabilities or None, GLOSH outlier scores or None)
+Placer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How to cluster. ``k`` is used by kmeans / kmedoids / agglomerative."""
+    """How to cluster. ``k`` is used by the methods that declare ``needs_k``."""
 
     method: str = "hdbscan"
     k: int = 8
@@ -49,12 +55,10 @@ class ClusterConfig:
     hdbscan_max_fit: int = 20_000  # HDBSCAN fits on a sample this big, predicts the rest
     dendrogram_max: int = 300  # rows in the stored dendrogram (a seeded sample)
     placeable: bool = False  # keep what ``place`` needs even when every row is fitted (HDBSCAN prediction data)
-    backend: str = "cpu"  # 'cpu' | 'cuml' (HDBSCAN and k-means only)
+    backend: str = "cpu"  # 'cpu' | 'cuml' (methods that declare ``gpu`` only)
 
     def __post_init__(self) -> None:
-        if self.method not in CLUSTER_METHODS:
-            raise ConfigError(f"unknown clustering {self.method!r}", f"use one of {', '.join(CLUSTER_METHODS)}")
-        if self.method in NEEDS_K and self.k < 2:
+        if cluster_method(self.method).needs_k and self.k < 2:
             raise ConfigError(f"{self.method} needs k >= 2, got {self.k}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,27 +72,70 @@ class ClusterResult:
     outlier_scores: np.ndarray | None = None  # GLOSH (HDBSCAN)
     info: dict[str, Any] = field(default_factory=dict)
     dendrogram: dict[str, Any] | None = None  # agglomerative: scipy linkage of a sample
-    place: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None = None
+    place: Placer | None = None  # labels (, probabilities, GLOSH) of rows the fit did not see
+
+
+@dataclass(frozen=True)
+class ClusterMethod:
+    """One clustering method, as the analysis job sees it."""
+
+    name: str
+    fit: Callable[[np.ndarray, ClusterConfig], ClusterResult]  # its result's ``place`` places unseen rows
+    placement: str  # how ``place`` assigns unseen rows, in words (stated in ``methods_info``)
+    needs_k: bool = False  # reads ``cfg.k``; ``analyze --k auto`` sweeps k when any such method runs
+    reduced_space: bool = False  # fitted in the UMAP / PCA space of ``--hdbscan-space``, not the embeddings
+    gpu: bool = False  # honours ``cfg.backend == 'cuml'``
+
+
+_METHODS: dict[str, ClusterMethod] = {}
+
+
+def register_method(method: ClusterMethod, *, replace: bool = False) -> ClusterMethod:
+    """Make ``method`` available to ``analyze --cluster`` (and every lookup here)."""
+    if method.name in _METHODS and not replace:
+        raise ConfigError(f"clustering {method.name!r} is already registered", "pass replace=True to swap it")
+    _METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method added by :func:`register_method` (no error when it is not there)."""
+    _METHODS.pop(name, None)
+
+
+def cluster_method_names() -> tuple[str, ...]:
+    """The registered methods, in registration order (the built-in ones first)."""
+    return tuple(_METHODS)
+
+
+def cluster_method(name: str) -> ClusterMethod:
+    """The registered method ``name``; :class:`ConfigError` naming the known ones otherwise."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown clustering {name!r}", f"--cluster takes {','.join(_METHODS)}") from None
 
 
 def fit_clusters(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
-    """Cluster the rows of ``X``."""
+    """Cluster the rows of ``X`` with the method ``cfg.method``."""
+    method = cluster_method(cfg.method)
     X = np.asarray(X, dtype=np.float32)
     n = X.shape[0]
     if n == 0:
         return ClusterResult(np.zeros(0, np.int32))
-    if cfg.method in NEEDS_K and n <= cfg.k:
-        return ClusterResult(np.arange(n, dtype=np.int32), info={"fallback": f"{n} rows <= k: one cluster each"})
-    fn = {"hdbscan": _hdbscan, "kmeans": _kmeans, "kmedoids": _kmedoids,
-          "agglomerative": _agglomerative, "dbscan": _dbscan}[cfg.method]
-    result = fn(X, cfg)
+    if method.needs_k and n <= cfg.k:
+        return ClusterResult(np.arange(n, dtype=np.int32), info={"fallback": f"{n} rows <= k: one cluster each"},
+                             place=nearest_center_placer(X))
+    result = method.fit(X, cfg)
     result.labels = np.asarray(result.labels, np.int32)
     result.info.setdefault("method", cfg.method)
     result.info.setdefault("n_fit", n)
     return result
 
 
-def _nearest_center_placer(centers: np.ndarray, cosine: bool = False) -> Callable:
+def nearest_center_placer(centers: np.ndarray, cosine: bool = False) -> Placer:
+    """A ``place`` that gives each row the label of its nearest centre (the centre's row number);
+    by cosine when ``cosine``, else Euclidean."""
     centers = np.asarray(centers, np.float32)
 
     def place(Z: np.ndarray) -> tuple[np.ndarray, None, None]:
@@ -214,7 +261,7 @@ def _kmedoids(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     info = {"k": cfg.k, "medoid_rows": idx[np.asarray(res.medoids)].tolist(), "n_fit": len(idx)}
     if len(idx) < n:
         info["sampled"] = f"k-medoids fitted on a seeded sample of {len(idx)} of {n} rows; the rest assigned to the nearest medoid"
-    return ClusterResult(labels, info=info, place=_nearest_center_placer(medoids, cosine=True))
+    return ClusterResult(labels, info=info, place=nearest_center_placer(medoids, cosine=True))
 
 
 def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
@@ -236,7 +283,7 @@ def _agglomerative(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     Z = linkage(X[didx].astype(np.float64), method="ward")
     dendro = {"method": "ward", "rows": didx.tolist(), "linkage": np.round(Z, 6).tolist(),
               "labels": [int(labels[i]) for i in didx]}
-    return ClusterResult(labels, info=info, dendrogram=dendro, place=_nearest_center_placer(centers))
+    return ClusterResult(labels, info=info, dendrogram=dendro, place=nearest_center_placer(centers))
 
 
 def _dbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
@@ -293,3 +340,14 @@ def best_k(sweep: list[dict[str, float]]) -> int:
     if not valid:
         raise ConfigError("could not choose k: no k gave two or more clusters", "pass --k N")
     return int(max(valid, key=lambda s: s["silhouette"])["k"])
+
+
+for _builtin in (
+    ClusterMethod("hdbscan", _hdbscan, "approximate_predict (+ approximate_predict_scores for GLOSH)",
+                  reduced_space=True, gpu=True),
+    ClusterMethod("kmeans", _kmeans, "predict", needs_k=True, gpu=True),
+    ClusterMethod("kmedoids", _kmedoids, "nearest medoid", needs_k=True),
+    ClusterMethod("agglomerative", _agglomerative, "nearest cluster centroid", needs_k=True),
+    ClusterMethod("dbscan", _dbscan, "nearest core point within eps, else noise", reduced_space=True),
+):
+    register_method(_builtin)

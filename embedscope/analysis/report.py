@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.analysis.jobs import get_run, latest_run
 from embedscope.errors import NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import both, eq
+from embedscope.store.runs import KIND_ANALYZE, latest_run, run_or_latest
 
 METRIC_COLUMNS = ("silhouette", "davies_bouldin", "calinski_harabasz", "ari", "nmi", "n_clusters", "noise_fraction")
 
@@ -48,7 +49,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _metrics(db: Database, run_id: str) -> list[dict[str, Any]]:
-    return db.read(S.METRICS, where=f"run_id = '{run_id}'").to_pylist()
+    return db.read(S.METRICS, where=eq("run_id", run_id)).to_pylist()
 
 
 def _method_table(metrics: list[dict[str, Any]], space: str = "embedding") -> tuple[list[str], list[list[Any]]]:
@@ -65,15 +66,15 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run = get_run(db, run_id) if run_id else latest_run(db, kind="analyze")
+    run = run_or_latest(db, run_id, kind=KIND_ANALYZE)
     if run is None:
         raise NotFoundError(f"no analyze run in {db.uri}", "run `embedscope analyze --db DIR` first")
-    p = run["params"]
-    rid = run["run_id"]
+    p = run.params
+    rid = run.run_id
     metrics = _metrics(db, rid)
     parts = [f"<h1>embedscope report — run {html.escape(rid)}</h1>",
-             f"<p>{run['kind']} run of <b>{html.escape(str(run['model']))}/{html.escape(str(run['variant']))}</b>, "
-             f"{run['n_images']} images, created {run['created_at']}, embeddings table version {run['table_version']}. "
+             f"<p>{run.kind} run of <b>{html.escape(str(run.model))}/{html.escape(str(run.variant))}</b>, "
+             f"{run.n_images} images, created {run.created_at}, embeddings table version {run.table_version}. "
              f"Primary clustering <b>{html.escape(str(p.get('primary_cluster')))}</b>, primary projection "
              f"<b>{html.escape(str(p.get('primary_projection')))} {p.get('primary_dims')}-D</b>.</p>"]
     sampling = p.get("sampling") or {}
@@ -97,9 +98,9 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
     # full vs sam2_masked: the latest analyze run of each variant of this model
     variants = []
     for v in S.VARIANTS:
-        r = rid if v == run["variant"] else (latest_run(db, kind="analyze", model=run["model"], variant=v) or {}).get("run_id")
-        if r:
-            variants.append((v, r))
+        latest = run if v == run.variant else latest_run(db, kind=KIND_ANALYZE, model=run.model, variant=v)
+        if latest is not None:
+            variants.append((v, latest.run_id))
     if len(variants) > 1:
         rows = []
         for v, r in variants:
@@ -147,12 +148,12 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
 def _projection_plots(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
 
-    proj = db.read(S.PROJECTIONS, where=f"run_id = '{rid}'").to_pandas()
+    proj = db.read(S.PROJECTIONS, where=eq("run_id", rid)).to_pandas()
     if proj.empty:
         return []
-    clusters = db.read(S.CLUSTERS, ["sha256", "cluster"], where=f"run_id = '{rid}' AND method = '{p.get('primary_cluster')}'")
+    clusters = db.read(S.CLUSTERS, ["sha256", "cluster"], where=both(eq("run_id", rid), eq("method", p.get("primary_cluster"))))
     cl = dict(zip(clusters.column("sha256").to_pylist(), clusters.column("cluster").to_pylist()))
-    flags = db.read(S.FLAGS, ["sha256", "is_novel"], where=f"run_id = '{rid}'")
+    flags = db.read(S.FLAGS, ["sha256", "is_novel"], where=eq("run_id", rid))
     novel = {s for s, v in zip(flags.column("sha256").to_pylist(), flags.column("is_novel").to_pylist()) if v}
     parts = ["<h2>Projections</h2>"]
     for (method, dims), grp in proj.groupby(["method", "dims"]):
@@ -176,7 +177,7 @@ def _projection_plots(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
 
 def _flags_section(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
     flags = db.read(S.FLAGS, ["sha256", "novelty_score", "is_novel", "surprise", "novelty_reason", "dup_group",
-                              "phash_group"], where=f"run_id = '{rid}'").to_pandas()
+                              "phash_group"], where=eq("run_id", rid)).to_pandas()
     parts = ["<h2>Contamination</h2>"]
     cont = p.get("contaminated_clusters") or {}
     parts.append(_table(["cluster", "reason"], [[c, r] for c, r in cont.items()]) if cont else "<p>no contaminated clusters</p>")

@@ -9,14 +9,13 @@ projection. Old runs stay in the tables; pass ``run_id`` to read one of them ins
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 
-from embedscope.analysis.jobs import get_run, latest_run
 from embedscope.errors import NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import both, eq
+from embedscope.store.runs import KIND_ANALYZE, overlay_runs, run_or_latest
 
 COLUMNS = ("sha256", "path", "label", "run_id", "cluster", "x", "y", "z", "novelty_score", "is_novel",
            "is_contaminated", "dup_group", "phash_group")
@@ -25,28 +24,23 @@ COLUMNS = ("sha256", "path", "label", "run_id", "cluster", "x", "y", "z", "novel
 def image_results(db: Database, *, run_id: str | None = None, model: str | None = None,
                   variant: str | None = None) -> pa.Table:
     """Per-image results of the latest (or the given) analyze run, as a pyarrow table."""
-    run = get_run(db, run_id) if run_id else latest_run(db, kind="analyze", model=model, variant=variant)
+    run = run_or_latest(db, run_id, kind=KIND_ANALYZE, model=model, variant=variant)
     if run is None:
         raise NotFoundError(f"no analyze run in {db.uri}", "run `embedscope analyze --db DIR` first")
-    run_ids = [run["run_id"]]
-    if not run_id:
-        later = sorted((r for r in db.read(S.RUNS).to_pylist() if r["kind"] == "novelty"
-                        and json.loads(r["params"] or "{}").get("parent_run") == run["run_id"]),
-                       key=lambda r: (r["created_at"], r["run_id"]))
-        run_ids += [r["run_id"] for r in later]
-    p = run["params"]
+    run_ids = [run.run_id] if run_id else [r.run_id for r in overlay_runs(db, run)]
     rows: dict[str, dict] = {}
     for rid in run_ids:  # later runs overwrite earlier ones
-        where = f"run_id = '{rid}'"
+        where = eq("run_id", rid)
         for r in db.read(S.FLAGS, ["sha256", "novelty_score", "is_novel", "is_contaminated", "dup_group",
                                    "phash_group"], where=where).to_pylist():
             rows.setdefault(r["sha256"], {}).update(r, run_id=rid)
         for r in db.read(S.CLUSTERS, ["sha256", "cluster"],
-                         where=f"{where} AND method = '{p.get('primary_cluster')}'").to_pylist():
+                         where=both(where, eq("method", run.primary_cluster))).to_pylist():
             rows.setdefault(r["sha256"], {})["cluster"] = r["cluster"]
-        if p.get("primary_projection"):
+        if run.primary_projection:
             for r in db.read(S.PROJECTIONS, ["sha256", "x", "y", "z"],
-                             where=f"{where} AND method = '{p['primary_projection']}' AND dims = {int(p['primary_dims'])}").to_pylist():
+                             where=both(where, eq("method", run.primary_projection),
+                                        eq("dims", run.primary_dims))).to_pylist():
                 rows.setdefault(r["sha256"], {}).update(x=r["x"], y=r["y"], z=r["z"])
     images = db.read(S.IMAGES, ["sha256", "path", "label"]).to_pylist()
     meta = {r["sha256"]: r for r in images}

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
+from embedscope.store.vectors import vectors_to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,10 @@ def load_vectors(path: Path, *, ids_file: Path | None = None, id_column: str = "
                 raise ConfigError(f"{path.name} has no column {col!r} (columns: {', '.join(tbl.column_names)})",
                                   "name the columns with --id-column / --vector-column")
         ids = [str(v) for v in tbl.column(id_column).to_pylist()]
-        vec = tbl.column(vector_column).combine_chunks()
-        if pa.types.is_fixed_size_list(vec.type):
-            X = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), vec.type.list_size)
-        else:
-            X = np.asarray(vec.to_pylist(), np.float32)
+        vec = tbl.column(vector_column)
+        if not pa.types.is_fixed_size_list(vec.type) and len(set(pc.list_value_length(vec).to_pylist())) > 1:
+            raise ConfigError(f"the {vector_column!r} vectors of {path.name} differ in length", "every vector needs the same dim")
+        X = vectors_to_numpy(vec)
         labels = None
         if label_column and label_column in tbl.column_names:
             labels = [None if v is None else str(v) for v in tbl.column(label_column).to_pylist()]

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from embedscope.cli.common import add_db, csv_list, int_list, open_db
+from embedscope.cli.common import add_db, csv_list, int_list, open_db, with_default
 
 ENV_PREFIX = "EMBEDSCOPE_ANALYZE_"
 
@@ -28,7 +28,7 @@ TOP_FLAGS = ("model", "variant", "k_min", "k_max", "hdbscan_space", "hdbscan_dim
 def analysis_params(args: argparse.Namespace) -> Any:
     """AnalysisParams from the `analyze` flags, env, TOML and defaults."""
     from embedscope.analysis.duplicates import DuplicateConfig
-    from embedscope.analysis.jobs import AnalysisParams
+    from embedscope.analysis.params import AnalysisParams
     from embedscope.analysis.novelty import NoveltyConfig
     from embedscope.config import load_settings
     from embedscope.errors import ConfigError
@@ -153,41 +153,58 @@ def register(sub: Any) -> None:
 
 
 def _add_analyze_options(p: argparse.ArgumentParser) -> None:
+    """The `analyze` flags; their defaults and choices are read from the analysis classes."""
+    from embedscope.analysis.backend import BACKENDS
+    from embedscope.analysis.clustering import cluster_method_names
+    from embedscope.analysis.duplicates import DuplicateConfig
+    from embedscope.analysis.novelty import NoveltyConfig
+    from embedscope.analysis.params import AnalysisParams
+    from embedscope.analysis.projection import PROJECTION_METHODS
+
+    def dflt(text: str, name: str, shown: Any = None, cls: Any = AnalysisParams) -> str:
+        return with_default(text, cls, name, shown)
+
     p.add_argument("--model", help="embeddings to analyse (default: the only model in the database)")
     p.add_argument("--variant", choices=["full", "sam2_masked", "patch_mean"],
                    help="default: full if present, else the only one")
-    p.add_argument("--project", metavar="LIST", help="projections, comma-separated: umap,tsne,pca or none (default umap)")
-    p.add_argument("--dims", metavar="LIST", help="projection dims: 2, 3 or 2,3 (default 2)")
+    p.add_argument("--project", metavar="LIST",
+                   help=dflt(f"projections, comma-separated: {','.join(PROJECTION_METHODS)} or none", "project"))
+    p.add_argument("--dims", metavar="LIST", help=dflt("projection dims: 2, 3 or 2,3", "dims"))
     p.add_argument("--cluster", metavar="LIST",
-                   help="clusterings, comma-separated, the first is the primary: hdbscan,kmeans,kmedoids,agglomerative,dbscan "
-                        "(default hdbscan,kmeans)")
-    p.add_argument("--k", metavar="N|auto", help="clusters for kmeans/kmedoids/agglomerative (default auto: best silhouette)")
-    p.add_argument("--k-min", type=int, help="auto k range start (default 2)")
-    p.add_argument("--k-max", type=int, help="auto k range end (default 15)")
-    p.add_argument("--hdbscan-space", choices=["umap", "pca"], help="reduced space for hdbscan/dbscan (default umap)")
-    p.add_argument("--hdbscan-dims", type=int, help="dims of that space (default 10)")
-    p.add_argument("--min-cluster-size", type=int, help="HDBSCAN (default max(5, min(50, N/100)))")
-    p.add_argument("--min-samples", type=int, help="HDBSCAN/DBSCAN (default 5)")
-    p.add_argument("--eps", type=float, help="DBSCAN radius (default: 90th percentile of the k-NN distance)")
-    p.add_argument("--seed", type=int, help="seed for every random step (default 0)")
+                   help=dflt(f"clusterings, comma-separated, the first is the primary: {','.join(cluster_method_names())}",
+                             "cluster"))
+    p.add_argument("--k", metavar="N|auto", help=dflt("clusters for the methods that take k", "k",
+                                                      "auto: best silhouette over --k-min..--k-max"))
+    p.add_argument("--k-min", type=int, help=dflt("auto k range start", "k_min"))
+    p.add_argument("--k-max", type=int, help=dflt("auto k range end", "k_max"))
+    p.add_argument("--hdbscan-space", choices=["umap", "pca"], help=dflt("reduced space for hdbscan/dbscan", "hdbscan_space"))
+    p.add_argument("--hdbscan-dims", type=int, help=dflt("dims of that space", "hdbscan_dims"))
+    p.add_argument("--min-cluster-size", type=int, help=dflt("HDBSCAN", "min_cluster_size", "max(5, min(50, N/100))"))
+    p.add_argument("--min-samples", type=int, help=dflt("HDBSCAN/DBSCAN", "min_samples"))
+    p.add_argument("--eps", type=float, help=dflt("DBSCAN radius", "eps", "the 90th percentile of the k-NN distance"))
+    p.add_argument("--seed", type=int, help=dflt("seed for every random step", "seed"))
     p.add_argument("--holdout", type=float, metavar="FRACTION",
-                   help="fit on the rest and score this fraction against it (default 0)")
-    p.add_argument("--silhouette-sample", type=int, help="rows the silhouette is computed on (default 5000)")
+                   help=dflt("fit on the rest and score this fraction against it", "holdout"))
+    p.add_argument("--silhouette-sample", type=int, help=dflt("rows the silhouette is computed on", "silhouette_sample"))
     p.add_argument("--fit-sample", type=int, metavar="N",
-                   help="above N rows, fit every method on a seeded sample of N and place the rest by transform / "
-                        "predict / approximate_predict in a streaming pass (default 200000; 0 = always fit every row)")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="rows per batch of that streaming pass (default 16384)")
-    p.add_argument("--backend", choices=["auto", "cpu", "cuml"],
-                   help="UMAP/HDBSCAN/k-means on RAPIDS cuML (GPU) or the CPU; auto = cuML when it is installed and "
-                        "a CUDA GPU is present (default auto)")
-    p.add_argument("--knn-k", type=int, help="neighbours for the kNN novelty component (default 10)")
-    p.add_argument("--novelty-rule", choices=["zscore", "percentile"], help="how is_novel is decided (default zscore)")
-    p.add_argument("--novelty-z", type=float, help="zscore rule threshold (default 3.0)")
-    p.add_argument("--novelty-percentile", type=float, help="percentile rule threshold (default 99)")
-    p.add_argument("--small-fraction", type=float, help="contamination: a cluster this small or smaller (default 0.05)")
-    p.add_argument("--dup-cosine", type=float, help="near-duplicate cosine distance threshold (default 0.03)")
-    p.add_argument("--dup-hamming", type=int, help="perceptual-hash Hamming threshold (default 6)")
+                   help=dflt("above N rows, fit every method on a seeded sample of N and place the rest by transform / "
+                             "predict / approximate_predict in a streaming pass (0 = always fit every row)", "fit_sample"))
+    p.add_argument("--batch-size", type=int, metavar="N", help=dflt("rows per batch of that streaming pass", "batch_size"))
+    p.add_argument("--backend", choices=list(BACKENDS),
+                   help=dflt("UMAP/HDBSCAN/k-means on RAPIDS cuML (GPU) or the CPU; auto = cuML when it is installed "
+                             "and a CUDA GPU is present", "backend"))
+    p.add_argument("--knn-k", type=int, help=dflt("neighbours for the kNN novelty component", "knn_k", cls=NoveltyConfig))
+    p.add_argument("--novelty-rule", choices=["zscore", "percentile"],
+                   help=dflt("how is_novel is decided", "rule", cls=NoveltyConfig))
+    p.add_argument("--novelty-z", type=float, help=dflt("zscore rule threshold", "z_threshold", cls=NoveltyConfig))
+    p.add_argument("--novelty-percentile", type=float,
+                   help=dflt("percentile rule threshold", "percentile", cls=NoveltyConfig))
+    p.add_argument("--small-fraction", type=float,
+                   help=dflt("contamination: a cluster this small or smaller", "small_fraction", cls=NoveltyConfig))
+    p.add_argument("--dup-cosine", type=float,
+                   help=dflt("near-duplicate cosine distance threshold", "cosine_threshold", cls=DuplicateConfig))
+    p.add_argument("--dup-hamming", type=int,
+                   help=dflt("perceptual-hash Hamming threshold", "hamming_threshold", cls=DuplicateConfig))
     p.add_argument("--novelty-only", action="store_true",
                    help="score new images against the latest analyze run without refitting")
     p.add_argument("--since", metavar="RUN|TIMESTAMP",

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 from typing import Any, Sequence
 
 from embedscope.cli.common import add_db, add_wait_lock, open_db, with_default
 from embedscope.config import IngestSettings
-
-log = logging.getLogger("embedscope")
 
 
 def _add_ingest_options(p: argparse.ArgumentParser) -> None:
@@ -98,16 +95,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _refresh_novelty(db: Any, model: str) -> str | None:
-    """``watch --on-batch-analyze``: score new images against the latest analyze run of
-    ``model``/full, or fit one first (``embedscope analyze`` defaults) if there is none."""
-    from embedscope.analysis.jobs import AnalysisParams, run_analysis, run_novelty_only
-    from embedscope.store.runs import latest_run
-    from embedscope.store.schema import VARIANT_FULL
+    """``watch --on-batch-analyze``: the daemon's analysis callback (the daemon, in ingest, may
+    not import analysis)."""
+    from embedscope.analysis.jobs import refresh_novelty
 
-    if latest_run(db, kind="analyze", model=model, variant=VARIANT_FULL) is None:
-        log.info("no analyze run for %s/full yet: fitting one (embedscope analyze defaults)", model)
-        return run_analysis(db, AnalysisParams(model=model, variant=VARIANT_FULL))
-    return run_novelty_only(db, since=None, model=model, variant=VARIANT_FULL)
+    return refresh_novelty(db, model=model)
 
 
 def cmd_ingest_vectors(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 When an analyze run would fit more rows than ``AnalysisParams.fit_sample``, it reads only the
 ``sha256`` column of the embeddings, draws one seeded sample of ``fit_sample`` rows (from the
 rows not held out), reads those vectors in one pass, and fits every method on them exactly as
-an all-rows run fits all rows (:func:`embedscope.analysis.jobs._fit`). A second pass then reads
+an all-rows run fits all rows (:func:`embedscope.analysis.fitting.fit_methods`). A second pass then reads
 the embeddings in batches of ``batch_size`` rows (Lance ``to_batches``) and, per batch:
 
 - projections: the fitted ``transform`` (UMAP / PCA / openTSNE ``transform``);
@@ -33,14 +33,21 @@ import pyarrow.compute as pc
 
 from embedscope.analysis.backend import Backend
 from embedscope.analysis.duplicates import groups_from_pairs, phash_pairs
-from embedscope.analysis.jobs import (
-    MODEL_FORMAT, AnalysisParams, _batch_vectors, _embeddings_filter, _fit, _flag_rows, _projection_rows, _Recorder, _Timer,
-    _write_run, new_run_id, run_params_of, sampling_info,
-)
+from embedscope.analysis.clustering import cluster_method
+from embedscope.analysis.fitting import fit_mask, fit_methods, run_params_of, sampling_info, written_projections
 from embedscope.analysis.neighbors import knn, normalize
 from embedscope.analysis.novelty import score_with_neighbors
+from embedscope.analysis.params import AnalysisParams, new_run_id
+from embedscope.analysis.reading import embeddings_filter, gather_vectors, streamed_labels
+from embedscope.analysis.recording import Recorder, Timer
+from embedscope.analysis.rows import (
+    cluster_rows, fitted_cluster_rows, flag_rows, projection_rows, write_metrics_and_model, write_run,
+)
+from embedscope.errors import ConfigError
 from embedscope.store import schema as S
-from embedscope.store.db import Database, utc_now
+from embedscope.store.db import Database
+from embedscope.store.filters import both, eq, isin
+from embedscope.store.vectors import vectors_to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +55,10 @@ log = logging.getLogger(__name__)
 def choose_sample(sha_sorted: pa.Array, params: AnalysisParams) -> tuple[np.ndarray, int]:
     """Positions (into the sha-sorted rows) of the seeded fit sample, and the number held out.
     The holdout is drawn exactly as an all-rows run draws it; the sample from the rest."""
-    n = len(sha_sorted)
-    rng = np.random.default_rng(params.seed)
-    fit_mask = np.ones(n, bool)
-    n_hold = 0
-    if params.holdout > 0:
-        n_hold = int(round(params.holdout * n))
-        fit_mask[rng.choice(n, n_hold, replace=False)] = False
-    candidates = np.nonzero(fit_mask)[0]
+    fitted = fit_mask(len(sha_sorted), params)
+    candidates = np.nonzero(fitted)[0]
     sample = np.sort(np.random.default_rng(params.seed + 1).choice(candidates, params.fit_sample, replace=False))
-    return sample, n_hold
-
-
-def _labels_of(db: Database, sample_sha: pa.Array, batch_size: int) -> list[str | None]:
-    """The ``images.label`` of each sample row (streamed over ``images``)."""
-    out: list[str | None] = [None] * len(sample_sha)
-    if not db.has_table(S.IMAGES):
-        return out
-    for b in db.dataset(S.IMAGES).to_batches(columns=["sha256", "label"], batch_size=batch_size):
-        pos = pc.index_in(b.column("sha256"), value_set=sample_sha)
-        have = pa.array(np.nonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))[0])
-        for j, lab in zip(pos.take(have).to_pylist(), b.column("label").take(have).to_pylist()):
-            out[j] = lab or None
-    return out
+    return sample, int((~fitted).sum())
 
 
 def _phash_groups(db: Database, sha_sorted: pa.Array, params: AnalysisParams, info: dict[str, Any]) -> dict[str, int]:
@@ -94,12 +82,12 @@ def _phash_groups(db: Database, sha_sorted: pa.Array, params: AnalysisParams, in
 
 
 def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: str, variant: str, ds: Any,
-                timer: _Timer) -> str:
+                timer: Timer) -> str:
     """The analyze run when rows > ``params.fit_sample`` (see the module docstring); returns its run_id."""
-    flt = _embeddings_filter(model, variant)
+    flt = embeddings_filter(model, variant)
     version = int(ds.version)
     run_id = new_run_id()
-    rec = _Recorder(run_id, timer)
+    rec = Recorder(run_id, timer)
     t = time.perf_counter()
     keys = ds.to_table(columns=["sha256"], filter=flt).column("sha256").combine_chunks()
     sha_sorted = keys.take(pc.sort_indices(keys))
@@ -112,27 +100,17 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
              params.batch_size, version)
 
     # pass 1: the sample's vectors, in sha order
-    Xf: np.ndarray | None = None
-    for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=params.batch_size):
-        pos = pc.index_in(b.column("sha256"), value_set=sample_sha)
-        have = pa.array(np.nonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))[0])
-        if not len(have):
-            continue
-        V = _batch_vectors(b.take(have))
-        if Xf is None:
-            Xf = np.zeros((m, V.shape[1]), np.float32)
-        Xf[pos.take(have).to_numpy(zero_copy_only=False).astype(np.int64)] = V
-    assert Xf is not None
-    Xf = normalize(Xf)
-    truth_f = _labels_of(db, sample_sha, params.batch_size)
+    Xf = normalize(gather_vectors(ds, flt, sample_sha, params.batch_size))
+    truth_f = streamed_labels(db, sample_sha, params.batch_size)
     has_labels = any(truth_f)
     timer.stage("read sample", t)
 
-    fit = _fit(Xf, truth_f, has_labels, params, backend, rec, placeable=True)
+    fit = fit_methods(Xf, truth_f, has_labels, params, backend, rec, placeable=True)
     info = rec.methods_info
     missing = [mth for mth, p in fit.placers.items() if p is None]
-    if missing:  # every CPU/cuML method has a placer; this guards a future one that does not
-        raise RuntimeError(f"no way to place new rows for {missing}")
+    if missing:
+        raise ConfigError(f"clustering {', '.join(missing)} cannot place rows it was not fitted on",
+                          "its fit must return a ClusterResult with place=..., or run with --fit-sample 0")
     phash_of = _phash_groups(db, sha_sorted, params, info)
 
     sha_f = sample_sha.to_pylist()
@@ -146,7 +124,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
 
     # pass 2: place every other row, batch by batch
     t = time.perf_counter()
-    proj_keys = [(pm, pd) for (pm, pd) in fit.projections if pm in params.project and pd in params.dims]
+    proj_keys = written_projections(fit, params)
     primary = params.primary_cluster
     k_nb = max(params.novelty.knn_k, 10)
     placed = n_novel = n_cont = 0
@@ -157,7 +135,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
             continue
         b = b.take(pa.array(keep))
         sha_b = b.column("sha256").to_pylist()
-        Xb = normalize(_batch_vectors(b))
+        Xb = normalize(vectors_to_numpy(b))
         nb_ = len(sha_b)
         coords_b: dict[tuple[str, int], np.ndarray] = {}
 
@@ -177,19 +155,15 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
                 glosh_b = gl
             if method == primary:
                 primary_labels = lab
-            rows_c.append(pa.table({
-                "run_id": [run_id] * nb_, "sha256": sha_b, "method": [method] * nb_,
-                "cluster": pa.array(lab, pa.int32()),
-                "probability": pa.array(prob, pa.float32()) if prob is not None else pa.nulls(nb_, pa.float32()),
-            }))
+            rows_c.append(cluster_rows(run_id, sha_b, method, lab, prob))
         db.append(S.CLUSTERS, pa.concat_tables(rows_c))
         if proj_keys:
-            db.append(S.PROJECTIONS, pa.concat_tables([_projection_rows(run_id, sha_b, pm, pd, space((pm, pd)))
+            db.append(S.PROJECTIONS, pa.concat_tables([projection_rows(run_id, sha_b, pm, pd, space((pm, pd)))
                                                        for pm, pd in proj_keys]))
         nbr = fit.index.search(Xb, k_nb)
         scores = score_with_neighbors(Xb, nbr.dist, fit.dmodel, cluster=primary_labels, glosh=glosh_b)
         ph = np.array([phash_of.get(s, -1) for s in sha_b], np.int64)
-        db.append(S.FLAGS, _flag_rows(run_id, sha_b, scores, False, np.full(nb_, -1, np.int64), ph))
+        db.append(S.FLAGS, flag_rows(run_id, sha_b, scores, False, np.full(nb_, -1, np.int64), ph))
         n_novel += int(scores.is_novel.sum())
         n_cont += int(scores.is_contaminated.sum())
         # near-duplicates: batch × sample, and inside the batch
@@ -216,9 +190,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
         "rows": placed, "batch_size": params.batch_size, "seconds": round(place_s, 3),
         "rows_per_second": round(placed / max(place_s, 1e-9), 1),
         "how": {**{f"{pm}{pd}d": "transform" for pm, pd in proj_keys},
-                **{mth: {"kmeans": "predict", "hdbscan": "approximate_predict (+ approximate_predict_scores for GLOSH)",
-                         "kmedoids": "nearest medoid", "agglomerative": "nearest cluster centroid",
-                         "dbscan": "nearest core point within eps, else noise"}[mth] for mth in fit.placers},
+                **{mth: cluster_method(mth).placement for mth in fit.placers},
                 "novelty": "kNN against the fit sample + nearest centroid (+ GLOSH), the sample's robust z-scores"},
     }
     info["near_duplicates"] = ("pairs searched inside the fit sample, between each placed row and the sample, and "
@@ -234,47 +206,33 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
     placed_in_groups = [s for s in in_pairs if s in group_of and s not in in_sample]
 
     # the sample's own rows
-    nf = m
-    rows_c = []
-    for method, labels in fit.labels_by.items():
-        prob = fit.prob_by[method]
-        rows_c.append(pa.table({
-            "run_id": [run_id] * nf, "sha256": sha_f, "method": [method] * nf, "cluster": pa.array(labels, pa.int32()),
-            "probability": pa.array(prob if prob is not None else np.ones(nf, np.float32), pa.float32()),
-        }))
-    db.append(S.CLUSTERS, pa.concat_tables(rows_c))
+    db.append(S.CLUSTERS, fitted_cluster_rows(run_id, sha_f, fit))
     if proj_keys:
-        db.append(S.PROJECTIONS, pa.concat_tables([_projection_rows(run_id, sha_f, pm, pd, fit.projections[(pm, pd)])
+        db.append(S.PROJECTIONS, pa.concat_tables([projection_rows(run_id, sha_f, pm, pd, fit.projections[(pm, pd)])
                                                    for pm, pd in proj_keys]))
     dup_f = np.array([group_of.get(s, -1) for s in sha_f], np.int64)
     ph_f = np.array([phash_of.get(s, -1) for s in sha_f], np.int64)
-    db.append(S.FLAGS, _flag_rows(run_id, sha_f, fit.fit_scores, True, dup_f, ph_f))
+    db.append(S.FLAGS, flag_rows(run_id, sha_f, fit.fit_scores, True, dup_f, ph_f))
     n_novel += int(fit.fit_scores.is_novel.sum())
     n_cont += int(fit.fit_scores.is_contaminated.sum())
     # placed rows that turned out to be in a near-duplicate group: set their dup_group
     for i in range(0, len(placed_in_groups), 500):
         chunk = placed_in_groups[i:i + 500]
-        quoted = ", ".join(f"'{s}'" for s in chunk)
-        old = db.read(S.FLAGS, where=f"run_id = '{run_id}' AND sha256 IN ({quoted})")
+        old = db.read(S.FLAGS, where=both(eq("run_id", run_id), isin("sha256", chunk)))
         new = pa.array([group_of[s] for s in old.column("sha256").to_pylist()], pa.int64())
         db.upsert(S.FLAGS, old.set_column(old.schema.get_field_index("dup_group"), "dup_group", new))
     n_groups = len(set(group_of.values()))
     timer.stage("duplicates + write sample", t)
 
-    rec.metric("novel_fraction", n_novel / n)
-    rec.metric("contaminated_fraction", n_cont / n)
-    rec.metric("dup_groups", float(n_groups))
-    rec.metric("phash_groups", float(len(set(phash_of.values()))))
-    db.upsert(S.METRICS, pa.Table.from_pylist(rec.metric_rows, schema=S.METRICS_SCHEMA))
-    db.upsert(S.RUN_MODELS, pa.table({"run_id": [run_id], "format": [MODEL_FORMAT], "blob": [fit.dmodel.to_bytes()],
-                                      "created_at": pa.array([utc_now()], pa.timestamp("us", tz="UTC"))}))
+    rec.totals(n=n, novel=n_novel, contaminated=n_cont, dup_groups=n_groups, phash_groups=len(set(phash_of.values())))
+    write_metrics_and_model(db, rec, fit.dmodel)
     sampling = sampling_info(params, fit, rec, n_rows=n, n_fit=m, sampled=True)
     info["metrics"] = f"cluster-quality metrics, the k sweep and kNN accuracy are computed on the {m:,}-row fit sample"
     run_params = run_params_of(params, fit, rec, backend, model=model, variant=variant, n_fit=m, n_holdout=n_hold,
                                has_labels=has_labels, sampling=sampling)
     if fit.dendrogram is not None:
         run_params["dendrogram"] = {**fit.dendrogram, "sha256": [sha_f[i] for i in fit.dendrogram.pop("rows")]}
-    _write_run(db, run_id, "analyze", model, variant, run_params, version, n)
+    write_run(db, run_id, "analyze", model, variant, run_params, version, n)
     log.info("analyze %s: %s", run_id, sampling["statement"])
     log.info("analyze %s: %d images, %d novel, %d contaminated, %d dup groups in %.1fs", run_id, n, n_novel, n_cont,
              n_groups, time.perf_counter() - timer.t0)

@@ -1,0 +1,221 @@
+"""Fitting every method of a run on its fit rows, and what the run states about that fit.
+
+:func:`fit_methods` is the same for an all-rows run (the fit rows are every row not held out)
+and a sampled run (the fit rows are the seeded sample): neighbours, projections, clusterings
+(looked up in the :mod:`~embedscope.analysis.clustering` registry), metrics, and the novelty
+model of the data. :func:`run_params_of` and :func:`sampling_info` make ``runs.params``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedscope.analysis.backend import Backend
+from embedscope.analysis.clustering import ClusterConfig, Placer, best_k, cluster_method, fit_clusters, sweep_k
+from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
+from embedscope.analysis.neighbors import KnnIndex
+from embedscope.analysis.novelty import DataModel, Scores, fit_model
+from embedscope.analysis.params import AnalysisParams
+from embedscope.analysis.projection import ProjectionConfig, fit_projection, pca_fit
+from embedscope.analysis.recording import Recorder
+
+MODEL_FORMAT = "npz-v1"  # how ``run_models.blob`` is encoded (DataModel.to_bytes)
+
+
+@dataclass
+class Fit:
+    """Everything fitted on the fit rows, with what places new rows in it."""
+
+    index: KnnIndex  # the fit rows as the kNN reference set
+    nb: Any  # leave-one-out neighbours of the fit rows
+    k: int | None
+    projections: dict[tuple[str, int], np.ndarray]
+    transforms: dict[tuple[str, int], Any]
+    spaces: dict[str, tuple[str, int] | None]  # cluster method -> the projection it runs in (None: embedding)
+    pca_spaces: dict[int, tuple[np.ndarray, Any]]
+    labels_by: dict[str, np.ndarray]
+    prob_by: dict[str, np.ndarray | None]
+    placers: dict[str, Placer | None]  # cluster method -> its ``place`` (see clustering.ClusterResult)
+    glosh: np.ndarray | None
+    glosh_method: str | None
+    dendrogram: dict[str, Any] | None  # with "rows" (fit-row positions) still in it
+    dmodel: DataModel
+    fit_scores: Scores
+
+
+def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, params: AnalysisParams, backend: Backend,
+                rec: Recorder, *, placeable: bool) -> Fit:
+    """Fit every method on the fit rows ``Xf`` and compute their metrics (the same for an
+    all-rows fit and a sample fit). ``placeable`` keeps what placing other rows needs."""
+    nf = len(Xf)
+    metric, methods_info, timer = rec.metric, rec.methods_info, rec.timer
+
+    # neighbours (leave-one-out inside the fit set), used by novelty, kNN accuracy and duplicates
+    t = time.perf_counter()
+    k_nb = max(params.novelty.knn_k, 10)
+    search = params.knn_search_dims if nf > params.knn_exact_max else None
+    index = KnnIndex(Xf, search_dims=search, seed=params.seed)
+    nb = index.search(Xf, k_nb, exclude_self=True)
+    if nb.approximate:
+        methods_info["knn"] = (f"{nf} rows > {params.knn_exact_max}: neighbour candidates from PCA-{search}, "
+                               "distances exact")
+    timer.stage("neighbours", t)
+
+    # projections (shared cache: HDBSCAN's UMAP space reuses a projection of the same dims)
+    projections: dict[tuple[str, int], np.ndarray] = {}
+    transforms: dict[tuple[str, int], Any] = {}
+
+    def project(method: str, dims: int) -> np.ndarray:
+        if (method, dims) not in projections:
+            t0 = time.perf_counter()
+            cfg = ProjectionConfig(method, dims, params.seed, params.n_neighbors, params.min_dist, params.perplexity,
+                                   tsne_max_fit=params.tsne_max_fit, backend=backend.name if method == "umap" else "cpu")
+            res = fit_projection(Xf, cfg)
+            projections[(method, dims)] = res.coords
+            transforms[(method, dims)] = res.transform
+            methods_info[f"{method}{dims}d"] = res.info
+            timer.stage(f"{method}{dims}d", t0)
+        return projections[(method, dims)]
+
+    for method in params.project:
+        for dims in params.dims:
+            project(method, dims)
+
+    # clusterings
+    k = params.k
+    if any(cluster_method(m).needs_k for m in params.cluster) and k is None:
+        t = time.perf_counter()
+        ks = list(range(max(2, params.k_min), max(params.k_min, min(params.k_max, nf - 1)) + 1))
+        sweep = sweep_k(Xf, ks, seed=params.seed, sample=min(params.silhouette_sample, 3000))
+        for s in sweep:
+            metric("silhouette_vs_k", s["silhouette"], "kmeans", "embedding", s["k"])
+            metric("inertia", s["inertia"], "kmeans", "embedding", s["k"])
+        k = best_k(sweep)
+        methods_info["k_auto"] = {"chosen": k, "range": [ks[0], ks[-1]], "by": "silhouette (cosine-normalised k-means)"}
+        timer.stage("k sweep", t)
+    labels_by: dict[str, np.ndarray] = {}
+    prob_by: dict[str, np.ndarray | None] = {}
+    placers: dict[str, Placer | None] = {}
+    spaces: dict[str, tuple[str, int] | None] = {}
+    pca_spaces: dict[int, tuple[np.ndarray, Any]] = {}
+    glosh, glosh_method = None, None
+    dendrogram = None
+    for method in params.cluster:
+        if cluster_method(method).reduced_space:
+            if params.hdbscan_space == "umap":
+                Z = project("umap", params.hdbscan_dims)
+                spaces[method] = ("umap", params.hdbscan_dims)
+            else:
+                if params.hdbscan_dims not in pca_spaces:
+                    pca_spaces[params.hdbscan_dims] = pca_fit(Xf, params.hdbscan_dims, params.seed)
+                Z = pca_spaces[params.hdbscan_dims][0]
+                spaces[method] = ("pca-space", params.hdbscan_dims)
+            space = f"{params.hdbscan_space}{params.hdbscan_dims}d"
+        else:
+            Z, space = Xf, "embedding"
+            spaces[method] = None
+        t = time.perf_counter()  # after the reduced space, which is timed on its own
+        cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
+                            params.max_fit, params.hdbscan_max_fit, placeable=placeable,
+                            backend=backend.name if cluster_method(method).gpu else "cpu")
+        res = fit_clusters(Z, cfg)
+        labels_by[method], prob_by[method], placers[method] = res.labels, res.probabilities, res.place
+        methods_info[method] = {**res.info, "space": space}
+        if res.outlier_scores is not None and glosh is None:
+            glosh, glosh_method = res.outlier_scores, method
+        if res.dendrogram is not None:
+            dendrogram = res.dendrogram
+        n_clusters = len(set(res.labels.tolist()) - {-1})
+        metric("n_clusters", n_clusters, method)
+        metric("noise_fraction", float((res.labels < 0).mean()), method)
+        timer.stage(f"cluster {method}", t)
+
+    # metrics: embedding space (cosine silhouette), each projection (Euclidean), labels
+    t = time.perf_counter()
+    for method, labels in labels_by.items():
+        for name, value in internal_metrics(Xf, labels, metric="cosine", silhouette_sample=params.silhouette_sample,
+                                            seed=params.seed).items():
+            metric(name, value, method, "embedding")
+        for (pm, pd), coords in projections.items():
+            if pd in params.dims and pm in params.project:
+                for name, value in internal_metrics(coords, labels, silhouette_sample=params.silhouette_sample,
+                                                    seed=params.seed).items():
+                    metric(name, value, method, f"{pm}{pd}d")
+        if has_labels:
+            for name, value in external_metrics(labels, truth_f).items():
+                metric(name, value, method)
+    if has_labels:
+        for name, value in knn_accuracy(nb.idx, truth_f).items():
+            metric(name, value)
+    timer.stage("metrics", t)
+
+    # novelty + contamination on the primary clustering, fitted on the fit set
+    t = time.perf_counter()
+    dmodel, fit_scores = fit_model(Xf, labels_by[params.primary_cluster], params.novelty, glosh=glosh,
+                                   truth=truth_f if has_labels else None, neighbors_dist=nb.dist)
+    timer.stage("novelty", t)
+    return Fit(index, nb, k, projections, transforms, spaces, pca_spaces, labels_by, prob_by, placers, glosh,
+                glosh_method, dendrogram, dmodel, fit_scores)
+
+
+def fit_mask(n: int, params: AnalysisParams) -> np.ndarray:
+    """True for the rows a run may fit on, False for the seeded holdout (drawn the same way by
+    every run, so a sampled run holds out exactly the rows an all-rows run would)."""
+    mask = np.ones(n, bool)
+    if params.holdout > 0:
+        rng = np.random.default_rng(params.seed)
+        mask[rng.choice(n, int(round(params.holdout * n)), replace=False)] = False
+    return mask
+
+
+def written_projections(fit: Fit, params: AnalysisParams) -> list[tuple[str, int]]:
+    """The projections that are results (not only a reduced space for clustering)."""
+    return [(pm, pd) for (pm, pd) in fit.projections if pm in params.project and pd in params.dims]
+
+
+def fit_rows_by_method(fit: Fit, params: AnalysisParams, rec: Recorder, n_fit: int) -> dict[str, int]:
+    """How many rows each method was actually fitted on (the inner caps of the O(n²) methods,
+    HDBSCAN and t-SNE included), for the stated sampling policy."""
+    out: dict[str, int] = {}
+    for key, info in rec.methods_info.items():
+        if isinstance(info, dict) and "method" in info:
+            rows = info.get("n_fit", n_fit)
+            if info.get("method") == "tsne" and n_fit > params.tsne_max_fit:
+                rows = params.tsne_max_fit
+            out[key] = int(rows)
+    return out
+
+
+def sampling_info(params: AnalysisParams, fit: Fit, rec: Recorder, *, n_rows: int, n_fit: int,
+                  sampled: bool) -> dict[str, Any]:
+    """The stated sampling policy of a run (``runs.params["sampling"]``)."""
+    by_method = fit_rows_by_method(fit, params, rec, n_fit)
+    if sampled:
+        statement = (f"fitted on {n_fit:,} of {n_rows:,} rows (seeded sample, --fit-sample {params.fit_sample:,}); "
+                     "the rest placed by transform / predict / approximate_predict in a streaming pass")
+    else:
+        statement = f"fitted on all {n_fit:,} rows" + (f" ({n_rows - n_fit:,} held out)" if n_rows > n_fit else "")
+    inner = {m: r for m, r in by_method.items() if r < n_fit}
+    if inner:
+        statement += "; inner caps: " + ", ".join(f"{m} on {r:,}" for m, r in inner.items())
+    return {"fit_sample": params.fit_sample, "sampled": sampled, "n_rows": n_rows, "n_fit": n_fit,
+            "n_placed": n_rows - n_fit if sampled else 0, "fit_rows_by_method": by_method,
+            "methods_sampled": sorted(m for m, r in by_method.items() if r < n_rows), "statement": statement}
+
+
+def run_params_of(params: AnalysisParams, fit: Fit, rec: Recorder, backend: Backend, **extra: Any) -> dict[str, Any]:
+    """``runs.params`` of an analyze run."""
+    out = params.as_dict()
+    out.update(
+        k_resolved=fit.k, primary_cluster=params.primary_cluster,
+        primary_projection=params.primary_projection, primary_dims=params.primary_dims,
+        novelty_threshold=fit.dmodel.threshold, novelty_stats=fit.dmodel.stats,
+        contaminated_clusters={str(c): r for c, r in fit.dmodel.contaminated.items()},
+        methods_info=rec.methods_info, timings_s=rec.timer.stages, run_model_format=MODEL_FORMAT,
+        backend_resolved=backend.as_dict(), **extra,
+    )
+    return out
