@@ -265,6 +265,17 @@ class Database:
         self.ensure_table(name, schema).add(rows)
         return rows.num_rows
 
+    def delete(self, name: str, where: str) -> int:
+        """Delete the rows of ``name`` matching ``where`` (built with :mod:`embedscope.store.filters`);
+        one Lance commit. Returns how many rows matched. The caller holds the writer lock."""
+        if not self.has_table(name) or not where:
+            return 0
+        matched = self.count(name, where=where)
+        if matched:
+            self.table(name).delete(where)
+            self.refresh()
+        return matched
+
     @contextlib.contextmanager
     def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest") -> Iterator[None]:
         """Hold the database's single-writer lock; with ``wait`` > 0, retry that many seconds.
