@@ -414,7 +414,7 @@ def test_real_server_refuses_a_big_body_before_reading_it(real_server):
 
 
 @pytest.mark.slow  # starts a real dashboard server
-def test_real_server_guessing_gets_429_and_the_right_password_still_works_elsewhere(real_server):
+def test_real_server_guessing_gets_429_and_the_right_password_works_after_the_lockout(real_server):
     url = real_server["url"]
     t0 = time.monotonic()
     codes = []
@@ -424,13 +424,16 @@ def test_real_server_guessing_gets_429_and_the_right_password_still_works_elsewh
         except urllib.error.HTTPError as exc:
             codes.append(exc.code)
     seconds = time.monotonic() - t0
-    assert codes.count(401) == 5 and codes.count(429) == 295, {c: codes.count(c) for c in set(codes)}
-    print(f"300 wrong guesses: {codes.count(401)} checked, {codes.count(429)} refused with 429, in {seconds:.1f} s")
-    # the server sees every test client as 127.0.0.1, so the lockout applies to it too: the right
-    # password is refused until it runs out, then works (another address is unaffected: unit test above)
+    checked = codes.count(401)  # a guess is checked again each time a lockout (2 s, doubling) ran out
+    assert 5 <= checked <= 9 and codes.count(429) == 300 - checked, {c: codes.count(c) for c in set(codes)}
+    print(f"300 wrong guesses: {checked} checked, {300 - checked} refused with 429, in {seconds:.1f} s")
+    # the server sees every test client as 127.0.0.1, so the lockout holds for the right password
+    # too; once it runs out, the right password works (another address is never held: unit test above)
     with pytest.raises(urllib.error.HTTPError) as err:
         _http(url + "/", auth=("ann", "s3cret"))
     assert err.value.code == 429
+    time.sleep(int(err.value.headers["Retry-After"]) + 0.5)
+    assert _http(url + "/", auth=("ann", "s3cret"))[0] == 200
 
 
 # -- check / repair after killed analyze runs -------------------------------------------------
