@@ -32,6 +32,7 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
 from embedscope.store.sql import SqlLimits, run_sql
 from tests.conftest import REPO, make_photo, run_cli, vectors_parquet
+from tests.dashboard_db import running_dashboard
 
 ENDLESS = "SELECT count(*) FROM range(1000000000000)"
 MEMORY_HOG = "SELECT length(string_agg(repeat('x', 100), ',')) FROM range(100000000)"
@@ -317,40 +318,13 @@ def test_malformed_callback_values_give_one_line_not_http_500(tiny):
 # -- a real server: responsiveness, 413, back-off, env auth -----------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     db_path, shas, _ = _tiny_db(root)
-    port = _free_port()
-    log = (root / "server.log").open("w")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EMBEDSCOPE_DASHBOARD_AUTH": "ann:s3cret"}
-    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db_path), "--port", str(port),
-                             "--sql-timeout", "6", "--max-body-mb", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _http(url + "/", auth=("ann", "s3cret"), timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"dashboard did not start: {(root / 'server.log').read_text()}")
-                time.sleep(0.5)
-        yield {"url": url, "shas": shas, "log": root / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with running_dashboard(db_path, root / "server.log", "--sql-timeout", "6", "--max-body-mb", "1",
+                           env={"EMBEDSCOPE_DASHBOARD_AUTH": "ann:s3cret"}, headers=_basic("ann", "s3cret")) as url:
+        yield {"url": url, "shas": shas}
 
 
 def _http(url: str, *, auth=None, data: bytes | None = None, headers=None, timeout: float = 10.0):

@@ -68,19 +68,15 @@ class CheckReport:
 
     def summary(self) -> str:
         """One line: clean, or each kind of problem with its count."""
-        parts = []
-        if self.orphan_embeddings:
-            parts.append(f"{sum(self.orphan_embeddings.values())} orphan embeddings")
-        if self.orphan_results:
-            parts.append(f"{sum(self.orphan_results.values())} result rows of {len(self.orphan_runs)} unfinished runs")
-        if self.stale_quarantine:
-            parts.append(f"{self.stale_quarantine} stale quarantine rows")
-        if self.pending_runs:
-            parts.append(f"{len(self.pending_runs)} runs still writing or killed recently (left alone)")
-        if self.index_unindexed:
-            parts.append(f"{sum(self.index_unindexed.values())} rows outside the ANN index")
-        if self.fragments:
-            parts.append(f"{len(self.fragments)} tables to compact")
+        counted = [
+            (sum(self.orphan_embeddings.values()), "{} orphan embeddings"),
+            (sum(self.orphan_results.values()), f"{{}} result rows of {len(self.orphan_runs)} unfinished runs"),
+            (self.stale_quarantine, "{} stale quarantine rows"),
+            (len(self.pending_runs), "{} runs still writing or killed recently (left alone)"),
+            (sum(self.index_unindexed.values()), "{} rows outside the ANN index"),
+            (len(self.fragments), "{} tables to compact"),
+        ]
+        parts = [text.format(n) for n, text in counted if n]
         verb = "repaired" if self.repaired else "found"
         return f"{verb}: " + ", ".join(parts) if parts else "clean: nothing to repair"
 
