@@ -510,5 +510,7 @@ def test_check_repairs_planted_orphan_embeddings_and_stale_quarantine(tiny):
     assert report.problems == 3 and len(report.actions) == 3
     db = Database(db_path)
     assert check(db).problems == 0
+    with db.writer_lock():  # how the daemon calls it at start, inside its own lock
+        assert repair(db, lock_held=True).problems == 0
     assert db.read("embeddings_m", ["sha256"]).column("sha256").to_pylist() == [shas[0]]
     assert db.read(S.QUARANTINE, ["path"]).column("path").to_pylist() == ["/gone.jpg"]

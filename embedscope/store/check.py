@@ -91,24 +91,28 @@ def check(db: Database, *, grace_s: float = DEFAULT_GRACE_S) -> CheckReport:
     return report
 
 
-def repair(db: Database, *, grace_s: float = DEFAULT_GRACE_S, wait_lock: float = 0.0) -> CheckReport:
+def repair(db: Database, *, grace_s: float = DEFAULT_GRACE_S, wait_lock: float = 0.0,
+           lock_held: bool = False) -> CheckReport:
     """Check, then delete the orphans and stale quarantine rows, fold unindexed rows into the
-    ANN index and compact fragmented tables, all under the writer lock. Returns what was found
-    (``repaired=True``, ``actions`` listing what was done)."""
+    ANN index and compact fragmented tables, all under the writer lock (taken here, unless the
+    caller says it holds it: ``lock_held=True``). Returns what was found (``repaired=True``,
+    ``actions`` listing what was done)."""
+    if not lock_held:
+        with db.writer_lock(wait=wait_lock, owner="check --repair"):
+            return repair(db, grace_s=grace_s, lock_held=True)
     report = CheckReport(repaired=True)
-    with db.writer_lock(wait=wait_lock, owner="check --repair"):
-        db.refresh()
-        shas_by_table, runs = _find(db, report, grace_s)
-        for table, shas in shas_by_table.items():
-            n = _delete_in(db, table, "sha256", shas)
-            report.actions.append(f"deleted {n} orphan rows from {table}")
-        for table in report.orphan_results:
-            n = _delete_in(db, table, "run_id", runs)
-            report.actions.append(f"deleted {n} rows of unfinished runs from {table}")
-        if report.stale_quarantine:
-            n = _delete_stale_quarantine(db)
-            report.actions.append(f"deleted {n} stale quarantine rows")
-        _upkeep(db, report)
+    db.refresh()
+    shas_by_table, runs = _find(db, report, grace_s)
+    for table, shas in shas_by_table.items():
+        n = _delete_in(db, table, "sha256", shas)
+        report.actions.append(f"deleted {n} orphan rows from {table}")
+    for table in report.orphan_results:
+        n = _delete_in(db, table, "run_id", runs)
+        report.actions.append(f"deleted {n} rows of unfinished runs from {table}")
+    if report.stale_quarantine:
+        n = _delete_stale_quarantine(db)
+        report.actions.append(f"deleted {n} stale quarantine rows")
+    _upkeep(db, report)
     return report
 
 
