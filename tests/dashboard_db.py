@@ -7,12 +7,20 @@ UMAP and PCA in 2-D and 3-D).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from tests.conftest import make_photo, run_cli, save_jpeg
+from tests.conftest import REPO, make_photo, run_cli, save_jpeg
 
 GROUPS = ("cats", "dogs", "birds")
 PER_GROUP = 12
@@ -61,3 +69,36 @@ def cached_dashboard_db(tmp_path_factory) -> Path:
         build_dashboard_db(root)
         done.touch()
     return root / "db"
+
+
+@contextlib.contextmanager
+def running_dashboard(db: Path, log_path: Path, *args: str, env: dict | None = None,
+                      headers: dict | None = None, start_timeout: float = 120) -> Iterator[str]:
+    """A real ``embedscope dashboard`` subprocess on a free loopback port: yields its URL once
+    ``/`` answers (sent with ``headers``, e.g. basic auth), and stops it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db), "--port", str(port), *args],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + "/", headers=headers or {}), timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dashboard did not start: {log_path.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

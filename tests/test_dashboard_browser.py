@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.dashboard_db import N_IMAGES, PER_GROUP, cached_dashboard_db
+from tests.dashboard_db import N_IMAGES, PER_GROUP, cached_dashboard_db, running_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -46,33 +41,10 @@ def server(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
     db = cached_dashboard_db(tmp_path_factory)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     # --image-size: the test ingest's, so an uploaded image is embedded as the stored ones were
-    proc = subprocess.Popen([sys.executable, "-m", "embedscope", "dashboard", "--db", str(db), "--port", str(port),
-                             "--image-size", "56"],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url + "/", timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"dashboard did not start: {Path(log.name).read_text()}")
-                time.sleep(0.5)
+    with running_dashboard(db, tmp_path_factory.mktemp("server") / "server.log", "--image-size", "56",
+                           start_timeout=90) as url:
         yield {"url": url, "db": db}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,54 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from embedscope.store.sql import is_truncated, run_sql
 
-    table = run_sql(open_db(args), args.sql, limit=args.limit or None)
+    table = run_sql(open_db(args), args.sql, limit=args.limit or None, limits=sql_limits(args))
     note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
     emit(table, args, note=note)
     return 0
+
+
+def sql_limits(args: argparse.Namespace, prefix: str = "") -> Any:
+    """The :class:`SqlLimits` of ``--timeout`` / ``--memory-limit`` / ``--spill-limit`` (0 or
+    "none": no limit), with ``prefix`` (e.g. ``sql-``) on the flag names."""
+    import dataclasses
+
+    from embedscope.store.sql import CLI_LIMITS, DASHBOARD_LIMITS
+
+    base = DASHBOARD_LIMITS if prefix else CLI_LIMITS
+    name = prefix.replace("-", "_")
+    timeout = getattr(args, f"{name}timeout")
+    return dataclasses.replace(base, timeout_s=timeout or None,
+                               memory_limit=_size_or_none(getattr(args, f"{name}memory_limit")),
+                               temp_limit=_size_or_none(getattr(args, f"{name}spill_limit")))
+
+
+def add_sql_limits(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--timeout``, ``--memory-limit``, ``--spill-limit`` (with ``prefix``): one query's limits."""
+    from embedscope.store.sql import CLI_LIMITS, DASHBOARD_LIMITS
+
+    base = DASHBOARD_LIMITS if prefix else CLI_LIMITS
+    p.add_argument(f"--{prefix}timeout", type=float, default=base.timeout_s, metavar="SECONDS",
+                   help=f"stop a query after this long (default {base.timeout_s:g}; 0 = no limit)")
+    p.add_argument(f"--{prefix}memory-limit", default=base.memory_limit, metavar="SIZE",
+                   help=f"DuckDB memory limit of a query, e.g. 4GB (default {base.memory_limit}; none = DuckDB's 80%% of RAM)")
+    p.add_argument(f"--{prefix}spill-limit", default=base.temp_limit, metavar="SIZE",
+                   help=f"at most this much spilled to a private temp folder (default {base.temp_limit}; 0 = no spilling)")
+
+
+def _size_or_none(value: str | None) -> str | None:
+    """A DuckDB size (``500MB``, ``2GiB``; ``0`` → ``0B``), or None for ``none``."""
+    import re
+
+    from embedscope.errors import ConfigError
+
+    text = (value or "").strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text == "0":
+        return "0B"
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?)?B", text, flags=re.IGNORECASE):
+        raise ConfigError(f"bad size {value!r}", "use e.g. 500MB, 2GB, 0, or none")
+    return text
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -110,6 +154,7 @@ def register(sub: Any) -> None:
     add_db(p)
     p.add_argument("sql", metavar="SQL", help='e.g. "SELECT label, count(*) FROM images GROUP BY label"')
     p.add_argument("--limit", type=int, default=10_000, help="at most this many rows (default 10000; 0 = all)")
+    add_sql_limits(p)
     add_output(p)
     p.set_defaults(handler=cmd_query)
 

@@ -1,47 +1,72 @@
 """The Dash app factory: ``create_app(db_path)`` → a ``dash.Dash`` whose Flask server is
-``app.server``. Nothing is read at import; every page queries when it is requested.
+``app.server``; :func:`serve` runs it on a production WSGI server (waitress). Nothing is read
+at import; every page queries when it is requested.
 
 >>> app = create_app("demo/db")                     # doctest: +SKIP
->>> app.run(host="127.0.0.1", port=8050)            # doctest: +SKIP
+>>> serve(app, host="127.0.0.1", port=8050)         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
 from typing import Any
 
-from embedscope.dashboard.context import CONFIG_KEY, DEFAULT_MAX_POINTS, DashboardContext
+from embedscope.dashboard.context import (
+    CONFIG_KEY,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ORIGINAL_BYTES,
+    DEFAULT_MAX_POINTS,
+    DEFAULT_MAX_UPLOAD_PIXELS,
+    DashboardContext,
+)
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 8  # waitress worker threads: slow queries or decodes do not hold up the rest
 
 
-def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str | None = None,
+def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str | tuple[str, str] | None = None,
                neighbours_k: int = 8, query_flags: dict[str, Any] | None = None,
-               query_config: str | None = None, storage_options: dict[str, str] | None = None) -> Any:
+               query_config: str | None = None, storage_options: dict[str, str] | None = None,
+               sql_limits: Any = None, max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
+               max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
     ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
-    ``auth``: ``"user:password"`` to require HTTP basic auth on every request.
+    ``auth``: ``"user:password"`` or ``(user, password)`` to require HTTP basic auth on every
+    request (wrong passwords back off per client, see :mod:`embedscope.dashboard.auth`).
     ``query_flags`` / ``query_config``: how the Search page embeds an uploaded image
     (``image_size``, ``preprocess``, ``device``, ``weights``; a TOML file with an ``[ingest]``
     section): they must match the ingest, as for ``embedscope similar FILE``.
     ``storage_options``: for a database (or image sources) on an object store.
+    ``sql_limits``: the SQL page's :class:`~embedscope.store.sql.SqlLimits` (default
+    ``DASHBOARD_LIMITS``). ``max_original_bytes``: /image serves originals up to this size.
+    ``max_upload_pixels``: the Search page refuses larger uploads. ``max_body_bytes``: larger
+    request bodies get 413 before they are read.
     """
     import dash
     from dash import dcc, html
 
     from embedscope.dashboard import ids, pages
+    from embedscope.dashboard.auth import install_basic_auth, parse_credentials
     from embedscope.dashboard.encoders import EncoderCache
-    from embedscope.dashboard.routes import install_basic_auth, register_routes
+    from embedscope.dashboard.routes import register_routes
     from embedscope.store.db import Database
 
     Database(db_path, storage_options=storage_options)  # fail now, with the CLI's one-line error, if there is no database
     ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k,
-                           encoders=EncoderCache(query_flags, query_config), storage_options=dict(storage_options or {}))
+                           encoders=EncoderCache(query_flags, query_config), storage_options=dict(storage_options or {}),
+                           sql_limits=sql_limits, max_original_bytes=max_original_bytes,
+                           max_upload_pixels=max_upload_pixels)
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
-                    suppress_callback_exceptions=True, update_title=None)
+                    suppress_callback_exceptions=True, update_title=None, on_error=_callback_error)
     app.server.config[CONFIG_KEY] = ctx
+    app.server.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     if auth:
-        install_basic_auth(app.server, auth)
+        install_basic_auth(app.server, parse_credentials(auth, "auth") if isinstance(auth, str) else tuple(auth))
     register_routes(app.server, ctx)
     pages.register(app, ctx)
 
@@ -55,11 +80,30 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                         for p in dash.page_registry.values() if p.get("nav", True)]],
                      id=ids.NAV, style={"padding": "8px 12px", "borderBottom": "1px solid #ddd", "background": "#fafafa"}),
             _banner(ctx),
+            html.Div(id=ids.CALLBACK_ERROR, style={"color": "#b71c1c", "padding": "0 12px", "fontSize": "13px"}),
             html.Div(dash.page_container, style={"padding": "8px 12px"}),
         ], style={"fontFamily": "system-ui, sans-serif"})
 
     app.layout = shell
     return app
+
+
+def _callback_error(exc: Exception) -> None:
+    """Dash's ``on_error``: malformed input (a non-numeric k, an unknown run id, a bad sha) is one
+    line at the top of the page, outputs unchanged, HTTP 200 — not a 500. Bugs still raise."""
+    from dash import set_props
+
+    from embedscope.dashboard import ids
+    from embedscope.errors import EmbedscopeError
+
+    if isinstance(exc, EmbedscopeError):
+        text = exc.one_line()
+    elif isinstance(exc, (ValueError, TypeError, KeyError)):
+        text = f"invalid input: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    else:
+        raise exc
+    log.info("callback refused its input: %s", text)
+    set_props(ids.CALLBACK_ERROR, {"children": text})
 
 
 def _banner(ctx: DashboardContext) -> Any:
@@ -79,4 +123,25 @@ def _banner(ctx: DashboardContext) -> Any:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether every address ``host`` resolves to is a loopback address (``127.0.0.0/8``,
+    ``::1``). A name that does not resolve, or that resolves to any other address, is not:
+    ``127.0.0.1.nip.io`` is judged by where it points, not by how it is spelled."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError):
+        return False
+    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    try:
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except ValueError:
+        return False
+
+
+def serve(app: Any, *, host: str, port: int, threads: int = DEFAULT_THREADS) -> None:
+    """Serve ``app`` with waitress (a production WSGI server) until interrupted."""
+    import waitress
+
+    max_body = app.server.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY_BYTES
+    listen = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+    waitress.serve(app.server, listen=listen, threads=threads, max_request_body_size=max_body,
+                   ident="embedscope", _quiet=True)

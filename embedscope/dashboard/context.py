@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.store.sql import SqlLimits
 
 DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
+DEFAULT_MAX_ORIGINAL_BYTES = 64 * 1024 * 1024  # /image serves originals up to this size, else the thumbnail
+DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # the Search page decodes uploads up to this many pixels
+DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024  # request bodies (a 25 MiB upload is ~34 MB of base64 JSON)
 CONFIG_KEY = "EMBEDSCOPE_DASHBOARD"
 
 
@@ -21,6 +25,9 @@ class DashboardContext:
     max_points: int = DEFAULT_MAX_POINTS
     neighbours_k: int = 8
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)  # object stores
+    sql_limits: SqlLimits | None = None  # the SQL page's limits (None: store.sql.DASHBOARD_LIMITS)
+    max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     # the app's one encoder cache (search by upload, within-image patches): built in create_app
     encoders: EncoderCache | None = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)

@@ -6,6 +6,7 @@ BANNER = "es-random-weights-banner"
 NAV = "es-nav"
 SELECTION = "es-selection"  # session store: {"source": "map"|"sql", "sha256": [...]}
 RUN_ERROR = "run-error"  # the one-line message of a page given an unknown ?run= id
+CALLBACK_ERROR = "es-callback-error"  # the one-line message of a callback given malformed input
 
 
 def nav_link(page_name: str) -> str:

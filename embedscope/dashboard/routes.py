@@ -1,20 +1,22 @@
-"""Server-side routes for image bytes, and optional HTTP basic auth.
+"""Server-side routes for image bytes.
 
 Images are served ONLY by sha256: the route looks the content up in the database and reads
 the path stored there (or the stored thumbnail). No request parameter is ever used as a
-path. Every response is re-encoded by Pillow after the safe decoder, never the raw file.
+path. Originals are read by :mod:`embedscope.dashboard.originals` (regular files only, size
+cap, never blocking, sha256 re-checked); every response is re-encoded by Pillow after the safe
+decoder, never the raw file. When the original is not served, the thumbnail is, and the
+``X-Embedscope-Note`` header says why.
 """
 
 from __future__ import annotations
 
-import hmac
 import io
 from typing import Any
 
 from embedscope.dashboard.context import DashboardContext
+from embedscope.dashboard.originals import load_original
 
 MAX_SIDE = 2048  # full images are downscaled to this longest side for the browser
-MAX_PIXELS = 200_000_000
 
 
 def register_routes(server: Any, ctx: DashboardContext) -> None:
@@ -23,9 +25,13 @@ def register_routes(server: Any, ctx: DashboardContext) -> None:
 
     from embedscope.store import views
 
-    def _jpeg(data: bytes, source: str) -> Response:
+    def _jpeg(data: bytes, source: str, note: str | None = None) -> Response:
         resp = Response(data, mimetype="image/jpeg")
-        resp.headers["Cache-Control"] = "private, max-age=3600"  # content-addressed: sha256 never changes
+        if note is None:  # content-addressed: a served original never changes
+            resp.headers["Cache-Control"] = "private, max-age=3600"
+        else:  # the original may come back (or free a decode slot): do not cache the stand-in
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["X-Embedscope-Note"] = note
         resp.headers["X-Embedscope-Source"] = source
         return resp
 
@@ -43,13 +49,13 @@ def register_routes(server: Any, ctx: DashboardContext) -> None:
         if not views.is_sha256(sha256):
             abort(404)
         db = ctx.db()
-        img = _load_stored(db, sha256)
-        if img is None:  # every stored path is gone or changed: the thumbnail still exists
+        original = load_original(db, sha256, max_bytes=ctx.max_original_bytes, draft_longest=MAX_SIDE)
+        if original.image is None:  # gone, changed, refused or busy: the thumbnail still exists
             data = views.thumbnail(db, sha256)
             if data is None:
                 abort(404)
-            return _jpeg(data, "thumbnail")
-        return _jpeg(_encode(img), "file")
+            return _jpeg(data, "thumbnail", original.note)
+        return _jpeg(_encode(original.image), "file")
 
     @server.route("/overlay/<sha256>")
     def overlay(sha256: str) -> Response:
@@ -57,45 +63,21 @@ def register_routes(server: Any, ctx: DashboardContext) -> None:
             abort(404)
         db = ctx.db()
         png = views.mask_png(db, sha256)
-        img = _load_stored(db, sha256)
-        if png is None or img is None:
+        if png is None:
             abort(404)
-        return _jpeg(_encode(_overlay(img, png)), "file+mask")
+        original = load_original(db, sha256, max_bytes=ctx.max_original_bytes, draft_longest=MAX_SIDE)
+        if original.image is None:
+            abort(404)
+        return _jpeg(_encode(_overlay(original.image, png)), "file+mask")
 
 
-def _load_stored(db: Any, sha256: str) -> Any:
-    """The decoded image from the first stored path whose bytes still hash to ``sha256``."""
-    import hashlib
-
-    from embedscope.errors import DecodeError, EmbedscopeError
-    from embedscope.ingest.decode import decode_bytes
-    from embedscope.store import views
-
-    from embedscope.objectstore import is_uri, read_bytes
-
-    for path in views.stored_paths(db, sha256):
-        try:
-            if is_uri(path):  # an object-store source (s3://...): same credentials as the database
-                data = read_bytes(path, db.storage_options)
-            else:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-        except (OSError, EmbedscopeError):
-            continue
-        if hashlib.sha256(data).hexdigest() != sha256:  # the file changed since ingest
-            continue
-        try:
-            return decode_bytes(data, max_pixels=MAX_PIXELS).image
-        except DecodeError:
-            continue
-    return None
-
-
-def load_stored_image(db: Any, sha256: str) -> tuple[Any, str | None]:
+def load_stored_image(db: Any, sha256: str, *, max_bytes: int | None = None) -> tuple[Any, str | None]:
     """(PIL image, 'file' | 'thumbnail') for a stored sha256, or (None, None)."""
-    img = _load_stored(db, sha256)
-    if img is not None:
-        return img, "file"
+    from embedscope.dashboard.originals import MAX_ORIGINAL_BYTES
+
+    original = load_original(db, sha256, max_bytes=max_bytes or MAX_ORIGINAL_BYTES)
+    if original.image is not None:
+        return original.image, "file"
     from PIL import Image
 
     from embedscope.store import views
@@ -122,20 +104,3 @@ def _overlay(img: Any, mask_png: bytes) -> Any:
     tint = Image.new("RGB", img.size, (30, 60, 160))
     dimmed = Image.blend(img.convert("RGB"), tint, 0.6)
     return Image.composite(img.convert("RGB"), dimmed, mask.point(lambda v: 255 if v else 0))
-
-
-def install_basic_auth(server: Any, auth: str) -> None:
-    """Require HTTP basic auth ``user:password`` on every request of ``server``."""
-    from flask import Response, request
-
-    user, _, password = auth.partition(":")
-
-    @server.before_request
-    def _check() -> Response | None:
-        given = request.authorization
-        ok = (given is not None and given.type == "basic"
-              and hmac.compare_digest((given.username or "").encode(), user.encode())
-              and hmac.compare_digest((given.password or "").encode(), password.encode()))
-        if ok:
-            return None
-        return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="embedscope"'})

@@ -5,6 +5,10 @@ then searched with :func:`embedscope.store.search.similar`.
 
 The embedder comes from the app's one :class:`embedscope.dashboard.encoders.EncoderCache`
 (loaded once per model, variant and weights, and self-checked against a stored vector).
+
+Bounded: at most :data:`MAX_UPLOAD_BYTES` of file, at most ``max_pixels`` (read from the image
+header before anything is decoded), and at most :data:`~embedscope.dashboard.originals.DECODE_SLOTS`
+decodes at once app-wide — an upload that finds no free slot is told "busy, retry".
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedscope.dashboard.context import DEFAULT_MAX_UPLOAD_PIXELS
 from embedscope.dashboard.encoders import CHECK_MIN_SIMILARITY, EncoderCache
+from embedscope.dashboard.originals import Refused, decode_slot
 from embedscope.errors import DecodeError, EmbedscopeError
 from embedscope.hashing import sha256_bytes
 
@@ -40,6 +46,26 @@ def upload_bytes(contents: str | None, *, max_bytes: int = MAX_UPLOAD_BYTES) -> 
     return data
 
 
+def check_pixels(data: bytes, max_pixels: int) -> None:
+    """Raise :class:`DecodeError` when the image header says more than ``max_pixels`` (nothing
+    is decoded; a header Pillow cannot read is left to the safe decoder's own error)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        w, h = max_pixels + 1, 1
+    except Exception:  # not an image Pillow knows: the decoder says why, in one line
+        return
+    if w * h > max_pixels:
+        size = f"{w}×{h} = {w * h / 1e6:.1f} Mpx" if h > 1 else "too many pixels"
+        raise DecodeError(f"the image is {size}, more than the {max_pixels / 1e6:g} Mpx the dashboard decodes",
+                          "upload a smaller image, or use `embedscope similar FILE`")
+
+
 @dataclass
 class UploadResult:
     """What the page shows: neighbours, or ``error`` (one line) and nothing else."""
@@ -62,7 +88,7 @@ class UploadResult:
 
 
 def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: str | None = None, *,
-                  k: int = 12, run: Any = None) -> UploadResult:
+                  k: int = 12, run: Any = None, max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS) -> UploadResult:
     """Embed an uploaded image (``dcc.Upload`` contents) and find its ``k`` nearest stored images
     in the embeddings ``run`` was computed on (the only / ``full`` ones without a run).
 
@@ -77,16 +103,19 @@ def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: 
 
     try:
         data = upload_bytes(contents)
-        model = pick_model(db, run.model if run is not None else None)
-        variant = (run.variant if run is not None else None) or S.VARIANT_FULL
-        label = table_weights_label(db, model, variant)
-        item = cache.get(db, model, variant, label)
-        vec = item.embedder.embed_bytes([data], names=[filename or "upload"])[0]
+        check_pixels(data, max_pixels)
+        with decode_slot(wait=0):  # the decodes, and loading the encoder the first time
+            model = pick_model(db, run.model if run is not None else None)
+            variant = (run.variant if run is not None else None) or S.VARIANT_FULL
+            label = table_weights_label(db, model, variant)
+            item = cache.get(db, model, variant, label)
+            vec = item.embedder.embed_bytes([data], names=[filename or "upload"])[0]
+            thumb = _thumb_uri(data, item.settings)
         table = similar(db, vec, k=k, model=model, variant=variant)
-    except EmbedscopeError as exc:
-        return UploadResult(error=f"{filename or 'upload'}: {exc.one_line()}")
+    except (EmbedscopeError, Refused) as exc:
+        text = exc.one_line() if isinstance(exc, EmbedscopeError) else str(exc)
+        return UploadResult(error=f"{filename or 'upload'}: {text}")
     rows = table.to_pylist()
-    thumb = _thumb_uri(data, item.settings)
     labels = {r["sha256"]: r.get("label") for r in views.image_rows(db, [r["sha256"] for r in rows])}
     sha = sha256_bytes(data)
     return UploadResult(

@@ -265,13 +265,24 @@ class Database:
         self.ensure_table(name, schema).add(rows)
         return rows.num_rows
 
+    def delete(self, name: str, where: str) -> int:
+        """Delete the rows of ``name`` matching ``where`` (built with :mod:`embedscope.store.filters`);
+        one Lance commit. Returns how many rows matched. The caller holds the writer lock."""
+        if not self.has_table(name) or not where:
+            return 0
+        matched = self.count(name, where=where)
+        if matched:
+            self.table(name).delete(where)
+            self.refresh()
+        return matched
+
     def writer_lock(self, *, wait: float = 0.0, owner: str = "ingest",
                     stop: threading.Event | None = None) -> ContextManager[bool]:
         """Hold the database's single-writer lock (``with db.writer_lock(): ...``); with
         ``wait`` > 0, retry that many seconds (``inf``: for ever). Yields True once held, False
         if ``stop`` was set while waiting. How it is held depends on the store
         (:mod:`embedscope.store.locks`): an OS file lock locally, a renewed lease object on S3,
-        none on other object stores. See README, "Object storage"."""
+        none on other object stores (docs/object-storage.md)."""
         return locks.hold(self.uri, self.storage_options, locks.WRITER, owner=owner, wait=wait, stop=stop)
 
     def watch_lock(self, *, wait: float = 0.0, owner: str = "watch",

@@ -2,7 +2,7 @@
 
 Lance ``where=`` filters and DuckDB view definitions are SQL strings; every value that goes
 into one passes through :func:`literal` (identifiers through :func:`ident`), and the usual
-shapes of filter are built by :func:`eq`, :func:`isin` and :func:`both`.
+shapes of filter are built by :func:`eq`, :func:`isin`, :func:`both` and :func:`either`.
 
 >>> eq("run_id", "it's")
 "run_id = 'it''s'"
@@ -42,6 +42,14 @@ def isin(column: str, values: Iterable[Any]) -> str:
     """``column IN (...)``; an empty set matches nothing."""
     items = [literal(v) for v in values]
     return f"{column} IN ({', '.join(items)})" if items else "FALSE"
+
+
+def either(*clauses: str | None) -> str:
+    """The OR of the clauses that are not None; ``FALSE`` when there are none."""
+    kept = [c for c in clauses if c]
+    if not kept:
+        return "FALSE"
+    return kept[0] if len(kept) == 1 else " OR ".join(f"({c})" for c in kept)
 
 
 def both(*clauses: str | None) -> str | None:

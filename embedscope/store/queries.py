@@ -29,11 +29,13 @@ def stats(db: Database) -> dict[str, Any]:
     }
 
 
-def run_sql(db: Database, sql: str, *, limit: int | None = 10_000) -> "pa.Table":
-    """One read-only ``SELECT`` over the tables (see :mod:`embedscope.store.sql`)."""
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: Any = None) -> "pa.Table":
+    """One read-only ``SELECT`` over the tables (see :mod:`embedscope.store.sql`), within
+    ``limits`` (a :class:`~embedscope.store.sql.SqlLimits`; default: the CLI's)."""
+    from embedscope.store.sql import CLI_LIMITS
     from embedscope.store.sql import run_sql as _run_sql
 
-    return _run_sql(db, sql, limit=limit)
+    return _run_sql(db, sql, limit=limit, limits=limits or CLI_LIMITS)
 
 
 def similar(

@@ -14,6 +14,12 @@ Read-only by construction, in two layers:
    extension auto-loading off, and the configuration locked so a query cannot undo any of it.
    ``read_csv('/etc/passwd')`` is therefore refused by DuckDB even inside a ``SELECT``.
 
+Bounded, by :class:`SqlLimits` (set before the lockdown, so a query cannot raise them): a
+statement timeout (a timer thread calls ``con.interrupt()``), DuckDB's ``memory_limit``, a
+private spill folder capped by ``max_temp_directory_size`` (removed when the connection
+closes), and DuckDB's thread count. Each limit that stops a query raises a one-line
+:class:`QueryError` naming the setting that raises it.
+
 Views and macros defined on top of the tables:
 
 - ``embeddings``: ``UNION ALL BY NAME`` of every ``embeddings_<model>`` table, ``vector`` as
@@ -34,6 +40,10 @@ Views and macros defined on top of the tables:
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -45,6 +55,65 @@ from embedscope.store.filters import ident, literal
 from embedscope.store.runs import latest_run, overlay_runs
 
 TRUNCATED_KEY = b"embedscope.truncated"
+
+
+@dataclass(frozen=True)
+class SqlLimits:
+    """How long and how much one query may take. ``None`` = no limit of that kind.
+
+    ``memory_limit`` / ``temp_limit`` are DuckDB sizes (``"2GB"``, ``"500MB"``); ``threads``
+    is DuckDB's worker count. ``timeout_flag`` / ``memory_flag`` name the setting that raises
+    each limit in the caller's interface, for the error's hint.
+    """
+
+    timeout_s: float | None = 30.0
+    memory_limit: str | None = "2GB"
+    temp_limit: str | None = "4GB"
+    threads: int | None = None
+    timeout_flag: str = "--timeout"
+    memory_flag: str = "--memory-limit"
+    spill_flag: str = "--spill-limit"
+
+    def settings(self, temp_dir: str | None) -> list[str]:
+        """The ``SET`` statements that apply these limits (before the lockdown)."""
+        out = []
+        if self.memory_limit:
+            out.append(f"SET memory_limit = {literal(self.memory_limit)}")
+        if temp_dir is not None:
+            out.append(f"SET temp_directory = {literal(temp_dir)}")
+        if self.temp_limit:
+            out.append(f"SET max_temp_directory_size = {literal(self.temp_limit)}")
+        if self.threads:
+            out.append(f"SET threads = {int(self.threads)}")
+        return out
+
+
+CLI_LIMITS = SqlLimits()  # `embedscope query`, the Python API
+DASHBOARD_LIMITS = SqlLimits(timeout_s=10.0, memory_limit="1GB", temp_limit="2GB", threads=2,
+                             timeout_flag="--sql-timeout", memory_flag="--sql-memory-limit",
+                             spill_flag="--sql-spill-limit")
+
+
+class Sandbox:
+    """A locked-down DuckDB connection plus its limits and private spill folder.
+
+    Behaves as the DuckDB connection (attribute access passes through); :meth:`close` also
+    removes the spill folder."""
+
+    def __init__(self, con: Any, limits: SqlLimits, temp_dir: str | None) -> None:
+        self.con = con
+        self.limits = limits
+        self.temp_dir = temp_dir
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            if self.temp_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 # Set before the user's statement runs; ``lock_configuration`` must come last.
 _LOCKDOWN = (
@@ -84,45 +153,66 @@ _MACROS = (
 )
 
 
-def run_sql(db: Database, sql: str, *, limit: int | None = 10_000) -> pa.Table:
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS) -> pa.Table:
     """Run one read-only ``SELECT`` over the database's tables; at most ``limit`` rows.
 
     Raises :class:`QueryError` for anything that is not a single ``SELECT``, for anything
-    the sandbox refuses (files, network, extensions) and for SQL errors. When rows were cut
-    at ``limit`` the result's schema metadata has ``embedscope.truncated = "true"``.
+    the sandbox refuses (files, network, extensions), for SQL errors and when a query passes
+    one of ``limits`` (time, memory, spill). When rows were cut at ``limit`` the result's
+    schema metadata has ``embedscope.truncated = "true"``.
     """
-    con = connect(db)
+    con = connect(db, limits=limits)
     try:
         return execute(con, sql, limit=limit)
     finally:
         con.close()
 
 
-def connect(db: Database) -> Any:
-    """An in-memory DuckDB connection with every table registered, locked down read-only."""
+def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
+    """An in-memory DuckDB connection with every table registered, limited by ``limits`` and
+    locked down read-only. Close it (it owns a spill folder)."""
     try:
         import duckdb
     except ImportError:  # pragma: no cover - a dependency
         raise DependencyError("duckdb is not installed", "pip install duckdb") from None
-    con = duckdb.connect(":memory:")
+    temp_dir = tempfile.mkdtemp(prefix="embedscope-sql-")
+    box = Sandbox(duckdb.connect(":memory:"), limits, temp_dir)
     try:
-        _register_tables(con, db)
+        _register_tables(box.con, db)
         for stmt in _MACROS:
-            con.execute(stmt)
-        con.execute(_images_latest_view(db))
-        for stmt in _LOCKDOWN:
-            con.execute(stmt)
+            box.execute(stmt)
+        box.execute(_images_latest_view(db))
+        for stmt in (*limits.settings(temp_dir), *_LOCKDOWN):
+            box.execute(stmt)
     except Exception:
-        con.close()
+        box.close()
         raise
-    return con
+    return box
 
 
-def execute(con: Any, sql: str, *, limit: int | None = 10_000, params: Any = None) -> pa.Table:
-    """Check that ``sql`` is one ``SELECT`` and run it on a :func:`connect` connection."""
+def execute(con: Sandbox, sql: str, *, limit: int | None = 10_000, params: Any = None) -> pa.Table:
+    """Check that ``sql`` is one ``SELECT`` and run it on a :func:`connect` connection, within
+    the connection's limits."""
+    check_read_only(con, sql)
+    timeout = con.limits.timeout_s
+    timer = threading.Timer(timeout, con.interrupt) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        return _fetch(con, sql, limit=limit, params=params)
+    except QueryError:
+        raise
+    except Exception as exc:
+        raise _limit_error(exc, con.limits, timed_out=timer is not None and timer.finished.is_set()) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _fetch(con: Sandbox, sql: str, *, limit: int | None, params: Any) -> pa.Table:
     import duckdb
 
-    check_read_only(con, sql)
     try:
         rel = con.sql(sql, params=params) if params else con.sql(sql)
         reader = rel.to_arrow_reader(8192)
@@ -139,7 +229,11 @@ def execute(con: Any, sql: str, *, limit: int | None = 10_000, params: Any = Non
     except duckdb.PermissionException as exc:
         raise QueryError(f"refused: {_first_line(exc)}",
                          "queries are read-only and can only read the database's tables") from None
+    except (duckdb.InterruptException, duckdb.OutOfMemoryException):
+        raise  # the caller names the limit
     except duckdb.Error as exc:
+        if "temp" in str(exc).lower() and "directory" in str(exc).lower():
+            raise  # the spill limit
         raise QueryError(f"SQL error: {_first_line(exc)}", _hint_for(exc)) from None
     if truncated:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED_KEY: b"true"})
@@ -221,6 +315,27 @@ def _images_latest_view(db: Database) -> str:
                           arg_max(is_novel, rank) AS is_novel, arg_max(is_contaminated, rank) AS is_contaminated,
                           arg_max(dup_group, rank) AS dup_group
                    FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)"""
+
+
+def _limit_error(exc: BaseException, limits: SqlLimits, *, timed_out: bool) -> BaseException:
+    """The one-line :class:`QueryError` for a query a limit stopped (other errors unchanged)."""
+    import duckdb
+
+    text = str(exc).lower()
+    if isinstance(exc, duckdb.InterruptException) and timed_out:
+        return QueryError(f"query stopped after {limits.timeout_s:g} s (statement timeout)",
+                          f"narrow it, add LIMIT, or raise {limits.timeout_flag}")
+    if "max_temp_directory_size" in text or ("temp" in text and "directory" in text):
+        return QueryError(f"query stopped: it spilled more than {limits.temp_limit} to disk (spill limit)",
+                          f"narrow it, add LIMIT, or raise {limits.spill_flag}")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryError(f"query stopped: it needed more than {limits.memory_limit} of memory (memory limit)",
+                          f"narrow it, add LIMIT, or raise {limits.memory_flag}")
+    if isinstance(exc, duckdb.InterruptException):
+        return QueryError("query interrupted")
+    if isinstance(exc, duckdb.Error):
+        return QueryError(f"SQL error: {_first_line(exc)}", _hint_for(exc))
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -38,13 +38,15 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     def _run(_n: int, sql: str | None) -> tuple:
         from embedscope.errors import EmbedscopeError
         from embedscope.store.queries import run_sql
+        from embedscope.store.sql import DASHBOARD_LIMITS
 
-        try:
-            result = run_sql(ctx.db(), sql or "")
+        try:  # at most MAX_ROWS + 1 rows read: the +1 tells that there were more
+            result = run_sql(ctx.db(), sql or "", limit=MAX_ROWS + 1, limits=ctx.sql_limits or DASHBOARD_LIMITS)
         except EmbedscopeError as exc:
             return [], [], C.notice(exc.one_line(), kind="error", id=ids.SQL_ERROR), None, True
         cols, data, shas = shaping.table_payload(result, MAX_ROWS)
-        msg = f"{result.num_rows:,} rows" + (f" (first {MAX_ROWS:,} shown)" if result.num_rows > MAX_ROWS else "")
+        msg = (f"more than {MAX_ROWS:,} rows (first {MAX_ROWS:,} shown)" if result.num_rows > MAX_ROWS
+               else f"{result.num_rows:,} rows")
         if shas:
             msg += f"; {len(shas):,} images with a sha256 — “Show on map” selects them there."
         return cols, data, html.Span(msg, id=ids.SQL_ROWCOUNT, **{"data-rows": str(result.num_rows)}), shas or None, not shas
