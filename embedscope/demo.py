@@ -32,7 +32,7 @@ BANNER = """
 *  DINOv2 weights are not available here (offline, not in the cache). *
 *  The demo continues with RANDOM weights: the pipeline, tables and    *
 *  dashboard all work, but the embeddings are NOT meaningful.          *
-*  Every row records weights = 'random'. See docs/weights.md to use   *
+*  Every row records weights = 'random'. See docs/weights.md to use    *
 *  the real ones.                                                      *
 ************************************************************************
 """
