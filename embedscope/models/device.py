@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from embedscope.config import PRECISIONS
 from embedscope.errors import ConfigError
@@ -16,7 +16,8 @@ from embedscope.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = ["CPU_BATCH", "PRECISIONS", "check_precision", "choose_device", "choose_precision",
-           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory"]
+           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory", "stack_batch",
+           "to_device"]
 
 CPU_BATCH = 32  # measured: larger batches gain little on CPU
 
@@ -36,6 +37,35 @@ def choose_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
     return requested
+
+
+def stack_batch(arrays: Sequence[Any], device: Any) -> Any:
+    """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor, in pinned memory when
+    ``device`` is CUDA (so the copy to the GPU overlaps the host's work). Rows that are
+    already tensors (decoded on the GPU) are stacked on their device."""
+    import numpy as np
+    import torch
+
+    if any(isinstance(a, torch.Tensor) for a in arrays):  # --decode gpu: rows already decoded on a device
+        dev = next(a.device for a in arrays if isinstance(a, torch.Tensor))
+        return torch.stack([torch.as_tensor(a).to(dev, non_blocking=True) for a in arrays])
+    first = arrays[0]
+    out = torch.empty((len(arrays), *first.shape), dtype=torch.float32, pin_memory=device.type == "cuda")
+    np.stack(arrays, out=out.numpy())
+    return out
+
+
+def to_device(batch: Any, device: Any) -> Any:
+    """A batch (array or tensor) as a tensor on ``device``; host → CUDA copies go through
+    pinned memory, without blocking."""
+    import torch
+
+    x = torch.as_tensor(batch)
+    if x.device != device:
+        if device.type == "cuda" and not x.is_pinned():
+            x = x.pin_memory()
+        x = x.to(device, non_blocking=True)
+    return x
 
 
 def cuda_batch_from_free_memory(forward: Callable[[Any], Any], device: Any, image_size: int, *,

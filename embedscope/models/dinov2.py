@@ -34,6 +34,8 @@ from embedscope.models.device import (
     choose_device,
     choose_precision_measured,
     cuda_batch_from_free_memory,
+    stack_batch,
+    to_device,
 )
 from embedscope.models.encoder import Embeddings
 from embedscope.models.preprocess import Preprocessor
@@ -162,20 +164,10 @@ class DinoV2Encoder:
         return self.config.dim
 
     def stack(self, arrays: Sequence[Any]) -> Any:
-        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor, in pinned memory when
-        the model is on CUDA (so the copy to the GPU overlaps the host's work). Rows that are
-        already tensors (decoded on the GPU) are stacked on their device."""
-        import torch
-
-        _ = self.model  # resolve the device
-        if any(isinstance(a, torch.Tensor) for a in arrays):  # --decode gpu: rows already decoded on a device
-            dev = next(a.device for a in arrays if isinstance(a, torch.Tensor))
-            return torch.stack([torch.as_tensor(a).to(dev, non_blocking=True) for a in arrays])
-        first = arrays[0]
-        pin = self.device.type == "cuda"
-        out = torch.empty((len(arrays), *first.shape), dtype=torch.float32, pin_memory=pin)
-        np.stack(arrays, out=out.numpy())
-        return out
+        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor (see
+        :func:`~embedscope.models.device.stack_batch`)."""
+        self.load()  # resolve the device
+        return stack_batch(arrays, self.device)
 
     def tokens(self, batch: Any) -> Any:
         """All output tokens (B, prefix + patches, dim) of a preprocessed batch, as a float32
@@ -185,11 +177,7 @@ class DinoV2Encoder:
         model, device = self.model, self.device
         if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
             torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
-        x = torch.as_tensor(batch)
-        if x.device != device:
-            if device.type == "cuda" and not x.is_pinned():
-                x = x.pin_memory()
-            x = x.to(device, non_blocking=True)
+        x = to_device(batch, device)
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
