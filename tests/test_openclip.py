@@ -101,15 +101,17 @@ def test_preprocessing_is_open_clips_preprocess_val():
 
 
 def reference_model(enc):
-    """open_clip's own model and ``preprocess_val`` at the entry's preprocessing, with our
-    encoder's (random) weights."""
+    """open_clip's own model and ``preprocess_val`` at the entry's preprocessing, with the
+    weights our encoder was built from (before it fused MobileCLIP's blocks)."""
     import open_clip
+
+    from embedscope.models.openclip import build_openclip_model
 
     cfg = enc.config
     model, _, preprocess_val = open_clip.create_model_and_transforms(
         cfg.arch, pretrained=None, image_mean=cfg.mean, image_std=cfg.std,
         image_interpolation=cfg.interpolation, image_resize_mode="shortest")
-    model.load_state_dict(enc.model.state_dict())
+    model.load_state_dict(build_openclip_model(cfg, enc.weights).state_dict())
     return model.eval(), preprocess_val, open_clip.get_tokenizer(cfg.arch)
 
 
@@ -158,8 +160,10 @@ def test_local_weights_file_loads_and_is_recorded_by_hash(tmp_path):
 
     from embedscope.hashing import sha256_file
 
+    from embedscope.models.openclip import build_openclip_model
+
     random = create_encoder("openclip_mobileclip2_s0", weights="random", device="cpu", precision="fp32")
-    sd = {k: v.contiguous() for k, v in random.model.state_dict().items()}
+    sd = {k: v.contiguous() for k, v in build_openclip_model(random.config, random.weights).state_dict().items()}
     key = next(k for k in sd if k.endswith("text_projection"))  # a text-tower weight
     with torch.no_grad():
         sd[key] = sd[key] + 0.01  # distinguishable from the seeded weights
