@@ -16,8 +16,8 @@ from embedscope.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = ["CPU_BATCH", "PRECISIONS", "check_precision", "choose_device", "choose_precision",
-           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory", "stack_batch",
-           "to_device"]
+           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory", "LazyNetwork",
+           "stack_batch", "to_device"]
 
 CPU_BATCH = 32  # measured: larger batches gain little on CPU
 
@@ -150,3 +150,62 @@ def choose_precision_measured(model: Any, device: str, image_size: int, *, batch
     timings = {"fp32_img_s": batch / best["fp32"], "bf16_img_s": batch / best["bf16"]}
     choice = "bf16" if best["fp32"] >= margin * best["bf16"] else "fp32"
     return choice, timings
+
+
+class LazyNetwork:
+    """What every family's encoder shares about its network: built on first use (``load()``
+    builds it now, ``model`` returns it), on ``device_name`` (``auto`` until then), with
+    ``torch_threads`` intra-op threads. A subclass sets ``device_name``, ``torch_threads`` and
+    ``_model = None`` in ``__init__`` and implements ``_build`` (which starts with
+    :meth:`_start_build`) and ``embed``."""
+
+    device_name: str
+    torch_threads: int
+    _model: Any
+
+    @property
+    def device(self) -> Any:
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def model(self) -> Any:
+        """The network as used for inference (bf16 weights when the precision is bf16)."""
+        self.load()
+        return self._model
+
+    def load(self) -> None:
+        """Build the network now, if it is not built yet."""
+        if self._model is None:
+            self._build()
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _start_build(self) -> None:
+        """Resolve the device and set the thread count: the first step of every ``_build``."""
+        import torch
+
+        self.device_name = choose_device(self.device_name)
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+
+    def _keep_threads(self) -> None:
+        """Re-apply ``torch_threads`` in the calling thread (OpenMP's setting is per thread)."""
+        import torch
+
+        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+
+    def stack(self, arrays: Sequence[Any]) -> Any:
+        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor (see :func:`stack_batch`)."""
+        self.load()  # resolve the device
+        return stack_batch(arrays, self.device)
+
+    def embed_images(self, batch: Any) -> Any:
+        """``(B, dim)`` float32 unit-norm vectors for preprocessed images (CHW arrays or a
+        stacked array/tensor)."""
+        if isinstance(batch, (list, tuple)):
+            batch = self.stack(batch)
+        return self.embed(batch).cls  # type: ignore[attr-defined]

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from embedscope.errors import ConfigError
 from embedscope.models.device import (
     CPU_BATCH,
+    LazyNetwork,
     check_precision,
-    choose_device,
     choose_precision_measured,
     cuda_batch_from_free_memory,
-    stack_batch,
     to_device,
 )
 from embedscope.models.encoder import Embeddings
@@ -71,7 +70,7 @@ def build_timm_model(config: EncoderConfig, weights: WeightSource, image_size: i
     return model.eval()
 
 
-class DinoV2Encoder:
+class DinoV2Encoder(LazyNetwork):
     """A DINOv2 model plus the preprocessing its config implies.
 
     The network is built on first use, so a run that finds nothing new never pays for it.
@@ -113,30 +112,10 @@ class DinoV2Encoder:
         self.compile_seconds: float | None = None  # the first compiled call (tracing + codegen)
         self.compile_error: str | None = None  # why --compile fell back to eager, if it did
 
-    @property
-    def device(self) -> Any:
-        import torch
-
-        return torch.device(self.device_name)
-
-    @property
-    def model(self) -> Any:
-        """The network as used for inference (bf16 weights when ``precision`` is bf16: call it
-        under ``torch.autocast``, or use :meth:`tokens`)."""
-        self.load()
-        return self._model
-
-    def load(self) -> None:
-        """Build the network now, if it is not built yet."""
-        if self._model is None:
-            self._build()
-
     def _build(self) -> None:
         import torch
 
-        self.device_name = choose_device(self.device_name)
-        if self.torch_threads > 0:
-            torch.set_num_threads(self.torch_threads)
+        self._start_build()
         model = build_timm_model(self.config, self.weights, self.image_size).requires_grad_(False)
         model = model.to(self.device)
         if self.precision == "auto":
@@ -163,20 +142,14 @@ class DinoV2Encoder:
     def dim(self) -> int:
         return self.config.dim
 
-    def stack(self, arrays: Sequence[Any]) -> Any:
-        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor (see
-        :func:`~embedscope.models.device.stack_batch`)."""
-        self.load()  # resolve the device
-        return stack_batch(arrays, self.device)
-
     def tokens(self, batch: Any) -> Any:
         """All output tokens (B, prefix + patches, dim) of a preprocessed batch, as a float32
         tensor on the model's device."""
         import torch
 
-        model, device = self.model, self.device
-        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
-            torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
+        self.load()
+        device = self.device
+        self._keep_threads()
         x = to_device(batch, device)
         with torch.inference_mode():
             if self.precision == "bf16":
@@ -230,12 +203,6 @@ class DinoV2Encoder:
             mean = F.normalize(tokens[:, self.config.num_prefix_tokens :].mean(dim=1), dim=-1)
             mean = mean.cpu().numpy()
         return Embeddings(cls.cpu().numpy().astype(np.float32), mean)
-
-    def embed_images(self, batch: Any) -> np.ndarray:
-        """``(B, dim)`` unit-norm CLS vectors for preprocessed images (CHW arrays or a tensor)."""
-        if isinstance(batch, (list, tuple)):
-            batch = self.stack(batch)
-        return self.embed(batch).cls
 
     def choose_batch_size(self, requested: int) -> int:
         """``requested`` if given (> 0); else 32 on CPU (measured: larger batches gain little

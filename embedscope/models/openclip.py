@@ -30,11 +30,10 @@ from PIL import Image
 from embedscope.errors import ConfigError
 from embedscope.models.device import (
     CPU_BATCH,
+    LazyNetwork,
     check_precision,
-    choose_device,
     choose_precision_measured,
     cuda_batch_from_free_memory,
-    stack_batch,
     to_device,
 )
 from embedscope.models.encoder import Embeddings
@@ -136,7 +135,7 @@ def _vit_block_view(visual: Any) -> Any:
                            num_prefix_tokens=1, embed_dim=transformer.width)
 
 
-class OpenClipEncoder:
+class OpenClipEncoder(LazyNetwork):
     """An open_clip CLIP model: image vectors (an :class:`~embedscope.models.encoder.Encoder`)
     and, through :attr:`text`, text vectors in the same space. Built on first use; one
     caller at a time. Build it with ``create_encoder``."""
@@ -169,30 +168,10 @@ class OpenClipEncoder:
     def dim(self) -> int:
         return self.config.dim
 
-    @property
-    def device(self) -> Any:
-        import torch
-
-        return torch.device(self.device_name)
-
-    @property
-    def model(self) -> Any:
-        """The whole open_clip model as used for inference (fused: see :func:`fuse_for_inference`;
-        bf16 weights when ``precision`` is bf16)."""
-        self.load()
-        return self._model
-
-    def load(self) -> None:
-        """Build the network now, if it is not built yet."""
-        if self._model is None:
-            self._build()
-
     def _build(self) -> None:
         import torch
 
-        self.device_name = choose_device(self.device_name)
-        if self.torch_threads > 0:
-            torch.set_num_threads(self.torch_threads)
+        self._start_build()
         if self.compile:
             log.warning("--compile is not supported for the openclip family; %s runs eagerly", self.name)
         model = build_openclip_model(self.config, self.weights).requires_grad_(False)
@@ -211,8 +190,7 @@ class OpenClipEncoder:
 
         self.load()
         device = self.device
-        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
-            torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
+        self._keep_threads()
         x = to_device(x, device)
         with torch.inference_mode():
             if self.precision == "bf16":
@@ -221,12 +199,6 @@ class OpenClipEncoder:
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
                     return forward(x).float()
             return forward(x).float()
-
-    def stack(self, arrays: Sequence[Any]) -> Any:
-        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor (see
-        :func:`~embedscope.models.device.stack_batch`)."""
-        self.load()  # resolve the device
-        return stack_batch(arrays, self.device)
 
     def embed(self, batch: Any, *, patch_mean: bool = False) -> Embeddings:
         """Embed a preprocessed batch (B, 3, S, S) float32 array or tensor."""
@@ -237,12 +209,6 @@ class OpenClipEncoder:
                               "--store-patch-mean needs a DINOv2 model")
         vectors = F.normalize(self.run(self.model.encode_image, batch), dim=-1)
         return Embeddings(vectors.cpu().numpy().astype(np.float32), None)
-
-    def embed_images(self, batch: Any) -> np.ndarray:
-        """``(B, dim)`` unit-norm image vectors for preprocessed images (CHW arrays or a tensor)."""
-        if isinstance(batch, (list, tuple)):
-            batch = self.stack(batch)
-        return self.embed(batch).cls
 
     def choose_batch_size(self, requested: int) -> int:
         """``requested`` if given (> 0); else 32 on CPU or, on CUDA, what fits in 60% of the
