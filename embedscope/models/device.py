@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from embedscope.config import PRECISIONS
 from embedscope.errors import ConfigError
@@ -16,7 +16,8 @@ from embedscope.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = ["CPU_BATCH", "PRECISIONS", "check_precision", "choose_device", "choose_precision",
-           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory"]
+           "choose_precision_measured", "cpu_has_bf16", "cuda_batch_from_free_memory", "LazyNetwork",
+           "stack_batch", "to_device"]
 
 CPU_BATCH = 32  # measured: larger batches gain little on CPU
 
@@ -36,6 +37,35 @@ def choose_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
     return requested
+
+
+def stack_batch(arrays: Sequence[Any], device: Any) -> Any:
+    """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor, in pinned memory when
+    ``device`` is CUDA (so the copy to the GPU overlaps the host's work). Rows that are
+    already tensors (decoded on the GPU) are stacked on their device."""
+    import numpy as np
+    import torch
+
+    if any(isinstance(a, torch.Tensor) for a in arrays):  # --decode gpu: rows already decoded on a device
+        dev = next(a.device for a in arrays if isinstance(a, torch.Tensor))
+        return torch.stack([torch.as_tensor(a).to(dev, non_blocking=True) for a in arrays])
+    first = arrays[0]
+    out = torch.empty((len(arrays), *first.shape), dtype=torch.float32, pin_memory=device.type == "cuda")
+    np.stack(arrays, out=out.numpy())
+    return out
+
+
+def to_device(batch: Any, device: Any) -> Any:
+    """A batch (array or tensor) as a tensor on ``device``; host → CUDA copies go through
+    pinned memory, without blocking."""
+    import torch
+
+    x = torch.as_tensor(batch)
+    if x.device != device:
+        if device.type == "cuda" and not x.is_pinned():
+            x = x.pin_memory()
+        x = x.to(device, non_blocking=True)
+    return x
 
 
 def cuda_batch_from_free_memory(forward: Callable[[Any], Any], device: Any, image_size: int, *,
@@ -120,3 +150,62 @@ def choose_precision_measured(model: Any, device: str, image_size: int, *, batch
     timings = {"fp32_img_s": batch / best["fp32"], "bf16_img_s": batch / best["bf16"]}
     choice = "bf16" if best["fp32"] >= margin * best["bf16"] else "fp32"
     return choice, timings
+
+
+class LazyNetwork:
+    """What every family's encoder shares about its network: built on first use (``load()``
+    builds it now, ``model`` returns it), on ``device_name`` (``auto`` until then), with
+    ``torch_threads`` intra-op threads. A subclass sets ``device_name``, ``torch_threads`` and
+    ``_model = None`` in ``__init__`` and implements ``_build`` (which starts with
+    :meth:`_start_build`) and ``embed``."""
+
+    device_name: str
+    torch_threads: int
+    _model: Any
+
+    @property
+    def device(self) -> Any:
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def model(self) -> Any:
+        """The network as used for inference (bf16 weights when the precision is bf16)."""
+        self.load()
+        return self._model
+
+    def load(self) -> None:
+        """Build the network now, if it is not built yet."""
+        if self._model is None:
+            self._build()
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _start_build(self) -> None:
+        """Resolve the device and set the thread count: the first step of every ``_build``."""
+        import torch
+
+        self.device_name = choose_device(self.device_name)
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+
+    def _keep_threads(self) -> None:
+        """Re-apply ``torch_threads`` in the calling thread (OpenMP's setting is per thread)."""
+        import torch
+
+        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+
+    def stack(self, arrays: Sequence[Any]) -> Any:
+        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor (see :func:`stack_batch`)."""
+        self.load()  # resolve the device
+        return stack_batch(arrays, self.device)
+
+    def embed_images(self, batch: Any) -> Any:
+        """``(B, dim)`` float32 unit-norm vectors for preprocessed images (CHW arrays or a
+        stacked array/tensor)."""
+        if isinstance(batch, (list, tuple)):
+            batch = self.stack(batch)
+        return self.embed(batch).cls  # type: ignore[attr-defined]

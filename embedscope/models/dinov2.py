@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from embedscope.errors import ConfigError
 from embedscope.models.device import (
     CPU_BATCH,
+    LazyNetwork,
     check_precision,
-    choose_device,
     choose_precision_measured,
     cuda_batch_from_free_memory,
+    to_device,
 )
 from embedscope.models.encoder import Embeddings
 from embedscope.models.preprocess import Preprocessor
@@ -69,7 +70,7 @@ def build_timm_model(config: EncoderConfig, weights: WeightSource, image_size: i
     return model.eval()
 
 
-class DinoV2Encoder:
+class DinoV2Encoder(LazyNetwork):
     """A DINOv2 model plus the preprocessing its config implies.
 
     The network is built on first use, so a run that finds nothing new never pays for it.
@@ -111,30 +112,10 @@ class DinoV2Encoder:
         self.compile_seconds: float | None = None  # the first compiled call (tracing + codegen)
         self.compile_error: str | None = None  # why --compile fell back to eager, if it did
 
-    @property
-    def device(self) -> Any:
-        import torch
-
-        return torch.device(self.device_name)
-
-    @property
-    def model(self) -> Any:
-        """The network as used for inference (bf16 weights when ``precision`` is bf16: call it
-        under ``torch.autocast``, or use :meth:`tokens`)."""
-        self.load()
-        return self._model
-
-    def load(self) -> None:
-        """Build the network now, if it is not built yet."""
-        if self._model is None:
-            self._build()
-
     def _build(self) -> None:
         import torch
 
-        self.device_name = choose_device(self.device_name)
-        if self.torch_threads > 0:
-            torch.set_num_threads(self.torch_threads)
+        self._start_build()
         model = build_timm_model(self.config, self.weights, self.image_size).requires_grad_(False)
         model = model.to(self.device)
         if self.precision == "auto":
@@ -161,22 +142,6 @@ class DinoV2Encoder:
     def dim(self) -> int:
         return self.config.dim
 
-    def stack(self, arrays: Sequence[Any]) -> Any:
-        """Preprocessed CHW arrays → one (B, 3, S, S) float32 tensor, in pinned memory when
-        the model is on CUDA (so the copy to the GPU overlaps the host's work). Rows that are
-        already tensors (decoded on the GPU) are stacked on their device."""
-        import torch
-
-        _ = self.model  # resolve the device
-        if any(isinstance(a, torch.Tensor) for a in arrays):  # --decode gpu: rows already decoded on a device
-            dev = next(a.device for a in arrays if isinstance(a, torch.Tensor))
-            return torch.stack([torch.as_tensor(a).to(dev, non_blocking=True) for a in arrays])
-        first = arrays[0]
-        pin = self.device.type == "cuda"
-        out = torch.empty((len(arrays), *first.shape), dtype=torch.float32, pin_memory=pin)
-        np.stack(arrays, out=out.numpy())
-        return out
-
     def tokens(self, batch: Any) -> Any:
         """All output tokens (B, prefix + patches, dim) of a preprocessed batch, as a float32
         tensor on the model's device."""
@@ -184,13 +149,8 @@ class DinoV2Encoder:
 
         self.load()
         device = self.device
-        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
-            torch.set_num_threads(self.torch_threads)  # OpenMP's setting is per calling thread
-        x = torch.as_tensor(batch)
-        if x.device != device:
-            if device.type == "cuda" and not x.is_pinned():
-                x = x.pin_memory()
-            x = x.to(device, non_blocking=True)
+        self._keep_threads()
+        x = to_device(batch, device)
         with torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
@@ -243,12 +203,6 @@ class DinoV2Encoder:
             mean = F.normalize(tokens[:, self.config.num_prefix_tokens :].mean(dim=1), dim=-1)
             mean = mean.cpu().numpy()
         return Embeddings(cls.cpu().numpy().astype(np.float32), mean)
-
-    def embed_images(self, batch: Any) -> np.ndarray:
-        """``(B, dim)`` unit-norm CLS vectors for preprocessed images (CHW arrays or a tensor)."""
-        if isinstance(batch, (list, tuple)):
-            batch = self.stack(batch)
-        return self.embed(batch).cls
 
     def choose_batch_size(self, requested: int) -> int:
         """``requested`` if given (> 0); else 32 on CPU (measured: larger batches gain little
