@@ -57,7 +57,9 @@ class GraphParams:
 class GraphIndex:
     """The HNSW graph of one ``(model, variant)`` and the rows it holds; see the module docstring."""
 
-    def __init__(self, model: str, variant: str, dim: int, params: GraphParams = GraphParams()) -> None:
+    def __init__(self, model: str, variant: str, dim: int, params: GraphParams = GraphParams(), *,
+                 empty: bool = True) -> None:
+        """An empty graph (``empty=False``: hnswlib's index left uninitialised, for :meth:`load`)."""
         import hnswlib
 
         self.model, self.variant, self.dim, self.params = model, variant, dim, params
@@ -67,9 +69,9 @@ class GraphIndex:
         self.rowids = np.empty(0, np.uint64)
         self.saved_rows = 0  # rows in the file this graph was loaded from or last saved to
         self.index = hnswlib.Index(space="cosine", dim=dim)
-        self.index.init_index(max_elements=1024, M=params.m, ef_construction=params.ef_construction,
-                              allow_replace_deleted=False)
-        self.index.set_ef(params.ef_search)
+        if empty:
+            self.index.init_index(max_elements=1024, M=params.m, ef_construction=params.ef_construction)
+            self.index.set_ef(params.ef_search)
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -182,7 +184,7 @@ class GraphIndex:
             note = json.loads(Path(str(stem) + ".json").read_text())
             if note.get("format") != FORMAT:
                 return None
-            graph = cls(model, variant, int(note["dim"]), GraphParams(**note["params"]))
+            graph = cls(model, variant, int(note["dim"]), GraphParams(**note["params"]), empty=False)
             keys = feather.read_table(str(stem) + ".keys.arrow")
             if keys.num_rows != note["rows"]:
                 return None  # written by two processes at once: the pieces do not belong together

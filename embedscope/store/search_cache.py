@@ -55,7 +55,7 @@ class SearchIndexCache:
     _graphs: dict[tuple[str, str, str], GraphIndex | None] = field(default_factory=dict, repr=False)
     _graph_at: dict[tuple[str, str, str], int | None] = field(default_factory=dict, repr=False)
     _images: dict[str, _ImageMap] = field(default_factory=dict, repr=False)
-    _models: dict[tuple[str, tuple[str, ...]], list[str]] = field(default_factory=dict, repr=False)
+    _models: dict[str, tuple[float, tuple[str, ...], list[str]]] = field(default_factory=dict, repr=False)
     _search_params: dict[tuple[str, str, int | None], SearchParams | None] = field(default_factory=dict, repr=False)
 
     def version(self, db: Database, table: str) -> int | None:
@@ -105,15 +105,19 @@ class SearchIndexCache:
         return out
 
     def stored_models(self, db: Database) -> list[str]:
-        """:func:`stored_models`, remembered while the set of tables stays
-        the same (a table holds one model for life)."""
-        key = (db.uri, tuple(db.embedding_table_names()))
-        if key not in self._models:
-            models = stored_models(db)
-            if len(models) < len(key[1]):
-                return models  # an empty table: ask again next time
-            self._models[key] = models
-        return self._models[key]
+        """:func:`stored_models`, re-read at most every ``recheck_s`` seconds (listing the tables
+        is a round trip through LanceDB's event loop) and only when the set of tables changed
+        (a table holds one model for life)."""
+        now = time.monotonic()
+        seen = self._models.get(db.uri)
+        if seen is not None and now - seen[0] < self.recheck_s:
+            return seen[2]
+        names = tuple(db.embedding_table_names())
+        models = seen[2] if seen is not None and seen[1] == names else stored_models(db)
+        if len(models) < len(names):
+            names = ()  # an empty table: read the models again next time
+        self._models[db.uri] = (now, names, models)
+        return models
 
     def search_params(self, db: Database, table: str) -> SearchParams | None:
         """The Lance index's search settings for ``table``, per table version."""
