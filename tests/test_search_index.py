@@ -17,21 +17,15 @@ from embedscope.store.index import build_index, index_info
 from embedscope.store.search import similar, similar_many
 from embedscope.store.search_cache import SearchIndexCache
 
-MODEL = "dinov2_vits14"
-N, DIM, QUERIES = 3000, 64, 40
+from test_queries_ann import DIM, MODEL, _clustered
+from test_queries_ann import _write as _write_vectors
 
-
-def _clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndarray:
-    x = centres[rng.integers(0, len(centres), n)] + 0.7 * rng.standard_normal((n, DIM), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+N, QUERIES = 3000, 40
 
 
 def _write(db: Database, start: int, vectors: np.ndarray) -> list[str]:
     """Embeddings rows plus ``images`` rows labelled ``even``/``odd`` by their number."""
-    from embedscope.ingest.pipeline import embedding_rows
-
-    shas = [f"{i:064x}" for i in range(start, start + len(vectors))]
-    db.upsert(S.embeddings_table_name(MODEL), embedding_rows(shas, vectors, model=MODEL, variant="full", weights="random"))
+    shas = _write_vectors(db, start, vectors)
     db.upsert(S.IMAGES, pa.Table.from_pylist(
         [{"sha256": s, "path": f"/d/{start + i}.jpg", "label": "even" if (start + i) % 2 == 0 else "odd"}
          for i, s in enumerate(shas)], S.IMAGES_SCHEMA))
@@ -42,11 +36,9 @@ def _write(db: Database, start: int, vectors: np.ndarray) -> list[str]:
 def world(tmp_path):
     rng = np.random.default_rng(11)
     centres = rng.standard_normal((30, DIM), dtype=np.float32)
-    X = _clustered(rng, N, centres)
+    X, queries = _clustered(rng, N, centres), _clustered(rng, QUERIES, centres)
     db = Database(tmp_path / "db", create=True)
-    shas = _write(db, 0, X)
-    queries = _clustered(rng, QUERIES, centres)
-    return {"db": db, "X": X, "shas": shas, "queries": queries, "centres": centres, "rng": rng}
+    return {"db": db, "X": X, "shas": _write(db, 0, X), "queries": queries, "centres": centres, "rng": rng}
 
 
 def _truth(X: np.ndarray, q: np.ndarray, k: int = 10, among: np.ndarray | None = None) -> set[int]:

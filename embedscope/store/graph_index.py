@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class GraphIndex:
         self.keys = pa.array([], pa.string())
         self.rowids = np.empty(0, np.uint64)
         self.saved_rows = 0  # rows in the file this graph was loaded from or last saved to
+        self._lock = threading.Lock()  # a top-up (which may resize the graph) never overlaps a search
         self.index = hnswlib.Index(space="cosine", dim=dim)
         if empty:
             self.index.init_index(max_elements=1024, M=params.m, ef_construction=params.ef_construction)
@@ -95,6 +97,10 @@ class GraphIndex:
     def sync(self, db: Database) -> str:
         """Bring the graph to the table's latest version: ``"current"``, ``"topped-up"`` or
         ``"rebuilt"`` (see the module docstring)."""
+        with self._lock:
+            return self._sync(db)
+
+    def _sync(self, db: Database) -> str:
         ds = db.dataset(self.table)
         if int(ds.version) == self.table_version:
             return "current"
@@ -102,7 +108,7 @@ class GraphIndex:
         now_ids = now.column("_rowid").to_numpy().astype(np.uint64)
         if not np.isin(self.rowids, now_ids, assume_unique=True).all():
             fresh = GraphIndex.build(db, self.model, self.variant, self.params)
-            self.__dict__.update(fresh.__dict__)
+            self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
             return "rebuilt"
         new_ids = np.setdiff1d(now_ids, self.rowids, assume_unique=True)
         for start in range(0, len(new_ids), _BATCH_ROWS):
@@ -136,8 +142,9 @@ class GraphIndex:
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in range(len(vectors))]
-        self.index.set_ef(max(self.params.ef_search, k))
-        labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
+        with self._lock:
+            self.index.set_ef(max(self.params.ef_search, k))
+            labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
         shas = self.keys.take(pa.array(labels.ravel(), pa.int64())).to_pylist()
         flat = list(zip(shas, distances.ravel().tolist()))
         return [flat[i * k:(i + 1) * k] for i in range(len(labels))]
@@ -219,8 +226,17 @@ def open_graph(db: Database, model: str, variant: str, params: GraphParams = Gra
         action = graph.sync(db)
         action = "loaded" if action == "current" else action
     if folder and action != "loaded":
-        graph.save(folder)
+        save_quietly(graph, folder)
     return graph, action
+
+
+def save_quietly(graph: GraphIndex, folder: Path) -> None:
+    """:meth:`GraphIndex.save`, only warning when it cannot (a read-only database folder: the
+    graph still serves from memory)."""
+    try:
+        graph.save(folder)
+    except OSError as exc:
+        log.warning("could not save the graph index under %s: %s", folder, exc)
 
 
 def build_graphs(db: Database, model: str, *, min_rows: int, params: GraphParams = GraphParams()) -> list[dict[str, Any]]:

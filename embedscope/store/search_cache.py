@@ -17,6 +17,7 @@ query.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import eq
-from embedscope.store.graph_index import GraphIndex, GraphParams, graph_folder, open_graph
+from embedscope.store.graph_index import GraphIndex, GraphParams, graph_folder, open_graph, save_quietly
 from embedscope.store.index import INDEX_MIN_ROWS, SearchParams
 
 RESAVE_FRACTION = 0.10  # a serving process re-saves its graph once top-ups grew it by 10 %
@@ -57,6 +58,7 @@ class SearchIndexCache:
     _images: dict[str, _ImageMap] = field(default_factory=dict, repr=False)
     _models: dict[str, tuple[float, tuple[str, ...], list[str]]] = field(default_factory=dict, repr=False)
     _search_params: dict[tuple[str, str, int | None], SearchParams | None] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one build at a time
 
     def version(self, db: Database, table: str) -> int | None:
         """``table``'s latest version, re-read at most every ``recheck_s`` seconds."""
@@ -72,6 +74,10 @@ class SearchIndexCache:
         """The current graph of ``(model, variant)``, or None when it has fewer than ``min_rows`` rows."""
         if not self.graph:
             return None
+        with self._lock:
+            return self._graph_for(db, model, variant)
+
+    def _graph_for(self, db: Database, model: str, variant: str) -> GraphIndex | None:
         table = S.embeddings_table_name(model)
         key = (db.uri, model, variant)
         version = self.version(db, table)
@@ -82,7 +88,7 @@ class SearchIndexCache:
             graph.sync(db)
             folder = graph_folder(db)
             if folder is not None and len(graph) - graph.saved_rows >= RESAVE_FRACTION * max(graph.saved_rows, 1):
-                graph.save(folder)  # not after every top-up: a later load tops up the rest itself
+                save_quietly(graph, folder)  # not after every top-up: a later load tops up the rest itself
         elif version is not None and db.count(table, where=eq("variant", variant)) >= self.min_rows:
             graph, _ = open_graph(db, model, variant, self.params)
         self._graphs[key], self._graph_at[key] = graph, version
