@@ -66,7 +66,7 @@ class GraphIndex:
         self.model, self.variant, self.dim, self.params = model, variant, dim, params
         self.table = S.embeddings_table_name(model)
         self.table_version: int | None = None
-        self.keys = pa.array([], pa.string())
+        self.keys = np.empty(0, "S64")  # sha256 per label, as bytes: compact and a cheap take
         self.rowids = np.empty(0, np.uint64)
         self.saved_rows = 0  # rows in the file this graph was loaded from or last saved to
         self._lock = threading.Lock()  # a top-up (which may resize the graph) never overlaps a search
@@ -129,9 +129,7 @@ class GraphIndex:
             if needed > self.index.get_max_elements():
                 self.index.resize_index(max(needed, 2 * self.index.get_max_elements()))
             self.index.add_items(vectors, np.arange(start, needed))
-            keys = batch.column("sha256").cast(pa.string())
-            keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-            self.keys = pa.concat_arrays([self.keys, keys])
+            self.keys = np.concatenate([self.keys, _as_bytes(batch.column("sha256"))])
             self.rowids = np.concatenate([self.rowids, batch.column("_rowid").to_numpy().astype(np.uint64)])
 
     # -- searching --------------------------------------------------------------------------
@@ -142,12 +140,12 @@ class GraphIndex:
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in range(len(vectors))]
+        ef = max(self.params.ef_search, k)
         with self._lock:
-            self.index.set_ef(max(self.params.ef_search, k))
+            if self.index.ef != ef:
+                self.index.set_ef(ef)
             labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
-        shas = self.keys.take(pa.array(labels.ravel(), pa.int64())).to_pylist()
-        flat = list(zip(shas, distances.ravel().tolist()))
-        return [flat[i * k:(i + 1) * k] for i in range(len(labels))]
+        return [list(zip([key.decode() for key in self.keys[row]], dist.tolist())) for row, dist in zip(labels, distances)]
 
     def bytes_per_vector(self) -> float:
         """Memory per row: the graph (vector + links, as hnswlib lays them out) plus the keys."""
@@ -170,7 +168,8 @@ class GraphIndex:
         stem = folder / f"{self.table}__{self.variant}"
         tmp = f".tmp-{os.getpid()}"
         self.index.save_index(str(stem) + ".hnsw" + tmp)
-        feather.write_feather(pa.table({"sha256": self.keys, "rowid": pa.array(self.rowids, pa.uint64())}),
+        keys = pa.array(self.keys, pa.binary()).cast(pa.string())
+        feather.write_feather(pa.table({"sha256": keys, "rowid": pa.array(self.rowids, pa.uint64())}),
                               str(stem) + ".keys.arrow" + tmp, compression="uncompressed")
         note = {"format": FORMAT, "table": self.table, "model": self.model, "variant": self.variant, "dim": self.dim,
                 "table_version": self.table_version, "rows": len(self), "params": asdict(self.params)}
@@ -202,11 +201,15 @@ class GraphIndex:
             log.warning("ignoring the saved graph index %s: %s", stem, exc)
             return None
         graph.index.set_ef(graph.params.ef_search)
-        graph.keys = keys.column("sha256").combine_chunks()
+        graph.keys = _as_bytes(keys.column("sha256"))
         graph.rowids = keys.column("rowid").to_numpy().astype(np.uint64)
         graph.table_version = int(note["table_version"])
         graph.saved_rows = len(graph)
         return graph
+
+
+def _as_bytes(column: Any) -> np.ndarray:
+    return np.asarray(column.to_pylist(), dtype="S64")
 
 
 def graph_folder(db: Database) -> Path | None:

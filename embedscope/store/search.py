@@ -101,7 +101,7 @@ def similar_many(
         found = _search(db, [resolved[i] for i in todo], k=k, variant=variant, where=where, cache=cache)
         for i, h in zip(todo, found):
             hits[i] = h
-    return [_finish(db, h, q, k=k, variant=variant, where=where, cache=cache) for h, q in zip(hits, resolved)]
+    return _finish(db, hits, resolved, k=k, variant=variant, where=where, cache=cache)
 
 
 def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
@@ -129,7 +129,8 @@ def _search(db: Database, qs: list[ResolvedQuery], *, k: int, variant: str, wher
         return _search_sql(db, table, qs, k=k, variant=variant, where=where)
     graph = cache.graph_for(db, qs[0].model, variant) if cache is not None else None
     if graph is not None:
-        return graph.search(np.stack([q.vector for q in qs]), k + 1)  # room for the query image itself
+        vectors = qs[0].vector[None] if len(qs) == 1 else np.stack([q.vector for q in qs])
+        return graph.search(vectors, k + 1)  # room for the query image itself
     return [_search_lance(db, table, q, k=k, variant=variant, cache=cache) for q in qs]
 
 
@@ -241,28 +242,34 @@ def _search_sql(db: Database, table: str, qs: list[ResolvedQuery], *, k: int, va
     return out
 
 
-def _finish(db: Database, hits: list[tuple[str, float]], q: ResolvedQuery, *, k: int, variant: str,
-            where: str | None, cache: SearchIndexCache | None) -> pa.Table:
+def _finish(db: Database, hits: list[list[tuple[str, float]]], queries: list[ResolvedQuery], *, k: int,
+            variant: str, where: str | None, cache: SearchIndexCache | None) -> list[pa.Table]:
+    """One result table per query: the query image first (see the module docstring), ranks,
+    paths and labels. Built as one table and sliced, so a batch pays Arrow's overheads once."""
+    kept = [_own_image_first(h, q, k=k, where=where) for h, q in zip(hits, queries)]
+    shas = [s for one in kept for s, _ in one]
+    info = cache.image_info(db, shas) if cache is not None else _image_info(db, shas)
+    sizes = [len(one) for one in kept]
+    table = pa.Table.from_arrays([
+        pa.array(np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in sizes] or [np.empty(0, np.int32)])),
+        pa.array(shas, pa.string()),
+        pa.array(np.asarray([d for one in kept for _, d in one], np.float32)),
+        pa.array([info.get(s, (None, None))[0] for s in shas], pa.string()),
+        pa.array([info.get(s, (None, None))[1] for s in shas], pa.string()),
+        pa.array([q.model for q, n in zip(queries, sizes) for _ in range(n)], pa.string()),
+        pa.array([variant] * len(shas), pa.string()),
+    ], schema=RESULT_SCHEMA)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    return [table.slice(start, n) for start, n in zip(starts, sizes)]
+
+
+def _own_image_first(hits: list[tuple[str, float]], q: ResolvedQuery, *, k: int, where: str | None) -> list[tuple[str, float]]:
     hits = [(s, max(0.0, float(d))) for s, d in hits]
     if q.sha256 is not None:
         found = any(s == q.sha256 for s, _ in hits)
         rest = [(s, d) for s, d in hits if s != q.sha256]
         hits = ([(q.sha256, 0.0)] + rest) if (found or not where) else rest
-    hits = hits[:k]
-    shas = [s for s, _ in hits]
-    info = cache.image_info(db, shas) if cache is not None else _image_info(db, shas)
-    return pa.table(
-        {
-            "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
-            "sha256": pa.array(shas, pa.string()),
-            "distance": pa.array([d for _, d in hits], pa.float32()),
-            "path": pa.array([info.get(s, (None, None))[0] for s in shas], pa.string()),
-            "label": pa.array([info.get(s, (None, None))[1] for s in shas], pa.string()),
-            "model": pa.array([q.model] * len(hits), pa.string()),
-            "variant": pa.array([variant] * len(hits), pa.string()),
-        },
-        schema=RESULT_SCHEMA,
-    )
+    return hits[:k]
 
 
 def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
