@@ -117,8 +117,11 @@ def test_graph_tops_up_new_rows_and_a_restart_loads_the_saved_file(world, tmp_pa
 
 def test_a_stale_saved_file_is_topped_up_or_rebuilt(world):
     db, X, rng, shas = world["db"], world["X"], world["rng"], world["shas"]
+    one_shot = SearchIndexCache(min_rows=0, build=False)  # the CLI's: uses a saved graph, never builds one
+    assert one_shot.graph_for(db, MODEL, "full") is None
     _, action = open_graph(db, MODEL, "full")
     assert action == "built"
+    assert len(SearchIndexCache(min_rows=0, build=False).graph_for(db, MODEL, "full")) == N
     Y = _clustered(rng, 200, world["centres"])
     new = _write(db, N, Y)  # rows added behind the saved file
     graph, action = open_graph(db, MODEL, "full")

@@ -45,8 +45,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     query: Any = args.query
     if find_sha(db, args.query) is None and os.path.isfile(args.query):
         query = _embed_query_file(db, args)
-    # one search per process: the graph index is loaded from its file (built and saved the first time)
-    cache = SearchIndexCache(recheck_s=0.0)
+    # one search per process: the graph is used when `embedscope index` saved one (topped up if stale)
+    cache = SearchIndexCache(recheck_s=0.0, build=False)
     emit(similar(db, query, k=args.k, model=args.model, variant=args.variant, where=args.where, cache=cache), args)
     return 0
 

@@ -217,12 +217,15 @@ def graph_folder(db: Database) -> Path | None:
     return None if is_remote(db.uri) else Path(db.uri) / GRAPH_FOLDER
 
 
-def open_graph(db: Database, model: str, variant: str, params: GraphParams = GraphParams()) -> tuple[GraphIndex, str]:
-    """The current graph of ``(model, variant)``: loaded from disk and synced, or built; saved
-    again when it changed. Returns it and what was done (``"loaded"``, ``"topped-up"``,
-    ``"rebuilt"`` or ``"built"``)."""
+def open_graph(db: Database, model: str, variant: str, params: GraphParams = GraphParams(), *,
+               build: bool = True) -> tuple[GraphIndex | None, str]:
+    """The current graph of ``(model, variant)``: loaded from disk and synced, or built (unless
+    not ``build``: then None when none is saved); saved again when it changed. Returns it and
+    what was done (``"loaded"``, ``"topped-up"``, ``"rebuilt"``, ``"built"`` or ``"none"``)."""
     folder = graph_folder(db)
     graph = GraphIndex.load(folder, model, variant) if folder else None
+    if graph is None and not build:
+        return None, "none"
     if graph is None:
         graph, action = GraphIndex.build(db, model, variant, params), "built"
     else:

@@ -45,12 +45,15 @@ class SearchIndexCache:
 
     ``min_rows``: below it (rows of one variant) no graph is kept and searches use Lance's exact
     scan, which is already fast there. ``graph=False`` keeps everything but the graphs (searches
-    then go through Lance's ANN index).
+    then go through Lance's ANN index). ``build=False`` uses a graph only when one is saved
+    (``embedscope index`` saves them): a one-shot process such as the CLI should not spend
+    minutes building one for a single query.
     """
 
     min_rows: int = INDEX_MIN_ROWS
     recheck_s: float = 1.0
     graph: bool = True
+    build: bool = True
     params: GraphParams = field(default_factory=GraphParams)
     _versions: dict[tuple[str, str], tuple[float, int | None]] = field(default_factory=dict, repr=False)
     _graphs: dict[tuple[str, str, str], GraphIndex | None] = field(default_factory=dict, repr=False)
@@ -90,7 +93,7 @@ class SearchIndexCache:
             if folder is not None and len(graph) - graph.saved_rows >= RESAVE_FRACTION * max(graph.saved_rows, 1):
                 save_quietly(graph, folder)  # not after every top-up: a later load tops up the rest itself
         elif version is not None and db.count(table, where=eq("variant", variant)) >= self.min_rows:
-            graph, _ = open_graph(db, model, variant, self.params)
+            graph, _ = open_graph(db, model, variant, self.params, build=self.build)
         self._graphs[key], self._graph_at[key] = graph, version
         return graph
 
