@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._stream import Rows
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
@@ -61,7 +63,7 @@ def run_base(quick: bool = False) -> list[dict]:
                 "silhouette_sample": params.silhouette_sample,
                 "knn": f"exact <= {params.knn_exact_max} rows, else PCA-{params.knn_search_dims} candidates + exact distances",
                 "cores": __import__("os").cpu_count()}
-    results = []
+    results = Rows()  # each row is printed as it is added
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         vec = pa.FixedSizeListArray.from_arrays(pa.array(syn.X.ravel(), pa.float32()), 384)
         path = Path(tmp) / "vectors.parquet"
@@ -160,7 +162,7 @@ def run_scale(quick: bool = False) -> list[dict]:
     n_cmp, fit_cmp = (30_000, 6_000) if quick else (100_000, 20_000)
     settings = {"rows": n, "fit_sample": fit, "dim": 384, "analysis": " ".join(SCALE_ARGS), "cores": __import__("os").cpu_count(),
                 "compare_rows": n_cmp, "compare_fit_sample": fit_cmp}
-    results: list[dict] = []
+    results = Rows()  # each row is printed as it is added
 
     def add(name: str, value: float, unit: str) -> None:
         results.append({"name": name, "value": round(float(value), 3), "unit": unit, "settings": settings})

@@ -12,6 +12,8 @@ import datetime as dt
 import tempfile
 import time
 
+from benchmarks._stream import Rows
+
 
 def _synthetic_db(path: str, n: int) -> None:
     import numpy as np
@@ -40,7 +42,7 @@ def run(quick: bool = False) -> list[dict]:
     from embedscope.store import views
     from embedscope.store.db import Database
 
-    results = []
+    results = Rows()  # each row is printed as it is added
     for n in ([10_000] if quick else [10_000, 100_000]):
         with tempfile.TemporaryDirectory() as tmp:
             _synthetic_db(tmp, n)

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stream import Rows
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".bench"
 MODEL = "dinov2_vits14"
@@ -200,7 +202,7 @@ def run(quick: bool = False, sam2: bool = False, compile: bool | None = None) ->
     if compile is not None:
         sz["compile"] = int(compile)
     WORK.mkdir(exist_ok=True)
-    results: list[dict[str, Any]] = []
+    results = Rows()  # each row is printed as it is added
     drop = WORK / "drop"
     source = make_drop(drop, sz["images"])
     files = sorted(drop.iterdir())

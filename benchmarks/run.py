@@ -1,5 +1,8 @@
 """``make bench``: run every ``benchmarks/bench_*.py``, print one table, write bench-results.json.
 
+It first prints the tier's expected duration; each result is printed (stderr) as it is
+measured, the full table (stdout) at the end.
+
 Each module exposes ``run(quick: bool = False) -> list[dict]`` with dicts
 ``{"name", "value", "unit", "settings": {...}}``; the JSON file is the list of them all, plus
 a last ``bench_total`` row whose settings describe the machine. A module that fails is reported (an entry
@@ -21,7 +24,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stream import Rows, show
+
 HERE = Path(__file__).resolve().parent
+
+# Rough wall seconds per benchmark (quick, full) from the last runs on 2 shared cores: printed up
+# front so a long run says how long it will be. A benchmark not listed shows "?".
+EXPECTED_S: dict[str, tuple[float, float]] = {
+    "bench_ingest": (120, 600),
+    "bench_analysis": (610, 3 * 3600),
+    "bench_dashboard": (30, 120),
+    "bench_queries": (150, 2 * 3600),
+    "bench_ray": (130, 350),
+    "bench_sam2": (60, 1800),
+}
 
 
 def discover() -> list[str]:
@@ -42,6 +58,21 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
         settings = r.get("settings", {})
         brief = ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, (dict, list)))
         print(f"{r['name']:{width}}  {shown:>12}  {r.get('unit', ''):6}  {brief[:110]}", file=file)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"
+
+
+def announce(names: list[str], quick: bool) -> None:
+    """Print, before anything runs, each benchmark's expected duration and the total."""
+    known = [EXPECTED_S[n][0 if quick else 1] for n in names if n in EXPECTED_S]
+    parts = ", ".join(f"{n.removeprefix('bench_')} ~{_duration(EXPECTED_S[n][0 if quick else 1])}"
+                      if n in EXPECTED_S else f"{n.removeprefix('bench_')} ?" for n in names)
+    print(f"{'quick' if quick else 'full'} tier, expected ~{_duration(sum(known))} on 2 shared cores ({parts})",
+          file=sys.stderr, flush=True)
 
 
 def machine() -> dict[str, Any]:
@@ -82,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     failed = False
     started = time.monotonic()
+    announce(names, args.quick)
     for name in names:
         t0 = time.monotonic()
         print(f"== {name}", file=sys.stderr, flush=True)
@@ -95,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             traceback.print_exc()
             out = [{"name": name, "value": None, "unit": "", "settings": {"error": f"{type(exc).__name__}: {exc}"}}]
+        if not isinstance(out, Rows):  # not shown while it ran: show it now
+            for row in out:
+                show(row)
         for row in out:
             row.setdefault("settings", {})["benchmark"] = name.removeprefix("bench_")
         rows += out

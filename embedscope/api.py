@@ -4,9 +4,13 @@
 >>> es = embedscope.open("demo/db")                                  # doctest: +SKIP
 >>> es.sql("SELECT label, count(*) n FROM images GROUP BY label")    # pandas DataFrame
 >>> es.similar("demo/drop/cat.jpg", k=5, where="label = 'cats'")     # doctest: +SKIP
+>>> es.similar_many(vectors, k=10)        # one DataFrame per query row  # doctest: +SKIP
 >>> ids, X = es.embeddings()              # list of sha256, (N, dim) float32 array
 
-Every call reads the latest committed data (an ingest or the daemon may be writing).
+Every call reads the latest committed data (an ingest or the daemon may be writing); searches
+see it within ``recheck_s`` seconds (default 1): the handle keeps a
+:class:`~embedscope.store.search_cache.SearchIndexCache` (in-memory graph index, image map)
+so a search costs about a millisecond instead of tens.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ if TYPE_CHECKING:
     import numpy as np
 
     from embedscope.store.db import Database
+    from embedscope.store.search_cache import SearchIndexCache
 
 
 class EmbedscopeDB:
     """Read-only access to one database: SQL, similarity search, tables as pandas/NumPy."""
 
-    def __init__(self, db: "Database") -> None:
+    def __init__(self, db: "Database", *, search_cache: "SearchIndexCache | None" = None) -> None:
+        from embedscope.store.search_cache import SearchIndexCache
+
         self.db = db
+        self.search_cache = search_cache if search_cache is not None else SearchIndexCache()
 
     def __repr__(self) -> str:
         return f"embedscope.open({self.db.uri!r})"
@@ -39,12 +47,18 @@ class EmbedscopeDB:
 
     def similar(self, query: "str | np.ndarray", *, k: int = 10, model: str | None = None,
                 variant: str = "full", where: str | None = None, arrow: bool = False) -> Any:
-        """Nearest images to a sha256, a stored path or a vector (see :func:`embedscope.store.queries.similar`)."""
-        from embedscope.store.queries import similar
+        """Nearest images to a sha256, a stored path or a vector (see :func:`embedscope.store.search.similar`)."""
+        return self.similar_many([query], k=k, model=model, variant=variant, where=where, arrow=arrow)[0]
 
-        self.db.refresh()
-        table = similar(self.db, query, k=k, model=model, variant=variant, where=where)
-        return table if arrow else table.to_pandas()
+    def similar_many(self, queries: "Any", *, k: int = 10, model: str | None = None, variant: str = "full",
+                     where: str | None = None, arrow: bool = False) -> list[Any]:
+        """:meth:`similar` for many queries (a list, or an (m, dim) array of vectors) in one
+        call: one result per query, in order (see :func:`embedscope.store.search.similar_many`)."""
+        from embedscope.store.search import similar_many
+
+        tables = similar_many(self.db, queries, k=k, model=model, variant=variant, where=where,
+                              cache=self.search_cache)
+        return tables if arrow else [t.to_pandas() for t in tables]
 
     @property
     def images(self) -> Any:

@@ -83,12 +83,15 @@ def _size_or_none(value: str | None) -> str | None:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     from embedscope.store.search import find_sha, similar
+    from embedscope.store.search_cache import SearchIndexCache
 
     db = open_db(args)
     query: Any = args.query
     if find_sha(db, args.query) is None and os.path.isfile(args.query):
         query = _embed_query_file(db, args)
-    emit(similar(db, query, k=args.k, model=args.model, variant=args.variant, where=args.where), args)
+    # one search per process: the graph is used when `embedscope index` saved one (topped up if stale)
+    cache = SearchIndexCache(recheck_s=0.0, build=False)
+    emit(similar(db, query, k=args.k, model=args.model, variant=args.variant, where=args.where, cache=cache), args)
     return 0
 
 
@@ -107,6 +110,7 @@ def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from embedscope.store.graph_index import build_graphs, drop_graphs
     from embedscope.store.index import INDEX_MIN_ROWS, build_index, drop_index
 
     db = open_db(args)
@@ -119,18 +123,26 @@ def cmd_index(args: argparse.Namespace) -> int:
         for model in models:
             if args.drop:
                 dropped = drop_index(db, model)
+                drop_graphs(db, model)
                 results.append({"model": model, "action": "dropped" if dropped else "none"})
                 continue
             print(f"index: {model} …", file=sys.stderr)
-            res = build_index(db, model, force=args.force)
-            results.append({"model": model, **res})
+            res = build_index(db, model, force=args.force, index_type=args.type)
             p = res["params"]
             if res["action"] == "built":
+                codes = (f"{p['num_sub_vectors']}×{p['num_bits']}-bit PQ" if p["index_type"] == "IVF_PQ"
+                         else f"HNSW M {p['m']}, 8-bit SQ")
                 print(f"index: {model}: {p['index_type']} on {res['rows']} rows ({p['num_partitions']} partitions, "
-                      f"{p['num_sub_vectors']}×{p['num_bits']}-bit PQ) in {res['seconds']:.1f}s", file=sys.stderr)
+                      f"{codes}) in {res['seconds']:.1f}s", file=sys.stderr)
             else:
                 print(f"index: {model}: skipped — {res['reason']} (threshold {INDEX_MIN_ROWS}; --force builds anyway)",
                       file=sys.stderr)
+            res["graph"] = build_graphs(db, model, min_rows=0 if args.force else INDEX_MIN_ROWS)
+            for g in res["graph"]:
+                if g["action"] != "skipped":
+                    print(f"index: {model}/{g['variant']}: in-memory graph {g['action']} ({g['rows']} rows, "
+                          f"{g['bytes_per_vector']:.0f} bytes per vector)", file=sys.stderr)
+            results.append({"model": model, **res})
     if args.json:
         print(json.dumps(results))
     return 0
@@ -170,11 +182,13 @@ def register(sub: Any) -> None:
     add_query_embedding_options(p, "embedding a file that is not in the database (match the ingest)")
     p.set_defaults(handler=cmd_similar)
 
-    p = sub.add_parser("index", help="build the ANN vector index of each embeddings table (if large enough)")
+    p = sub.add_parser("index", help="build the ANN vector index and the in-memory search graph of each embeddings table (if large enough)")
     add_db(p)
     p.add_argument("--model", help="only this model's table (default: all)")
     p.add_argument("--force", action="store_true", help="build even below the size threshold")
-    p.add_argument("--drop", action="store_true", help="remove the index (searches become exact)")
+    p.add_argument("--drop", action="store_true", help="remove the index and the saved graphs (searches become exact)")
+    p.add_argument("--type", choices=["IVF_PQ", "IVF_HNSW_SQ"], default="IVF_PQ",
+                   help="the Lance index kind (default IVF_PQ; docs/benchmarks.md compares them)")
     add_wait_lock(p)
     p.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
     p.set_defaults(handler=cmd_index)

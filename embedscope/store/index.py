@@ -13,6 +13,11 @@ Policy (one place, so the CLI, the daemon and searches agree):
   with exact cosine distances (:func:`search_params`). Measured recall@10 against exact
   search: 0.998 on 50k clustered random 384-d vectors
   (``tests/test_queries_ann.py``; 100k and 1M in ``benchmarks/bench_queries.py``);
+- ``embedscope index --type IVF_HNSW_SQ`` builds the other kind Lance offers (one HNSW graph of
+  8-bit scalar-quantized vectors per partition, one partition per 100k rows, all probed, ef 64,
+  refine 5). At 30k × 384 both reach recall 1.0; IVF_HNSW_SQ searches in 0.56× the time but
+  builds 11.6× slower (docs/benchmarks.md). Interactive searches use the in-memory graph
+  (:mod:`embedscope.store.graph_index`), so IVF_PQ's fast (re)builds keep it the default;
 - as data grows, :func:`maybe_optimize` folds new rows into the index once they are ≥ 10 %
   of the indexed rows (Lance searches un-indexed rows exactly in the meantime, so results
   stay correct, only slower), and retrains from scratch once the table has grown enough that
@@ -38,12 +43,16 @@ INDEX_MIN_ROWS = 20_000
 VECTOR_COLUMN = "vector"
 OPTIMIZE_FRACTION = 0.10  # fold new rows into the index once they reach 10 % of the indexed ones
 RETRAIN_GROWTH = 2.0  # retrain when the chosen partition count doubles (rows ×4)
-INDEX_NAME_PREFIX = "vector_ivfpq_trained_on_"  # + the row count it was trained on
+INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ")
+DEFAULT_INDEX_TYPE = "IVF_PQ"
+# the index name carries its kind and the row count it was trained on, e.g. vector_ivfpq_trained_on_50000
+_NAME_PREFIX = {"IVF_PQ": "vector_ivfpq_trained_on_", "IVF_HNSW_SQ": "vector_ivfhnswsq_trained_on_"}
 
 
 @dataclass(frozen=True)
 class IndexParams:
-    """How an IVF_PQ index is built."""
+    """How an IVF_PQ (or IVF_HNSW_SQ: one HNSW graph of 8-bit scalar-quantized vectors per
+    partition; ``num_sub_vectors``/``num_bits`` unused) index is built."""
 
     index_type: str
     num_partitions: int
@@ -51,6 +60,8 @@ class IndexParams:
     num_bits: int = 4
     max_iterations: int = 20
     sample_rate: int = 64
+    m: int = 16
+    ef_construction: int = 100
 
 
 @dataclass(frozen=True)
@@ -59,17 +70,25 @@ class SearchParams:
 
     nprobes: int
     refine_factor: int
+    ef: int | None = None  # IVF_HNSW_SQ: candidates kept while walking each partition's graph
 
 
-def choose_params(n: int, dim: int) -> IndexParams:
-    """Index parameters for ``n`` vectors of size ``dim`` (see the module docstring)."""
+def choose_params(n: int, dim: int, index_type: str = DEFAULT_INDEX_TYPE) -> IndexParams:
+    """Index parameters for ``n`` vectors of size ``dim`` (see the module docstring).
+
+    IVF_HNSW_SQ gets few, large partitions (one per 100k rows): each holds a graph, and all
+    of them are searched."""
+    if index_type == "IVF_HNSW_SQ":
+        return IndexParams("IVF_HNSW_SQ", max(1, min(64, round(n / 100_000))), 0, num_bits=8)
     partitions = max(8, min(1024, round(math.sqrt(max(n, 1)) / 4)))
     sub = dim // 8 if dim % 8 == 0 else max(d for d in range(1, dim // 4 + 1) if dim % d == 0)
     return IndexParams("IVF_PQ", partitions, sub)
 
 
-def search_params(num_partitions: int) -> SearchParams:
+def search_params(num_partitions: int, index_type: str = DEFAULT_INDEX_TYPE) -> SearchParams:
     """Search settings for an index with ``num_partitions`` partitions (recall@10 ≥ 0.95)."""
+    if index_type == "IVF_HNSW_SQ":
+        return SearchParams(nprobes=num_partitions, refine_factor=5, ef=64)
     return SearchParams(nprobes=min(num_partitions, max(16, math.ceil(0.25 * num_partitions))), refine_factor=50)
 
 
@@ -79,12 +98,12 @@ def search_params_for(db: Database, table: str) -> SearchParams | None:
     tbl = db.table(table)
     for idx in tbl.list_indices():
         if VECTOR_COLUMN in list(idx.columns):
-            trained = _trained_rows(idx.name)
+            kind, trained = _parse_name(idx.name)
             if trained is None:
                 info = index_info(db, table)
-                return search_params(info["num_partitions"]) if info else None
+                return search_params(info["num_partitions"], kind) if info else None
             dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
-            return search_params(choose_params(trained, dim).num_partitions)
+            return search_params(choose_params(trained, dim, kind).num_partitions, kind)
     return None
 
 
@@ -99,15 +118,16 @@ def index_info(db: Database, table: str) -> dict[str, Any] | None:
         if VECTOR_COLUMN in list(idx.columns):
             stats = tbl.to_lance().stats.index_stats(idx.name)
             segments = stats.get("indices") or stats.get("segments") or [{}]
-            trained = _trained_rows(idx.name)
+            kind, trained = _parse_name(idx.name)
             dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
             reported = int(segments[0].get("num_partitions") or 1)
             return {
                 "name": idx.name,
                 "type": stats.get("index_type", str(idx.index_type)),
+                "kind": kind,
                 # lance 14 reports 1 partition once optimize_indices has merged new rows, so
                 # the count is re-derived from the rows the index was trained on
-                "num_partitions": choose_params(trained, dim).num_partitions if trained else reported,
+                "num_partitions": choose_params(trained, dim, kind).num_partitions if trained else reported,
                 "trained_rows": trained,
                 "indexed_rows": int(stats.get("num_indexed_rows", 0)),
                 "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),
@@ -115,20 +135,21 @@ def index_info(db: Database, table: str) -> dict[str, Any] | None:
     return None
 
 
-def build_index(db: Database, model: str, *, force: bool = False) -> dict[str, Any]:
-    """(Re)build the ANN index on ``embeddings_<model>``; the caller holds the writer lock.
+def build_index(db: Database, model: str, *, force: bool = False, index_type: str = DEFAULT_INDEX_TYPE) -> dict[str, Any]:
+    """(Re)build the ANN index (``index_type``: one of :data:`INDEX_TYPES`) on
+    ``embeddings_<model>``; the caller holds the writer lock.
 
     Below :data:`INDEX_MIN_ROWS` rows nothing is built unless ``force``. Returns what was done:
     ``{"table", "rows", "action": "built" | "skipped", "params", "seconds"}``.
     """
-    from lancedb.index import IvfPq
+    from lancedb.index import HnswSq, IvfPq
 
     table = _table_for(db, model)
     tbl = db.table(table)
     tbl.checkout_latest()
     n = tbl.count_rows()
     dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
-    params = choose_params(n, dim)
+    params = choose_params(n, dim, index_type)
     result: dict[str, Any] = {"table": table, "rows": n, "params": asdict(params)}
     if n < INDEX_MIN_ROWS and not force:
         return {**result, "action": "skipped", "seconds": 0.0,
@@ -136,13 +157,18 @@ def build_index(db: Database, model: str, *, force: bool = False) -> dict[str, A
     if n < 2 * params.num_partitions:
         return {**result, "action": "skipped", "seconds": 0.0, "reason": f"{n} rows is too few to train an index"}
     t0 = time.monotonic()
-    config = IvfPq(distance_type="cosine", num_partitions=params.num_partitions,
-                   num_sub_vectors=params.num_sub_vectors, num_bits=params.num_bits,
-                   max_iterations=params.max_iterations, sample_rate=params.sample_rate)
+    if index_type == "IVF_HNSW_SQ":
+        config: Any = HnswSq(distance_type="cosine", num_partitions=params.num_partitions,
+                             max_iterations=params.max_iterations, sample_rate=params.sample_rate,
+                             m=params.m, ef_construction=params.ef_construction)
+    else:
+        config = IvfPq(distance_type="cosine", num_partitions=params.num_partitions,
+                       num_sub_vectors=params.num_sub_vectors, num_bits=params.num_bits,
+                       max_iterations=params.max_iterations, sample_rate=params.sample_rate)
     for idx in tbl.list_indices():  # the name changes with every training: drop the old one
         if VECTOR_COLUMN in list(idx.columns):
             tbl.drop_index(idx.name)
-    tbl.create_index(VECTOR_COLUMN, config=config, replace=True, name=f"{INDEX_NAME_PREFIX}{n}")
+    tbl.create_index(VECTOR_COLUMN, config=config, replace=True, name=f"{_NAME_PREFIX[index_type]}{n}")
     seconds = time.monotonic() - t0
     log.info("built %s index on %s (%d rows) in %.1fs", params.index_type, table, n, seconds)
     return {**result, "action": "built", "seconds": round(seconds, 3)}
@@ -166,8 +192,9 @@ def maybe_optimize(db: Database, model: str) -> str:
     total = info["indexed_rows"] + info["unindexed_rows"]
     dim = db.table(table).schema.field(VECTOR_COLUMN).type.list_size
     trained = info["trained_rows"] or info["indexed_rows"]
-    if choose_params(total, dim).num_partitions >= RETRAIN_GROWTH * choose_params(trained, dim).num_partitions:
-        build_index(db, model, force=True)
+    kind = info["kind"]
+    if choose_params(total, dim, kind).num_partitions >= RETRAIN_GROWTH * choose_params(trained, dim, kind).num_partitions:
+        build_index(db, model, force=True, index_type=kind)
         return "rebuilt"
     if info["unindexed_rows"] and info["unindexed_rows"] >= OPTIMIZE_FRACTION * max(info["indexed_rows"], 1):
         t0 = time.monotonic()
@@ -190,10 +217,12 @@ def drop_index(db: Database, model: str) -> bool:
     return True
 
 
-def _trained_rows(name: str) -> int | None:
-    if name.startswith(INDEX_NAME_PREFIX) and name[len(INDEX_NAME_PREFIX):].isdigit():
-        return int(name[len(INDEX_NAME_PREFIX):])
-    return None
+def _parse_name(name: str) -> tuple[str, int | None]:
+    """The kind of an index and the rows it was trained on, from its name (IVF_PQ, None if unknown)."""
+    for kind, prefix in _NAME_PREFIX.items():
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return kind, int(name[len(prefix):])
+    return "IVF_PQ", None
 
 
 def _table_for(db: Database, model: str) -> str:

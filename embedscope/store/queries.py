@@ -1,7 +1,7 @@
 """Read-side helpers: counts and lookups used by the CLI, analysis and dashboard.
 
-``run_sql`` (read-only SQL through DuckDB, :mod:`embedscope.store.sql`) and ``similar``
-(nearest neighbours, :mod:`embedscope.store.search`) are the two query entry points; they
+``run_sql`` (read-only SQL through DuckDB, :mod:`embedscope.store.sql`) and ``similar`` /
+``similar_many`` (nearest neighbours, :mod:`embedscope.store.search`) are the query entry points; they
 live in their own modules and are re-exported here so callers import one place.
 """
 
@@ -13,7 +13,6 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database
 
 if TYPE_CHECKING:
-    import numpy as np
     import pyarrow as pa
 
 
@@ -38,16 +37,11 @@ def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: Any =
     return _run_sql(db, sql, limit=limit, limits=limits or CLI_LIMITS)
 
 
-def similar(
-    db: Database,
-    query: "str | np.ndarray",
-    *,
-    k: int = 10,
-    model: str | None = None,
-    variant: str = S.VARIANT_FULL,
-    where: str | None = None,
-) -> "pa.Table":
-    """The ``k`` nearest images by cosine distance (see :mod:`embedscope.store.search`)."""
-    from embedscope.store.search import similar as _similar
+def __getattr__(name: str) -> Any:
+    """``similar`` and ``similar_many`` from :mod:`embedscope.store.search`, imported on first use
+    (it pulls in the search cache, which importing this module should not)."""
+    if name in ("similar", "similar_many"):
+        from embedscope.store import search
 
-    return _similar(db, query, k=k, model=model, variant=variant, where=where)
+        return getattr(search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

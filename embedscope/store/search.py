@@ -1,6 +1,9 @@
 """Nearest-neighbour search by cosine distance over one embeddings table.
 
-- no ``where``: LanceDB's vector search — through the ANN index with its refine step when
+- no ``where``, given a :class:`~embedscope.store.search_cache.SearchIndexCache` (the API,
+  the dashboard and the CLI pass one): the cache's in-memory HNSW graph of the table
+  (:mod:`embedscope.store.graph_index`), for tables of at least its ``min_rows`` rows;
+- no ``where`` otherwise: LanceDB's vector search — through the ANN index with its refine step when
   the table has one (:mod:`embedscope.store.index`), else an exact scan;
 - with ``where`` (a SQL condition over ``images_latest`` columns: ``label``, ``path``,
   ``cluster``, ``is_novel``, ...): an exact scan in the read-only DuckDB connection, so
@@ -16,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +28,7 @@ from embedscope.errors import NotFoundError, QueryError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import both, eq, ident, isin
+from embedscope.store.search_cache import SearchIndexCache, stored_models
 from embedscope.store.vectors import vectors_to_numpy
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -57,33 +61,85 @@ def similar(
     model: str | None = None,
     variant: str = S.VARIANT_FULL,
     where: str | None = None,
+    cache: SearchIndexCache | None = None,
 ) -> pa.Table:
     """The ``k`` nearest images to ``query`` by cosine distance, nearest first.
 
     ``query``: a sha256, a path recorded in ``sources`` (or an existing file whose content
     is in the database), or a vector. Columns: rank, sha256, distance (``1 - cos``, 0 =
-    identical), path, label, model, variant.
+    identical), path, label, model, variant. With a ``cache`` (and no ``where``) the search
+    runs on its in-memory graph index; without one, through Lance (see the module docstring).
 
     >>> similar(db, "cats/img0.jpg", k=5, where="label = 'cats'")  # doctest: +SKIP
+    """
+    return similar_many(db, [query], k=k, model=model, variant=variant, where=where, cache=cache)[0]
+
+
+def similar_many(
+    db: Database,
+    queries: Sequence[str | np.ndarray] | np.ndarray,
+    *,
+    k: int = 10,
+    model: str | None = None,
+    variant: str = S.VARIANT_FULL,
+    where: str | None = None,
+    cache: SearchIndexCache | None = None,
+) -> list[pa.Table]:
+    """:func:`similar` for many queries in one call: one result table per query, in order.
+
+    ``queries``: a list of sha256s / paths / vectors, or an (m, dim) array of vectors. On the
+    graph path all vectors go to the graph in one call (spread over the cores by hnswlib).
     """
     if k < 1:
         raise QueryError(f"k must be at least 1, got {k}")
     if variant not in S.VARIANTS:
         raise QueryError(f"unknown variant {variant!r}", f"one of: {', '.join(S.VARIANTS)}")
-    q = resolve_query(db, query, model=model, variant=variant)
-    table = S.embeddings_table_name(q.model)
+    resolved = _resolve_all(db, queries, model=model, variant=variant, cache=cache)
+    hits: list[list[tuple[str, float]]] = [[] for _ in resolved]
+    for m in sorted({q.model for q in resolved}):
+        todo = [i for i, q in enumerate(resolved) if q.model == m]
+        found = _search(db, [resolved[i] for i in todo], k=k, variant=variant, where=where, cache=cache)
+        for i, h in zip(todo, found):
+            hits[i] = h
+    return _finish(db, hits, resolved, k=k, variant=variant, where=where, cache=cache)
+
+
+def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
+                 cache: SearchIndexCache | None) -> list[ResolvedQuery]:
+    """:func:`resolve_query` for each query; vectors of one size pick their model once."""
+    if isinstance(queries, np.ndarray) and queries.ndim == 2:
+        queries = list(queries)
+    model_of_dim: dict[int, str] = {}
+    out = []
+    for q in queries:
+        if isinstance(q, (np.ndarray, list, tuple)):
+            vec = np.asarray(q, dtype=np.float32).ravel()
+            if vec.size not in model_of_dim:
+                model_of_dim[vec.size] = pick_model(db, model, dim=vec.size, cache=cache)
+            out.append(ResolvedQuery(vec, model_of_dim[vec.size], None))
+        else:
+            out.append(resolve_query(db, q, model=model, variant=variant, cache=cache))
+    return out
+
+
+def _search(db: Database, qs: list[ResolvedQuery], *, k: int, variant: str, where: str | None,
+            cache: SearchIndexCache | None) -> list[list[tuple[str, float]]]:
+    table = S.embeddings_table_name(qs[0].model)
     if where:
-        hits = _search_sql(db, table, q, k=k, variant=variant, where=where)
-    else:
-        hits = _search_lance(db, table, q, k=k, variant=variant)
-    return _finish(db, hits, q, k=k, variant=variant, where=where)
+        return _search_sql(db, table, qs, k=k, variant=variant, where=where)
+    graph = cache.graph_for(db, qs[0].model, variant) if cache is not None else None
+    if graph is not None:
+        vectors = qs[0].vector[None] if len(qs) == 1 else np.stack([q.vector for q in qs])
+        return graph.search(vectors, k + 1)  # room for the query image itself
+    return [_search_lance(db, table, q, k=k, variant=variant, cache=cache) for q in qs]
 
 
-def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, variant: str) -> ResolvedQuery:
+def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, variant: str,
+                  cache: SearchIndexCache | None = None) -> ResolvedQuery:
     """Turn a sha256 / path / vector into a :class:`ResolvedQuery`."""
     if isinstance(query, np.ndarray) or isinstance(query, (list, tuple)):
         vec = np.asarray(query, dtype=np.float32).ravel()
-        return ResolvedQuery(vec, pick_model(db, model, dim=vec.size), None)
+        return ResolvedQuery(vec, pick_model(db, model, dim=vec.size, cache=cache), None)
     text = str(query).strip()
     sha = text.lower() if _SHA_RE.match(text.lower()) else None
     if sha is None or not _has_embedding(db, sha, model):
@@ -94,7 +150,7 @@ def resolve_query(db: Database, query: str | np.ndarray, *, model: str | None, v
             "pass a sha256 or a path listed in `sources`; for an image file that is not in the "
             "database use `embedscope similar --db DIR FILE`, which embeds it",
         )
-    models = [model] if model else stored_models(db)
+    models = [model] if model else (cache.stored_models(db) if cache is not None else stored_models(db))
     for m in models:
         name = S.embeddings_table_name(m)
         if not db.has_table(name):
@@ -139,16 +195,20 @@ def _has_embedding(db: Database, sha: str, model: str | None) -> bool:
 # -- the two search paths --------------------------------------------------------------------
 
 
-def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str) -> list[tuple[str, float]]:
+def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str,
+                  cache: SearchIndexCache | None) -> list[tuple[str, float]]:
     from embedscope.store.index import search_params_for
 
     tbl = db.table(table)
-    tbl.checkout_latest()
+    if cache is None:
+        tbl.checkout_latest()  # a cache keeps its handles at most `recheck_s` old instead
     fetch = k + 1  # room for the query image itself
     search = tbl.search(q.vector, vector_column_name="vector").distance_type("cosine").limit(fetch)
-    sp = search_params_for(db, table)
+    sp = cache.search_params(db, table) if cache is not None else search_params_for(db, table)
     if sp is not None:
         search = search.nprobes(sp.nprobes).refine_factor(sp.refine_factor)
+        if sp.ef:
+            search = search.ef(sp.ef)
     # Post-filtering keeps the index's candidate list intact (prefiltering cost recall: 0.94 vs
     # 0.99 at 1M rows). When other variants crowd the variant asked for out of the top hits,
     # fewer than `fetch` rows come back: then prefilter, which is exact about the variant.
@@ -159,10 +219,11 @@ def _search_lance(db: Database, table: str, q: ResolvedQuery, *, k: int, variant
     return list(zip(result.column("sha256").to_pylist(), result.column("_distance").to_pylist()))
 
 
-def _search_sql(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: str, where: str) -> list[tuple[str, float]]:
+def _search_sql(db: Database, table: str, qs: list[ResolvedQuery], *, k: int, variant: str,
+                where: str) -> list[list[tuple[str, float]]]:
     from embedscope.store.sql import connect, execute
 
-    dim = q.vector.size
+    dim = qs[0].vector.size
     sql = (
         f"SELECT e.sha256, array_cosine_distance(e.vector, $qv::FLOAT[{dim}]) AS distance "
         f"FROM {ident(table)} e JOIN images_latest USING (sha256) "
@@ -170,36 +231,45 @@ def _search_sql(db: Database, table: str, q: ResolvedQuery, *, k: int, variant: 
         f"ORDER BY distance, (e.sha256 = $self) DESC, e.sha256 LIMIT {int(k) + 1}"
     )
     con = connect(db)
+    out = []
     try:
-        result = execute(con, sql, limit=None,
-                         params={"qv": q.vector.tolist(), "variant": variant, "self": q.sha256 or ""})
+        for q in qs:
+            result = execute(con, sql, limit=None,
+                             params={"qv": q.vector.tolist(), "variant": variant, "self": q.sha256 or ""})
+            out.append(list(zip(result.column("sha256").to_pylist(), result.column("distance").to_pylist())))
     finally:
         con.close()
-    return list(zip(result.column("sha256").to_pylist(), result.column("distance").to_pylist()))
+    return out
 
 
-def _finish(db: Database, hits: list[tuple[str, float]], q: ResolvedQuery, *, k: int, variant: str,
-            where: str | None) -> pa.Table:
+def _finish(db: Database, hits: list[list[tuple[str, float]]], queries: list[ResolvedQuery], *, k: int,
+            variant: str, where: str | None, cache: SearchIndexCache | None) -> list[pa.Table]:
+    """One result table per query: the query image first (see the module docstring), ranks,
+    paths and labels. Built as one table and sliced, so a batch pays Arrow's overheads once."""
+    kept = [_own_image_first(h, q, k=k, where=where) for h, q in zip(hits, queries)]
+    shas = [s for one in kept for s, _ in one]
+    info = cache.image_info(db, shas) if cache is not None else _image_info(db, shas)
+    sizes = [len(one) for one in kept]
+    table = pa.Table.from_arrays([
+        pa.array(np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in sizes] or [np.empty(0, np.int32)])),
+        pa.array(shas, pa.string()),
+        pa.array(np.asarray([d for one in kept for _, d in one], np.float32)),
+        pa.array([info.get(s, (None, None))[0] for s in shas], pa.string()),
+        pa.array([info.get(s, (None, None))[1] for s in shas], pa.string()),
+        pa.array([q.model for q, n in zip(queries, sizes) for _ in range(n)], pa.string()),
+        pa.array([variant] * len(shas), pa.string()),
+    ], schema=RESULT_SCHEMA)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    return [table.slice(start, n) for start, n in zip(starts, sizes)]
+
+
+def _own_image_first(hits: list[tuple[str, float]], q: ResolvedQuery, *, k: int, where: str | None) -> list[tuple[str, float]]:
     hits = [(s, max(0.0, float(d))) for s, d in hits]
     if q.sha256 is not None:
         found = any(s == q.sha256 for s, _ in hits)
         rest = [(s, d) for s, d in hits if s != q.sha256]
         hits = ([(q.sha256, 0.0)] + rest) if (found or not where) else rest
-    hits = hits[:k]
-    shas = [s for s, _ in hits]
-    info = _image_info(db, shas)
-    return pa.table(
-        {
-            "rank": pa.array(range(1, len(hits) + 1), pa.int32()),
-            "sha256": pa.array(shas, pa.string()),
-            "distance": pa.array([d for _, d in hits], pa.float32()),
-            "path": pa.array([info.get(s, (None, None))[0] for s in shas], pa.string()),
-            "label": pa.array([info.get(s, (None, None))[1] for s in shas], pa.string()),
-            "model": pa.array([q.model] * len(hits), pa.string()),
-            "variant": pa.array([variant] * len(hits), pa.string()),
-        },
-        schema=RESULT_SCHEMA,
-    )
+    return hits[:k]
 
 
 def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
@@ -209,21 +279,11 @@ def _image_info(db: Database, shas: list[str]) -> dict[str, tuple[Any, Any]]:
     return {r["sha256"]: (r["path"], r["label"]) for r in rows.to_pylist()}
 
 
-def stored_models(db: Database) -> list[str]:
-    """Model names with embeddings, from one row per ``embeddings_<model>`` table (a table holds
-    one model by construction), so it costs no scan of large tables."""
-    models = []
-    for name in db.embedding_table_names():
-        rows = db.dataset(name).to_table(columns=["model"], limit=1)
-        if rows.num_rows:
-            models.append(rows.column("model")[0].as_py())
-    return sorted(models)
-
-
-def pick_model(db: Database, model: str | None, *, dim: int | None = None) -> str:
+def pick_model(db: Database, model: str | None, *, dim: int | None = None,
+               cache: SearchIndexCache | None = None) -> str:
     """``model`` if it has embeddings, else the only model with embeddings, else (given a query
     vector's ``dim``) the only model whose table stores vectors of that size."""
-    models = stored_models(db)
+    models = cache.stored_models(db) if cache is not None else stored_models(db)
     if model:
         if model not in models:
             raise NotFoundError(f"no embeddings for model {model!r} in {db.uri}",
