@@ -55,12 +55,15 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     from embedscope.dashboard.encoders import EncoderCache
     from embedscope.dashboard.routes import register_routes
     from embedscope.store.db import Database
+    from embedscope.store.search_cache import SearchIndexCache
 
     Database(db_path, storage_options=storage_options)  # fail now, with the CLI's one-line error, if there is no database
     ctx = DashboardContext(str(db_path), max_points=max_points, neighbours_k=neighbours_k,
                            encoders=EncoderCache(query_flags, query_config), storage_options=dict(storage_options or {}),
                            sql_limits=sql_limits, max_original_bytes=max_original_bytes,
-                           max_upload_pixels=max_upload_pixels)
+                           max_upload_pixels=max_upload_pixels,
+                           # build=False: use the graphs `embedscope index` saved, never stall a click building one
+                           search=SearchIndexCache(build=False))
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None, on_error=_callback_error)
     app.server.config[CONFIG_KEY] = ctx

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.store.search_cache import SearchIndexCache
     from embedscope.store.sql import SqlLimits
 
 DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
@@ -30,6 +31,8 @@ class DashboardContext:
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     # the app's one encoder cache (search by upload, within-image patches): built in create_app
     encoders: EncoderCache | None = field(default=None, repr=False)
+    # the app's search state (saved graph indexes, image map), kept between neighbour lookups
+    search: SearchIndexCache | None = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

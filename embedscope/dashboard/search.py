@@ -88,7 +88,8 @@ class UploadResult:
 
 
 def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: str | None = None, *,
-                  k: int = 12, run: Any = None, max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS) -> UploadResult:
+                  k: int = 12, run: Any = None, max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+                  search_cache: Any = None) -> UploadResult:
     """Embed an uploaded image (``dcc.Upload`` contents) and find its ``k`` nearest stored images
     in the embeddings ``run`` was computed on (the only / ``full`` ones without a run).
 
@@ -111,7 +112,7 @@ def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: 
             item = cache.get(db, model, variant, label)
             vec = item.embedder.embed_bytes([data], names=[filename or "upload"])[0]
             thumb = _thumb_uri(data, item.settings)
-        table = similar(db, vec, k=k, model=model, variant=variant)
+        table = similar(db, vec, k=k, model=model, variant=variant, cache=search_cache)
     except (EmbedscopeError, Refused) as exc:
         text = exc.one_line() if isinstance(exc, EmbedscopeError) else str(exc)
         return UploadResult(error=f"{filename or 'upload'}: {text}")

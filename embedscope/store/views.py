@@ -207,22 +207,15 @@ def image_detail(db: Database, sha256: str, run_id: str | None = None) -> dict[s
 
 
 def neighbours(db: Database, sha256: str, *, k: int = 8, model: str | None = None,
-               variant: str = S.VARIANT_FULL) -> list[dict[str, Any]]:
-    """The ``k`` nearest other images (cosine), each ``{sha256, path, label, similarity}``."""
-    from embedscope.store.queries import similar
+               variant: str = S.VARIANT_FULL, cache: Any = None) -> list[dict[str, Any]]:
+    """The ``k`` nearest other images (cosine), each ``{sha256, path, label, similarity}``;
+    ``cache``: the serving process's :class:`~embedscope.store.search_cache.SearchIndexCache`."""
+    from embedscope.store.search import similar
 
-    t = similar(db, sha256, k=k + 1, model=model, variant=variant)
+    t = similar(db, sha256, k=k + 1, model=model, variant=variant, cache=cache)
     rows = [r for r in t.to_pylist() if r["sha256"] != sha256][:k]
-    labels = _labels(db, [r["sha256"] for r in rows])
-    return [{"sha256": r["sha256"], "path": r["path"], "label": labels.get(r["sha256"]),
+    return [{"sha256": r["sha256"], "path": r["path"], "label": r["label"],
              "similarity": 1.0 - float(r["distance"])} for r in rows]
-
-
-def _labels(db: Database, shas: Sequence[str]) -> dict[str, str | None]:
-    if not shas:
-        return {}
-    t = db.read(S.IMAGES, ["sha256", "label"], where=_sha_filter(shas))
-    return dict(zip(t.column("sha256").to_pylist(), t.column("label").to_pylist()))
 
 
 def image_rows(db: Database, shas: Sequence[str]) -> list[dict[str, Any]]:

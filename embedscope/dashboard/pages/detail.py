@@ -30,7 +30,7 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
     has_mask = any(not m.get("fallback") for m in d["masks"])
     try:
         near = views.neighbours(db, sha, k=max(12, ctx.neighbours_k), model=r.model if r else None,
-                                variant=(r.variant if r else None) or "full")
+                                variant=(r.variant if r else None) or "full", cache=ctx.search)
         near_note = None
     except EmbedscopeError as exc:
         near, near_note = [], exc.one_line()

@@ -113,7 +113,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             detail = views.image_detail(db, shas[0], run_id)
             run = detail["run"]
             near = views.neighbours(db, shas[0], k=ctx.neighbours_k, model=run.model if run else None,
-                                    variant=(run.variant if run else None) or "full")
+                                    variant=(run.variant if run else None) or "full", cache=ctx.search)
         except EmbedscopeError as exc:
             return C.notice(exc.one_line(), kind="error")
         return C.point_panel(shas[0], detail, near)

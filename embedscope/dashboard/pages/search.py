@@ -71,5 +71,5 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return None, None
         db = ctx.db()
         result = search_upload(db, ctx.encoders, contents, filename, k=max(1, min(int(k or 12), 100)),
-                               run=latest_run(db), max_pixels=ctx.max_upload_pixels)
+                               run=latest_run(db), max_pixels=ctx.max_upload_pixels, search_cache=ctx.search)
         return render(result, filename)
