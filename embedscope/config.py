@@ -48,7 +48,8 @@ class IngestSettings:
     image_size: int = 224
     preprocess: str = "default"
     store_patch_mean: bool = False
-    max_pixels: int = 178_956_970  # Pillow's own bomb limit, ~2x its warning threshold
+    max_pixels: int = 178_956_970  # decoded pixels per image (header-checked before decoding)
+    max_file_bytes: int = 256 * 2**20  # bytes per file, checked on the open file before reading it
     thumbnail_size: int = 128
     prefetch_batches: int = 2
     sam2: bool = False
@@ -88,9 +89,11 @@ class IngestSettings:
         for name in ("batch_size", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 (auto) or more")
-        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
+        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side", "max_pixels",
+                     "max_file_bytes"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+                flag = "max-file-size" if name == "max_file_bytes" else name.replace("_", "-")
+                raise ConfigError(f"--{flag} must be at least 1")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (auto) or more")
         if self.executor not in EXECUTORS:

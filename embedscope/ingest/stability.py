@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from embedscope.ingest.pathnames import stored_path
 from embedscope.ingest.scan import FileEntry
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -37,7 +38,7 @@ def mtime_us(value: dt.datetime) -> int:
 
 def entry_key(entry: FileEntry) -> tuple[str, int, int]:
     """What identifies one version of one file cheaply: (path, size, mtime in µs)."""
-    return entry.path, entry.size_bytes, mtime_us(entry.mtime)
+    return stored_path(entry.path), entry.size_bytes, mtime_us(entry.mtime)
 
 
 def looks_incomplete(path: str) -> bool:
