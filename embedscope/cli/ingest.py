@@ -180,7 +180,7 @@ def register(sub: Any) -> None:
     p.add_argument("--settle", type=float, metavar="SECONDS",
                    help=wdflt("a file must be unchanged this long, and across two polls, before it is read", "settle"))
     p.add_argument("--incomplete-grace", type=float, metavar="SECONDS",
-                   help=wdflt("hold a JPEG/PNG whose end is not written yet this long after its mtime", "incomplete_grace"))
+                   help=wdflt("hold an image file whose end is not written yet (JPEG, PNG, GIF, BMP, WebP, TIFF) this long after its mtime", "incomplete_grace"))
     p.add_argument("--heartbeat", type=float, metavar="SECONDS", help=wdflt("seconds between 'alive' log lines", "heartbeat"))
     p.add_argument("--max-files-per-batch", type=int, metavar="N",
                    help=wdflt("files per pipeline run and writer-lock hold", "max_files_per_batch"))

@@ -61,7 +61,7 @@ class WatchSettings:
 
     interval: float = 2.0  # seconds between polls of the drops
     settle: float = 2.0  # a file must look unchanged this long (and across two polls)
-    incomplete_grace: float = 300.0  # hold an unfinished-looking JPEG/PNG this long after its mtime
+    incomplete_grace: float = 300.0  # hold an unfinished-looking image file this long after its mtime
     heartbeat: float = 60.0  # seconds between "alive" log lines (0: never)
     max_files_per_batch: int = 256  # files handed to one pipeline run (and one writer-lock hold)
     on_batch_analyze: int = 0  # refresh novelty flags after every N new images (0: never)
