@@ -3,9 +3,10 @@ order crash safety relies on. Shared by every executor (run on one writer thread
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -54,15 +55,8 @@ class Committer:
         self.waiting: list[dict[str, Any]] = []  # path rows whose sha is not settled yet
 
     def commit(self, job: WriteJob) -> None:
-        try:
+        with storage_errors(self.db.uri):
             self._commit(job)
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            error = storage_error(exc, self.db.uri)
-            if error is None:
-                raise
-            raise error from exc
 
     def _commit(self, job: WriteJob) -> None:
         embeddings, images, quarantine = self._build(job)
@@ -202,6 +196,21 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema, drop: Callable[[dict[s
 
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextlib.contextmanager
+def storage_errors(uri: str) -> Iterator[None]:
+    """Turn a disk-full or permission failure while opening or writing the database ``uri``
+    into one :class:`DatabaseError` line (anything else passes through)."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        error = storage_error(exc, uri)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def storage_error(exc: BaseException, uri: str) -> DatabaseError | None:

@@ -43,6 +43,7 @@ from typing import Any, Callable, ContextManager, Iterator
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, EmbedscopeError
+from embedscope.ingest.commit import storage_errors
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.stability import SettleTracker, entry_key
 from embedscope.store import schema as S
@@ -143,6 +144,7 @@ class Watcher:
         self._snapshot: tuple | None = None  # table versions after our last write
         self._missing_drops: set[str] = set()
         self._failures = 0  # consecutive failed batches (for the retry back-off)
+        self._strikes: dict[tuple[str, int, int], int] = {}  # failures per file version (entry_key)
         self._new_since_analyze = 0
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
@@ -158,11 +160,12 @@ class Watcher:
                 list_objects(drop, resolve_options(drop, options))
             elif not Path(drop).expanduser().exists():
                 raise ConfigError(f"drop folder not found: {drop}", "create it, or check the path")
-        self.db = Database(self.settings.db, create=True, storage_options=options)
-        with self.db.watch_lock(wait=self.wait_lock, stop=self.stop) as held:
-            if not held:  # stopped while waiting for another daemon
-                return self.totals
-            self._serve()
+        with storage_errors(self.settings.db):
+            self.db = Database(self.settings.db, create=True, storage_options=options)
+            with self.db.watch_lock(wait=self.wait_lock, stop=self.stop) as held:
+                if not held:  # stopped while waiting for another daemon
+                    return self.totals
+                self._serve()
         log.info(self.totals.one_line())
         return self.totals
 
@@ -239,6 +242,7 @@ class Watcher:
     def _ingest(self, chunk: list[FileEntry]) -> None:
         from embedscope.ingest.pipeline import make_run
 
+        suspects: list[FileEntry] = []
         with self._writer_lock() as locked:
             if not locked:
                 return
@@ -257,17 +261,27 @@ class Watcher:
                 self._snapshot = self._versions()
             except Exception as exc:  # the daemon logs and goes on; the batch is redone later
                 self.totals.failed_batches += 1
-                self._failures += 1
                 self._run, self._snapshot = None, None
-                backoff = min(300.0, self.watch.interval * 2 ** self._failures)
-                if isinstance(exc, EmbedscopeError):
-                    log.error("batch failed: %s (retrying in %.0fs)", exc.one_line(), backoff)
+                suspects = [] if self._environmental(exc) else self._strike(chunk, exc)
+                if suspects:
+                    log.error("batch of %d file(s) failed (%s); trying its files one at a time",
+                              len(chunk), _one_line(exc))
+                    failed, backoff = True, 0.0
                 else:
-                    log.exception("batch failed (retrying in %.0fs)", backoff)
-                failed = True
+                    self._failures += 1
+                    backoff = min(300.0, self.watch.interval * 2 ** self._failures)
+                    log.error("batch failed: %s (retrying in %.0fs)", _one_line(exc), backoff)
+                    failed = True
             else:
                 failed = False
                 self._failures = 0
+                for e in chunk:
+                    self._strikes.pop(entry_key(e), None)
+        if suspects:  # outside the writer lock; each file alone, so one bad file blocks nothing
+            for entry in suspects:
+                if not self.stop.is_set():
+                    self._ingest([entry])
+            return
         if failed:
             self.stop.wait(backoff)  # outside the writer lock, so other writers can go on
             return
@@ -280,6 +294,44 @@ class Watcher:
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
                 self._new_since_analyze = 0
                 self._analyze()
+
+    def _environmental(self, exc: BaseException) -> bool:
+        """True for a failure that is not any file's fault (the disk, the lock, the store, the
+        model): the whole batch is retried later, with back-off, and no file is blamed."""
+        from embedscope.ingest.commit import storage_error
+
+        return isinstance(exc, (EmbedscopeError, OSError, MemoryError)) or storage_error(exc, self.db.uri) is not None
+
+    def _strike(self, chunk: list[FileEntry], exc: BaseException) -> list[FileEntry]:
+        """Count a failure against each file of ``chunk``; a file that has now failed twice (the
+        second time alone) is quarantined with the error. Returns the files to retry one at a
+        time (none when ``chunk`` was already a single file: it is retried with the next poll)."""
+        for entry in chunk:
+            key = entry_key(entry)
+            self._strikes[key] = self._strikes.get(key, 0) + 1
+            if len(chunk) == 1 and self._strikes[key] >= 2:
+                self._quarantine_failed(entry, exc)
+        return chunk if len(chunk) > 1 else []
+
+    def _quarantine_failed(self, entry: FileEntry, exc: BaseException) -> None:
+        """Record a file the pipeline failed on twice as quarantined (by path), so it no longer
+        blocks the daemon; a new version of it (new size or mtime) is tried again."""
+        from embedscope.ingest.rows import quarantine_row, source_row
+        from embedscope.store.db import utc_now
+
+        reason = f"ingest failed twice: {_one_line(exc)}"
+        now = utc_now()
+        try:
+            self.db.upsert(S.QUARANTINE, _arrow_table([quarantine_row(entry, "", reason, now)], S.QUARANTINE_SCHEMA))
+            self.db.upsert(S.SOURCES, _arrow_table([source_row(entry, "", now)], S.SOURCES_SCHEMA))
+        except Exception as write_exc:
+            log.error("could not quarantine %s: %s (it is tried again)", entry.path, _one_line(write_exc))
+            return
+        key = entry_key(entry)
+        self._strikes.pop(key, None)
+        self.known.add(key)
+        self.totals.quarantined += 1
+        log.warning("%s: %s — quarantined", entry.path, reason)
 
     def _writer_lock(self) -> ContextManager[bool]:
         """The writer lock for one step, waiting as long as another writer holds it; yields
@@ -370,6 +422,19 @@ class Watcher:
                 self._snapshot = self._versions()  # our own commits: the run's state is still right
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, EmbedscopeError):
+        return exc.one_line()
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+
+
+def _arrow_table(rows: list[dict[str, Any]], schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema)
 
 
 def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.commit import Committer
+from embedscope.ingest.commit import Committer, storage_errors
 from embedscope.ingest.decode_stage import (
     DecodedItem,
     batch_decoder_for,
@@ -263,6 +263,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSum
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
-    db = Database(settings.db, create=True, storage_options=options)
-    with db.writer_lock(wait=wait_lock, owner="ingest"):
-        return make_run(db, settings, encoders).run(entries)
+    with storage_errors(settings.db):  # disk full, no permission: one line, not a traceback
+        db = Database(settings.db, create=True, storage_options=options)
+        with db.writer_lock(wait=wait_lock, owner="ingest"):
+            return make_run(db, settings, encoders).run(entries)
