@@ -403,3 +403,33 @@ def test_disk_full_through_the_cli_is_one_line(tmp_path, tiny_disk):
     assert len(lines) == 1 and "disk full while writing the database" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     print(f"\ndisk full: exit {proc.returncode} after {time.monotonic() - t0:.1f}s: {lines[0]}")
+
+
+# -- the daemon's retry policy ------------------------------------------------------------------
+
+
+def test_watch_blames_no_file_for_the_disk_and_quarantines_a_file_that_fails_twice(tmp_path):
+    import threading
+
+    from embedscope.ingest.daemon import Watcher, WatchSettings
+    from embedscope.ingest.scan import scan_drops
+    from embedscope.ingest.stability import entry_key
+
+    drop, db_path = tmp_path / "drop", tmp_path / "db"
+    for i in range(2):
+        save_jpeg(make_photo(i, (64, 48)), drop / f"{i}.jpg")
+    w = Watcher(_settings(drops=(str(drop),), db=str(db_path)), WatchSettings(), stop=threading.Event())
+    w.db = Database(db_path, create=True)
+    # the disk, the lock, the store: retried with back-off, no file blamed
+    assert w._environmental(DatabaseError("disk full while writing the database"))
+    assert w._environmental(OSError(28, "No space left on device"))
+    assert w._environmental(RuntimeError("LanceError(IO): No space left on device (os error 28)"))
+    assert not w._environmental(UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed"))
+    entries = list(scan_drops([drop]))
+    boom = ValueError("a bug one file triggers")
+    assert w._strike(entries, boom) == entries  # a batch failed: its files are tried one at a time
+    assert w._strike([entries[1]], boom) == []  # ... and the one that fails again, alone, is quarantined
+    rows = Database(db_path).read(S.QUARANTINE, ["sha256", "path", "reason"]).to_pylist()
+    assert rows == [{"sha256": "", "path": entries[1].path,
+                     "reason": "ingest failed twice: ValueError: a bug one file triggers"}]
+    assert entry_key(entries[1]) in w.known and entry_key(entries[0]) not in w.known

@@ -30,6 +30,12 @@ _ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
 def stored_path(path: str | os.PathLike[str]) -> str:
     """The form of ``path`` (as Python's ``os`` functions give it) kept in the tables."""
     text = os.fspath(path)
+    if "\\" not in text:  # the usual case, checked at C speed: no escape to read, valid UTF-8?
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:
+            pass
     raw = os.fsencode(text)
     try:
         plain = raw.decode("utf-8")
