@@ -374,7 +374,7 @@ def test_disk_full_is_one_error_loses_nothing_and_leaves_no_orphan_embeddings(tm
     db_path = tiny_disk / "db"
     entries = list(scan_drops([drop]))
     with pytest.raises(DatabaseError, match="disk full while writing the database") as info:
-        _run(db_path, encoders, entries, thumbnail_size=512)
+        _run(db_path, encoders, entries, thumbnail_size=512, write_seconds=600)  # one commit, at the end
     assert "\n" not in info.value.one_line() and "run the same command again" in info.value.one_line()
     db = Database(db_path)
     images = set(db.read(S.IMAGES, ["sha256"]).column("sha256").to_pylist())
@@ -433,3 +433,33 @@ def test_watch_blames_no_file_for_the_disk_and_quarantines_a_file_that_fails_twi
     assert rows == [{"sha256": "", "path": entries[1].path,
                      "reason": "ingest failed twice: ValueError: a bug one file triggers"}]
     assert entry_key(entries[1]) in w.known and entry_key(entries[0]) not in w.known
+
+
+def test_a_row_arrow_refuses_costs_only_its_file_and_is_refused_before_anything_is_written(tmp_path):
+    import datetime as dt
+
+    import numpy as np
+
+    from embedscope.ingest.commit import Committer
+    from embedscope.ingest.decode_stage import DecodedItem
+    from embedscope.ingest.rows import embedding_rows, source_row
+    from embedscope.ingest.scan import FileEntry
+    from embedscope.ingest.triage import KnownState
+    from embedscope.ingest.writer import WriteJob
+
+    now = dt.datetime.now(dt.timezone.utc)
+    db = Database(tmp_path / "db", create=True)
+    job = WriteJob()
+    for name, width in (("good", 64), ("huge", 2**40)):  # a width no int32 column holds
+        entry = FileEntry(f"/drop/{name}.jpg", "/drop", 10, now)
+        job.items.append(DecodedItem(entry, name * 4, width, 48, "JPEG", 0, b"", None))
+        job.sources.append(source_row(entry, name * 4, now))
+    job.tables[EMB] = [embedding_rows(["good" * 4, "huge" * 4], np.eye(2, 8, dtype=np.float32),
+                                      model="dinov2_vits14", variant="full", weights="random")]
+    Committer(db, KnownState(set(), {}, {"full": set()}), label_from_folder=False).commit(job)
+    assert db.read(S.IMAGES, ["sha256"]).column("sha256").to_pylist() == ["good" * 4]
+    assert db.read(EMB, ["sha256"]).column("sha256").to_pylist() == ["good" * 4]
+    q = db.read(S.QUARANTINE, ["sha256", "path", "reason"]).to_pylist()
+    assert [(r["sha256"], r["path"]) for r in q] == [("", "/drop/huge.jpg")] and "cannot be stored" in q[0]["reason"]
+    assert sorted((r["sha256"], r["path"]) for r in db.read(S.SOURCES, ["sha256", "path"]).to_pylist()) == [
+        ("", "/drop/huge.jpg"), ("good" * 4, "/drop/good.jpg")]

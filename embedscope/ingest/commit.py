@@ -9,6 +9,7 @@ import logging
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from embedscope.errors import DatabaseError
 from embedscope.ingest.pathnames import stored_path
@@ -110,7 +111,7 @@ class Committer:
             gone = {id(it) for it, _ in refused}
             bad = pa.array([it.sha256 for it, _ in refused], pa.string())
             job.items[:] = [it for it in job.items if id(it) not in gone]
-            job.tables = {name: [t.filter(pa.compute.invert(pa.compute.is_in(t.column("sha256"), value_set=bad)))
+            job.tables = {name: [t.filter(pc.invert(pc.is_in(t.column("sha256"), value_set=bad)))
                                  for t in parts] for name, parts in job.tables.items()}
             now = utc_now()
             for it, reason in refused:
