@@ -13,6 +13,9 @@ uses. What it adds is *when* a file is read and *who* may write:
 - **Crash safety** comes from the pipeline's write order (embeddings → images → quarantine →
   sources, each one atomic Lance commit, each an idempotent upsert): after ``kill -9`` at any
   moment, the next start redoes the unfinished batch and nothing is duplicated or lost.
+- **Failures.** A batch that fails for the disk, the lock or the store is retried with
+  back-off; one that may be a file's fault is retried a file at a time, and a file that fails
+  twice is quarantined (:mod:`embedscope.ingest.strikes`).
 - **Locks.** The database's watch lock (:meth:`Database.watch_lock
   <embedscope.store.db.Database.watch_lock>`) is held for the daemon's lifetime: a second
   ``watch`` on the same database exits with a message naming the first (or, with
@@ -46,6 +49,7 @@ from embedscope.errors import ConfigError, EmbedscopeError
 from embedscope.ingest.commit import storage_errors
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.stability import SettleTracker, entry_key
+from embedscope.ingest.strikes import Strikes, not_a_files_fault, one_line, quarantine_failed
 from embedscope.store import schema as S
 from embedscope.store.compaction import compact_tables
 from embedscope.store.db import Database
@@ -144,7 +148,7 @@ class Watcher:
         self._snapshot: tuple | None = None  # table versions after our last write
         self._missing_drops: set[str] = set()
         self._failures = 0  # consecutive failed batches (for the retry back-off)
-        self._strikes: dict[tuple[str, int, int], int] = {}  # failures per file version (entry_key)
+        self._strikes = Strikes()  # failures per file version: the retry policy
         self._new_since_analyze = 0
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
@@ -265,18 +269,17 @@ class Watcher:
                 suspects = [] if self._environmental(exc) else self._strike(chunk, exc)
                 if suspects:
                     log.error("batch of %d file(s) failed (%s); trying its files one at a time",
-                              len(chunk), _one_line(exc))
+                              len(chunk), one_line(exc))
                     failed, backoff = True, 0.0
                 else:
                     self._failures += 1
                     backoff = min(300.0, self.watch.interval * 2 ** self._failures)
-                    log.error("batch failed: %s (retrying in %.0fs)", _one_line(exc), backoff)
+                    log.error("batch failed: %s (retrying in %.0fs)", one_line(exc), backoff)
                     failed = True
             else:
                 failed = False
                 self._failures = 0
-                for e in chunk:
-                    self._strikes.pop(entry_key(e), None)
+                self._strikes.clear(chunk)
         if suspects:  # outside the writer lock; each file alone, so one bad file blocks nothing
             for entry in suspects:
                 if not self.stop.is_set():
@@ -296,42 +299,23 @@ class Watcher:
                 self._analyze()
 
     def _environmental(self, exc: BaseException) -> bool:
-        """True for a failure that is not any file's fault (the disk, the lock, the store, the
-        model): the whole batch is retried later, with back-off, and no file is blamed."""
-        from embedscope.ingest.commit import storage_error
-
-        return isinstance(exc, (EmbedscopeError, OSError, MemoryError)) or storage_error(exc, self.db.uri) is not None
+        return not_a_files_fault(exc, self.db.uri)
 
     def _strike(self, chunk: list[FileEntry], exc: BaseException) -> list[FileEntry]:
-        """Count a failure against each file of ``chunk``; a file that has now failed twice (the
-        second time alone) is quarantined with the error. Returns the files to retry one at a
-        time (none when ``chunk`` was already a single file: it is retried with the next poll)."""
-        for entry in chunk:
-            key = entry_key(entry)
-            self._strikes[key] = self._strikes.get(key, 0) + 1
-            if len(chunk) == 1 and self._strikes[key] >= 2:
-                self._quarantine_failed(entry, exc)
-        return chunk if len(chunk) > 1 else []
-
-    def _quarantine_failed(self, entry: FileEntry, exc: BaseException) -> None:
-        """Record a file the pipeline failed on twice as quarantined (by path), so it no longer
-        blocks the daemon; a new version of it (new size or mtime) is tried again."""
-        from embedscope.ingest.rows import quarantine_row, source_row
-        from embedscope.store.db import utc_now
-
-        reason = f"ingest failed twice: {_one_line(exc)}"
-        now = utc_now()
-        try:
-            self.db.upsert(S.QUARANTINE, _arrow_table([quarantine_row(entry, "", reason, now)], S.QUARANTINE_SCHEMA))
-            self.db.upsert(S.SOURCES, _arrow_table([source_row(entry, "", now)], S.SOURCES_SCHEMA))
-        except Exception as write_exc:
-            log.error("could not quarantine %s: %s (it is tried again)", entry.path, _one_line(write_exc))
-            return
-        key = entry_key(entry)
-        self._strikes.pop(key, None)
-        self.known.add(key)
-        self.totals.quarantined += 1
-        log.warning("%s: %s — quarantined", entry.path, reason)
+        """Count a failure against ``chunk``'s files (:mod:`embedscope.ingest.strikes`);
+        quarantine those that have failed twice; return those to try one at a time."""
+        retry, given_up = self._strikes.strike(chunk)
+        for entry in given_up:
+            try:
+                reason = quarantine_failed(self.db, entry, exc)
+            except Exception as write_exc:
+                log.error("could not quarantine %s: %s (it is tried again)", entry.path, one_line(write_exc))
+                continue
+            self._strikes.clear([entry])
+            self.known.add(entry_key(entry))
+            self.totals.quarantined += 1
+            log.warning("%s: %s — quarantined", entry.path, reason)
+        return retry
 
     def _writer_lock(self) -> ContextManager[bool]:
         """The writer lock for one step, waiting as long as another writer holds it; yields
@@ -422,19 +406,6 @@ class Watcher:
                 self._snapshot = self._versions()  # our own commits: the run's state is still right
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, EmbedscopeError):
-        return exc.one_line()
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
-
-
-def _arrow_table(rows: list[dict[str, Any]], schema: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(rows, schema)
 
 
 def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:
