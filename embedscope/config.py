@@ -48,7 +48,8 @@ class IngestSettings:
     image_size: int = 224
     preprocess: str = "default"
     store_patch_mean: bool = False
-    max_pixels: int = 178_956_970  # Pillow's own bomb limit, ~2x its warning threshold
+    max_pixels: int = 178_956_970  # decoded pixels per image (header-checked before decoding)
+    max_file_bytes: int = 256 * 2**20  # bytes per file, checked on the open file before reading it
     thumbnail_size: int = 128
     prefetch_batches: int = 2
     sam2: bool = False
@@ -88,9 +89,11 @@ class IngestSettings:
         for name in ("batch_size", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 (auto) or more")
-        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side"):
+        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side", "max_pixels",
+                     "max_file_bytes"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+                flag = "max-file-size" if name == "max_file_bytes" else name.replace("_", "-")
+                raise ConfigError(f"--{flag} must be at least 1")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (auto) or more")
         if self.executor not in EXECUTORS:
@@ -107,6 +110,30 @@ class IngestSettings:
     @property
     def worker_count(self) -> int:
         return self.workers or max(1, min(8, (os.cpu_count() or 2)))
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How the daemon polls, settles and batches (the ingest itself is :class:`IngestSettings`)."""
+
+    interval: float = 2.0  # seconds between polls of the drops
+    settle: float = 2.0  # a file must look unchanged this long (and across two polls)
+    incomplete_grace: float = 300.0  # hold an unfinished-looking image file this long after its mtime
+    heartbeat: float = 60.0  # seconds between "alive" log lines (0: never)
+    max_files_per_batch: int = 256  # files handed to one pipeline run (and one writer-lock hold)
+    on_batch_analyze: int = 0  # refresh novelty flags after every N new images (0: never)
+    optimize_every: float = 3600.0  # compact the tables written at most this often (0: never)
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ConfigError("--interval must be more than 0 seconds")
+        for name in ("settle", "incomplete_grace", "heartbeat", "optimize_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        if self.max_files_per_batch < 1:
+            raise ConfigError("--max-files-per-batch must be at least 1")
+        if self.on_batch_analyze < 0:
+            raise ConfigError("--on-batch-analyze must be 0 (off) or a number of new images")
 
 
 S = TypeVar("S")

@@ -12,7 +12,7 @@ import pytest
 
 from embedscope.errors import ConfigError, DatabaseLockedError
 from embedscope.store import lockfile
-from embedscope.ingest.daemon import WatchSettings
+from embedscope.config import WatchSettings
 from embedscope.store import schema as S
 from embedscope.store.db import LOCK_FILE, Database
 from embedscope.store.locks import WATCH

@@ -193,7 +193,7 @@ def test_a_result_delivered_twice_is_written_once():
     shas = [f"{i:064x}" for i in range(4)]
     items = [DecodedItem(entry(f"{i}.jpg"), shas[i], 4, 3, "JPEG", 0, b"", None) for i in range(3)]
     rows = embedding_rows(shas[:3], np.eye(3, 8, dtype=np.float32), model=MODEL, variant="full", weights="random")
-    result = BatchResult(items=items, failed=[(entry("bad.jpg"), shas[3], "corrupt")],
+    result = BatchResult(items=items, failed=[(entry("bad.jpg"), shas[3], "corrupt", False)],
                          tables={S.embeddings_table_name(MODEL): rows})
     summary = IngestSummary("db", MODEL, "random")
     triage = Triage(KnownState(set(), {}, {"full": set()}), ("full",), summary, None)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from embedscope.ingest.scan import scan_drops
 from embedscope.ingest.stability import SettleTracker, entry_key, looks_incomplete, mtime_us
@@ -110,3 +111,28 @@ def test_entry_key_matches_what_arrow_stores(tmp_path):
     stored = pa.array([entry.mtime], pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()[0]
     assert entry_key(entry) == (entry.path, entry.size_bytes, stored)
     assert mtime_us(dt.datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=dt.timezone.utc)) == 1_000_005
+
+
+@pytest.mark.parametrize("fmt,kwargs", [("BMP", {}), ("GIF", {}), ("TIFF", {}), ("TIFF", {"compression": "tiff_lzw"}),
+                                        ("WEBP", {"quality": 80}), ("JPEG", {}), ("PNG", {})])
+def test_every_format_is_incomplete_until_its_last_byte(tmp_path, fmt, kwargs):
+    """A half-written BMP, GIF, TIFF or WebP is held back like a JPEG or PNG (it used to be
+    handed over and quarantined); the whole file is not."""
+    import io
+
+    buf = io.BytesIO()
+    make_photo(3, (64, 48)).save(buf, fmt, **kwargs)
+    data = buf.getvalue()
+    path = tmp_path / f"x.{fmt.lower()}"
+    path.write_bytes(data)
+    assert not looks_incomplete(str(path)), "the complete file must be handed over"
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 1):
+        path.write_bytes(data[:cut])
+        assert looks_incomplete(str(path)), f"{fmt} cut at {cut} of {len(data)} bytes"
+
+
+def test_a_fifo_or_folder_is_never_opened_for_a_completeness_check(tmp_path):
+    fifo = tmp_path / "f.jpg"
+    os.mkfifo(fifo)
+    assert looks_incomplete(str(fifo)) is False  # returns at once: O_NONBLOCK, not a regular file
+    assert looks_incomplete(str(tmp_path)) is False

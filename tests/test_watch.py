@@ -249,3 +249,57 @@ def test_kill_9_at_random_points_then_restart_ingests_everything_exactly_once(tm
     assert_exactly_once(db, paths=paths, shas=shas, quarantined={str(drop / "bad.png")})
     stats = json.loads(run_cli("stats", "--db", str(db), "--json").stdout)
     assert stats["images"] == 24 and stats["embeddings"] == {"dinov2_vits14/full": 24}
+
+
+def test_watch_hostile_drop_every_file_its_outcome_half_written_formats_held_and_restart_adds_nothing(
+        tmp_path, daemons):
+    """The hostile corpus (tests/hostile_corpus.py) under a running daemon: every path gets the
+    outcome `ingest` gives it (a name that is not UTF-8 used to fail its batch for ever);
+    half-written BMP, GIF, TIFF and WebP files are held back (they used to be quarantined) and
+    stored once whole; a restarted daemon finds every path already recorded."""
+    import io
+
+    from tests import hostile_corpus
+    from tests.test_hostile_ingest import assert_outcomes, table_rows
+
+    drop, expect = hostile_corpus.build(tmp_path)
+    old = time.time() - 3600  # long finished: the truncated ones are truly truncated
+    for path in drop.iterdir():
+        os.utime(path, (old, old), follow_symlinks=False)
+    db = tmp_path / "db"
+    whole: dict[str, bytes] = {}
+    for i, (fmt, ext) in enumerate([("BMP", "bmp"), ("GIF", "gif"), ("TIFF", "tif"), ("WEBP", "webp")]):
+        buf = io.BytesIO()
+        make_photo(70 + i, (96, 72)).save(buf, fmt)
+        whole[f"slow.{ext}"] = buf.getvalue()
+        (drop / f"slow.{ext}").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    a = Daemon(tmp_path, drop, db, "--interval", "0.3", "--settle", "0.5", "--heartbeat", "0.5")
+    daemons.append(a)
+    a.ready()
+
+    def recorded() -> set[str]:
+        return set(Database(db).read(S.SOURCES, ["path"]).column("path").to_pylist()) if db.exists() else set()
+
+    a.wait_for("every finished file", lambda: len(recorded()) == len(expect))
+    seen = len(a.events("heartbeat"))
+    a.wait_for("more polls", lambda: len(a.events("heartbeat")) >= seen + 3)
+    assert not any(p.rsplit("/", 1)[-1] in whole for p in recorded()), "a half-written file was read"
+    assert any(h["held_unfinished"] == 4 for h in a.events("heartbeat")[seen:])
+    for name, data in whole.items():
+        with open(drop / name, "ab") as fh:
+            fh.write(data[len(data) // 2:])
+        expect[name] = hostile_corpus.Expect("ingested")
+    a.wait_for("the completed files", lambda: len(recorded()) == len(expect))
+    assert a.terminate() == 0
+    assert "Traceback" not in a.log() and "batch failed" not in a.log(), a.log()
+    assert_outcomes(db, drop, expect)
+    rows = table_rows(db)
+
+    b = Daemon(tmp_path, drop, db, "--interval", "0.3", "--settle", "0.5", "--heartbeat", "0.5")
+    daemons.append(b)
+    b.ready()
+    assert f"{len(expect)} paths already recorded" in b.log()
+    b.wait_for("a few polls", lambda: len(b.events("heartbeat")) >= 3)
+    assert b.terminate() == 0
+    assert b.events("batch") == [], "recorded paths were read again"
+    assert table_rows(db) == rows

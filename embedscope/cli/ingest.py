@@ -48,10 +48,33 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sam2-mask-mode", choices=["mean_fill", "crop"],
                    help=dflt("mean_fill: background set to the encoder's mean colour; crop: also cut to the mask's box",
                              "sam2_mask_mode"))
+    p.add_argument("--max-file-size", dest="max_file_bytes", type=parse_size, metavar="SIZE",
+                   help=dflt("a bigger file is quarantined without being read (bytes, or 512M, 2G, ...; "
+                             "env EMBEDSCOPE_MAX_FILE_BYTES)", "max_file_bytes",
+                             f"{IngestSettings().max_file_bytes // 2**20}M"))
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help=dflt("an image whose header claims more pixels is quarantined (decompression bombs)",
+                             "max_pixels"))
     p.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")
     add_wait_lock(p)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``--max-file-size``: bytes, or a number with K/M/G/T (powers of 1024; ``MiB``/``MB`` alike)."""
+    raw = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = raw[-1:] if raw[-1:] in _SIZE_UNITS and raw[-1:] else ""
+    try:
+        value = float(raw[:-1] if unit else raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes, or e.g. 512M, 2G)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the size must be more than 0, got {text!r}")
+    return int(value * _SIZE_UNITS[unit])
 
 
 def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSettings:
@@ -85,7 +108,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from embedscope.config import load_settings
-    from embedscope.ingest.daemon import WatchSettings, run_watch
+    from embedscope.config import WatchSettings
+    from embedscope.ingest.daemon import run_watch
 
     settings = ingest_settings(args, args.drops)
     watch = load_settings(WatchSettings, vars(args), section="watch", config_file=args.config)
@@ -134,7 +158,7 @@ def register(sub: Any) -> None:
                    help=with_default("GPUs per encoder actor (0: CPU actors)", IngestSettings, "num_gpus_per_worker"))
     p.set_defaults(handler=cmd_ingest)
 
-    from embedscope.ingest.daemon import WatchSettings
+    from embedscope.config import WatchSettings
 
     def wdflt(text: str, name: str) -> str:
         return with_default(text, WatchSettings, name)
@@ -149,7 +173,7 @@ def register(sub: Any) -> None:
     p.add_argument("--settle", type=float, metavar="SECONDS",
                    help=wdflt("a file must be unchanged this long, and across two polls, before it is read", "settle"))
     p.add_argument("--incomplete-grace", type=float, metavar="SECONDS",
-                   help=wdflt("hold a JPEG/PNG whose end is not written yet this long after its mtime", "incomplete_grace"))
+                   help=wdflt("hold an image file whose end is not written yet (JPEG, PNG, GIF, BMP, WebP, TIFF) this long after its mtime", "incomplete_grace"))
     p.add_argument("--heartbeat", type=float, metavar="SECONDS", help=wdflt("seconds between 'alive' log lines", "heartbeat"))
     p.add_argument("--max-files-per-batch", type=int, metavar="N",
                    help=wdflt("files per pipeline run and writer-lock hold", "max_files_per_batch"))

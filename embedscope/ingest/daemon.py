@@ -13,6 +13,9 @@ uses. What it adds is *when* a file is read and *who* may write:
 - **Crash safety** comes from the pipeline's write order (embeddings → images → quarantine →
   sources, each one atomic Lance commit, each an idempotent upsert): after ``kill -9`` at any
   moment, the next start redoes the unfinished batch and nothing is duplicated or lost.
+- **Failures.** A batch that fails for the disk, the lock or the store is retried with
+  back-off; one that may be a file's fault is retried a file at a time, and a file that fails
+  twice is quarantined (:mod:`embedscope.ingest.strikes`).
 - **Locks.** The database's watch lock (:meth:`Database.watch_lock
   <embedscope.store.db.Database.watch_lock>`) is held for the daemon's lifetime: a second
   ``watch`` on the same database exits with a message naming the first (or, with
@@ -33,18 +36,20 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
-from embedscope.config import IngestSettings
+from embedscope.config import IngestSettings, WatchSettings
 from embedscope.errors import ConfigError, EmbedscopeError
+from embedscope.ingest.commit import storage_errors
+from embedscope.ingest.progress import WatchTotals
 from embedscope.ingest.scan import FileEntry, scan_drops
+from embedscope.ingest.signals import install_stop_handlers
 from embedscope.ingest.stability import SettleTracker, entry_key
+from embedscope.ingest.strikes import Strikes, not_a_files_fault, one_line, quarantine_failed
 from embedscope.store import schema as S
 from embedscope.store.compaction import compact_tables
 from embedscope.store.db import Database
@@ -53,61 +58,6 @@ log = logging.getLogger("embedscope.watch")
 
 Analyze = Callable[[Database, str], "str | None"]
 """``analyze(db, model) -> run id or None``: what ``--on-batch-analyze`` runs (without the writer lock)."""
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    """How the daemon polls, settles and batches (the ingest itself is :class:`IngestSettings`)."""
-
-    interval: float = 2.0  # seconds between polls of the drops
-    settle: float = 2.0  # a file must look unchanged this long (and across two polls)
-    incomplete_grace: float = 300.0  # hold an unfinished-looking JPEG/PNG this long after its mtime
-    heartbeat: float = 60.0  # seconds between "alive" log lines (0: never)
-    max_files_per_batch: int = 256  # files handed to one pipeline run (and one writer-lock hold)
-    on_batch_analyze: int = 0  # refresh novelty flags after every N new images (0: never)
-    optimize_every: float = 3600.0  # compact the tables written at most this often (0: never)
-
-    def __post_init__(self) -> None:
-        if self.interval <= 0:
-            raise ConfigError("--interval must be more than 0 seconds")
-        for name in ("settle", "incomplete_grace", "heartbeat", "optimize_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
-        if self.max_files_per_batch < 1:
-            raise ConfigError("--max-files-per-batch must be at least 1")
-        if self.on_batch_analyze < 0:
-            raise ConfigError("--on-batch-analyze must be 0 (off) or a number of new images")
-
-
-@dataclass
-class WatchTotals:
-    batches: int = 0
-    new: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    failed_batches: int = 0
-    analyses: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def one_line(self) -> str:
-        return (f"watch stopped: {self.batches} batches, {self.new} new, {self.duplicates} duplicates, "
-                f"{self.quarantined} quarantined in {time.monotonic() - self.started:.0f}s")
-
-
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT set ``stop`` (finish the batch, exit 0); a second one exits at once."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting now (the unfinished batch is redone on the next start)",
-                        signal.Signals(signum).name)
-            logging.shutdown()
-            os._exit(130)
-        log.info("%s: finishing the current batch, then exiting", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 class Watcher:
@@ -143,6 +93,7 @@ class Watcher:
         self._snapshot: tuple | None = None  # table versions after our last write
         self._missing_drops: set[str] = set()
         self._failures = 0  # consecutive failed batches (for the retry back-off)
+        self._strikes = Strikes()  # failures per file version: the retry policy
         self._new_since_analyze = 0
         self._last_optimize = time.monotonic()
         self._wrote_since_optimize = False
@@ -158,11 +109,12 @@ class Watcher:
                 list_objects(drop, resolve_options(drop, options))
             elif not Path(drop).expanduser().exists():
                 raise ConfigError(f"drop folder not found: {drop}", "create it, or check the path")
-        self.db = Database(self.settings.db, create=True, storage_options=options)
-        with self.db.watch_lock(wait=self.wait_lock, stop=self.stop) as held:
-            if not held:  # stopped while waiting for another daemon
-                return self.totals
-            self._serve()
+        with storage_errors(self.settings.db):
+            self.db = Database(self.settings.db, create=True, storage_options=options)
+            with self.db.watch_lock(wait=self.wait_lock, stop=self.stop) as held:
+                if not held:  # stopped while waiting for another daemon
+                    return self.totals
+                self._serve()
         log.info(self.totals.one_line())
         return self.totals
 
@@ -210,7 +162,18 @@ class Watcher:
             self.db.refresh()
             for name, schema in tables.items():
                 self.db.ensure_table(name, schema)
+            self._repair()
         return True
+
+    def _repair(self) -> None:
+        """What a kill left behind (orphan rows, stale quarantine rows) goes before the first
+        batch; `embedscope check --repair` is the same. A failure here never stops the daemon."""
+        from embedscope.store.check import repair
+
+        try:
+            log.info("start-up check: %s", repair(self.db, lock_held=True).summary())
+        except (EmbedscopeError, OSError) as exc:
+            log.warning("start-up check failed (%s); watching anyway", exc)
 
     # -- one poll -------------------------------------------------------------------------
 
@@ -239,6 +202,7 @@ class Watcher:
     def _ingest(self, chunk: list[FileEntry]) -> None:
         from embedscope.ingest.pipeline import make_run
 
+        suspects: list[FileEntry] = []
         with self._writer_lock() as locked:
             if not locked:
                 return
@@ -257,17 +221,26 @@ class Watcher:
                 self._snapshot = self._versions()
             except Exception as exc:  # the daemon logs and goes on; the batch is redone later
                 self.totals.failed_batches += 1
-                self._failures += 1
                 self._run, self._snapshot = None, None
-                backoff = min(300.0, self.watch.interval * 2 ** self._failures)
-                if isinstance(exc, EmbedscopeError):
-                    log.error("batch failed: %s (retrying in %.0fs)", exc.one_line(), backoff)
+                suspects = [] if self._environmental(exc) else self._strike(chunk, exc)
+                if suspects:
+                    log.error("batch of %d file(s) failed (%s); trying its files one at a time",
+                              len(chunk), one_line(exc))
+                    failed, backoff = True, 0.0
                 else:
-                    log.exception("batch failed (retrying in %.0fs)", backoff)
-                failed = True
+                    self._failures += 1
+                    backoff = min(300.0, self.watch.interval * 2 ** self._failures)
+                    log.error("batch failed: %s (retrying in %.0fs)", one_line(exc), backoff)
+                    failed = True
             else:
                 failed = False
                 self._failures = 0
+                self._strikes.clear(chunk)
+        if suspects:  # outside the writer lock; each file alone, so one bad file blocks nothing
+            for entry in suspects:
+                if not self.stop.is_set():
+                    self._ingest([entry])
+            return
         if failed:
             self.stop.wait(backoff)  # outside the writer lock, so other writers can go on
             return
@@ -280,6 +253,25 @@ class Watcher:
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
                 self._new_since_analyze = 0
                 self._analyze()
+
+    def _environmental(self, exc: BaseException) -> bool:
+        return not_a_files_fault(exc, self.db.uri)
+
+    def _strike(self, chunk: list[FileEntry], exc: BaseException) -> list[FileEntry]:
+        """Count a failure against ``chunk``'s files (:mod:`embedscope.ingest.strikes`);
+        quarantine those that have failed twice; return those to try one at a time."""
+        retry, given_up = self._strikes.strike(chunk)
+        for entry in given_up:
+            try:
+                reason = quarantine_failed(self.db, entry, exc)
+            except Exception as write_exc:
+                log.error("could not quarantine %s: %s (it is tried again)", entry.path, one_line(write_exc))
+                continue
+            self._strikes.clear([entry])
+            self.known.add(entry_key(entry))
+            self.totals.quarantined += 1
+            log.warning("%s: %s — quarantined", entry.path, reason)
+        return retry
 
     def _writer_lock(self) -> ContextManager[bool]:
         """The writer lock for one step, waiting as long as another writer holds it; yields
@@ -410,4 +402,4 @@ def run_watch(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-__all__ = ["Analyze", "WatchSettings", "Watcher", "run_watch", "install_stop_handlers"]
+__all__ = ["Analyze", "WatchTotals", "Watcher", "run_watch"]

@@ -1,6 +1,9 @@
 """Safe decoding: bytes on disk → an RGB :class:`PIL.Image.Image`, or a :class:`DecodeError`.
 
-- a pixel limit is checked from the header, before any pixel is decoded (decompression bombs)
+- a pixel limit (``--max-pixels``) is checked from the header, before any pixel is decoded
+  (decompression bombs). It is the limit in force: Pillow's own process-wide limit
+  (``Image.MAX_IMAGE_PIXELS``, which would refuse at half as many pixels) is raised to it,
+  never lowered, and its warning is not treated as an error
 - EXIF orientation is applied
 - every mode becomes 8-bit RGB: 16-bit and float images are scaled by their actual range,
   alpha is composited over white, palettes expanded; GIFs give their first frame
@@ -68,9 +71,10 @@ def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None,
                  draft_longest: int | None = None) -> DecodedImage:
     """Decode in-memory file bytes; see :func:`decode_image`. A reduced JPEG decode (draft)
     still reads the whole entropy-coded stream, so truncation is detected all the same."""
+    _allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
             w, h = im.size
@@ -88,7 +92,7 @@ def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None,
         raise
     except UnidentifiedImageError:
         raise DecodeError("not a recognised image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise DecodeError(f"decompression bomb refused: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise DecodeError(f"corrupt or truncated image: {exc}") from None
@@ -100,6 +104,15 @@ def decode_bytes(data: bytes, *, max_pixels: int, draft_to: int | None = None,
         w, h = h, w
     rgb = to_rgb(im)
     return DecodedImage(rgb, w, h, fmt, orientation if orientation in range(2, 9) else 1, mode)
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Make Pillow's own bomb check (it refuses above ``2 * MAX_IMAGE_PIXELS`` when it opens a
+    file, before ours runs) no stricter than ``max_pixels``; only ever raised, so concurrent
+    decodes with different limits are all served by their own check."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def _draft_box(w: int, h: int, draft_to: int | None, draft_longest: int | None) -> tuple[int, int] | None:

@@ -12,7 +12,8 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, read_file_bytes, thumbnail_jpeg
+from embedscope.ingest.decode import decode_bytes, perceptual_hash, thumbnail_jpeg
+from embedscope.ingest.reading import read_entry_bytes
 from embedscope.ingest.scan import FileEntry
 from embedscope.store import schema as S
 
@@ -53,17 +54,19 @@ def decode_entry(
     draft_to: int,
     variants: tuple[str, ...],
     data: bytes | None = None,
+    check_sha: bool = True,
 ) -> DecodedItem:
     """Decode one file and compute everything per-image that is not the model. Raises
-    :class:`DecodeError` for anything that cannot be an image.
+    :class:`DecodeError` for anything that cannot be an image, and its subclass
+    :class:`~embedscope.ingest.reading.UnreadableFile` for a file that cannot be read as named
+    (or whose bytes no longer hash to ``sha256``; ``check_sha=False`` skips that check, for
+    query files that have no stored hash).
 
     ``data``: the file's bytes, already in memory (an upload); ``entry.path`` is then only a
     label and is never opened."""
-    if data is not None:
-        decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
-    else:
-        decoded = decode_image(entry.path, max_pixels=settings.max_pixels, draft_to=draft_to,
-                               storage_options=entry.storage_options)
+    if data is None:
+        data = read_entry_bytes(entry, sha256 if check_sha else None, settings.max_file_bytes)
+    decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)
     image = decoded.image
     return _decoded_item(entry, sha256, decoded, image, settings, pixels=preprocessor(image),
                          keep=image if keep_image else None, variants=variants)
@@ -92,7 +95,7 @@ def decode_entry_deferred(
     batch decoder; any other file is decoded here as by :func:`decode_entry`."""
     from embedscope.ingest.jpeg_batch import prepare_jpeg
 
-    data = read_file_bytes(entry.path, entry.storage_options)
+    data = read_entry_bytes(entry, sha256, settings.max_file_bytes)
     prepared = prepare_jpeg(data, max_pixels=settings.max_pixels, small_side=settings.thumbnail_size)
     if prepared is None:
         decoded = decode_bytes(data, max_pixels=settings.max_pixels, draft_to=draft_to)

@@ -134,7 +134,8 @@ class QueryEmbedder:
         draft = draft_size(settings, keep_image=keep)
         with self._lock:
             items = [decode_entry(entry, f"query{i}", preprocessor=encoders.encoder.preprocessor, settings=settings,
-                                  keep_image=keep, draft_to=draft, variants=(self.variant,), data=data)
+                                  keep_image=keep, draft_to=draft, variants=(self.variant,), data=data,
+                                  check_sha=False)
                      for i, (entry, data) in enumerate(entries)]
             for stage in encoders.stages:
                 for name, rows in stage.process(items).items():

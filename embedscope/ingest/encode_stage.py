@@ -75,6 +75,37 @@ def encode_batch(stages: Sequence[VariantStage], items: Sequence[DecodedItem]) -
     return {name: pa.concat_tables(parts) if len(parts) > 1 else parts[0] for name, parts in tables.items()}, embedded
 
 
+def encode_isolated(stages: Sequence[VariantStage], items: list[DecodedItem]
+                    ) -> tuple[dict[str, pa.Table], dict[str, int], list[tuple[DecodedItem, str]]]:
+    """:func:`encode_batch`, with one file's failure kept to that file: if the batch fails,
+    each item is encoded alone and the ones that still fail are returned as
+    ``(item, reason)`` (not encoded; the caller quarantines them). If *every* item fails alone,
+    the fault is not in the files (the model, the device): the first error is raised."""
+    try:
+        tables, embedded = encode_batch(stages, items)
+        return tables, embedded, []
+    except Exception as exc:
+        if len(items) == 1:
+            raise
+        first: Exception = exc
+    parts: dict[str, list[pa.Table]] = {}
+    embedded: dict[str, int] = {}
+    failed: list[tuple[DecodedItem, str]] = []
+    for item in list(items):
+        try:
+            tables, counts = encode_batch(stages, [item])
+        except Exception as exc:
+            failed.append((item, f"cannot embed: {type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            continue
+        for name, rows in tables.items():
+            parts.setdefault(name, []).append(rows)
+        for variant, n in counts.items():
+            embedded[variant] = embedded.get(variant, 0) + n
+    if len(failed) == len(items):
+        raise first
+    return {name: pa.concat_tables(p) for name, p in parts.items()}, embedded, failed
+
+
 def stage_timings(stages: Sequence[VariantStage]) -> dict[str, float]:
     """The sub-step seconds the stages timed themselves since last asked (e.g. ``sam2``)."""
     timings: dict[str, float] = {}

@@ -17,6 +17,7 @@ by simply running again; a path goes to ``sources`` only once its sha256 is sett
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -27,7 +28,7 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.commit import Committer
+from embedscope.ingest.commit import Committer, storage_errors
 from embedscope.ingest.decode_stage import (
     DecodedItem,
     batch_decoder_for,
@@ -36,9 +37,10 @@ from embedscope.ingest.decode_stage import (
     decode_entry_deferred,
     draft_size,
 )
-from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, VariantStage, encode_batch, stage_timings
+from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, VariantStage, encode_isolated, stage_timings
 from embedscope.ingest.encoders import Encoders, load_encoders
 from embedscope.ingest.hash_stage import timed_hash
+from embedscope.ingest.reading import UnreadableFile
 from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.triage import KnownState, Triage
@@ -140,7 +142,10 @@ class IngestRun:
                     batch_size = model_ready.result()
                     times.load_wait += time.monotonic() - t0
                 t0 = time.monotonic()
-                tables, embedded = encode_batch(self.stages, batch)
+                tables, embedded, failed = encode_isolated(self.stages, batch)
+                for item, reason in failed:  # the rest of the batch goes on without it
+                    triage.unembedded(item, reason, job)
+                batch[:] = [it for it in batch if all(it is not f for f, _ in failed)]
                 for name, rows in tables.items():
                     job.tables.setdefault(name, []).append(rows)
                 for variant, n in embedded.items():
@@ -158,7 +163,7 @@ class IngestRun:
                 item, seconds = fut.result()
                 times.decode += seconds
                 if isinstance(item, DecodeError):
-                    triage.rejected(entry, sha, item.message, job)
+                    triage.rejected(entry, sha, item.message, job, path_only=isinstance(item, UnreadableFile))
                 else:
                     batch.append(item)
                     triage.decoded(item, job)
@@ -169,7 +174,8 @@ class IngestRun:
         try:
             with ThreadPoolExecutor(max_workers=s.worker_count, thread_name_prefix="ingest") as pool, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-load") as loader:
-                hashed = bounded_map(pool, timed_hash, entries, lookahead=4 * s.worker_count)
+                hash_one = functools.partial(timed_hash, max_bytes=s.max_file_bytes)
+                hashed = bounded_map(pool, hash_one, entries, lookahead=4 * s.worker_count)
                 for entry, sha, hash_seconds in hashed:
                     if should_stop():
                         break
@@ -257,6 +263,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSum
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
-    db = Database(settings.db, create=True, storage_options=options)
-    with db.writer_lock(wait=wait_lock, owner="ingest"):
-        return make_run(db, settings, encoders).run(entries)
+    with storage_errors(settings.db):  # disk full, no permission: one line, not a traceback
+        db = Database(settings.db, create=True, storage_options=options)
+        with db.writer_lock(wait=wait_lock, owner="ingest"):
+            return make_run(db, settings, encoders).run(entries)

@@ -93,3 +93,18 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@dataclass
+class WatchTotals:
+    batches: int = 0
+    new: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    failed_batches: int = 0
+    analyses: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def one_line(self) -> str:
+        return (f"watch stopped: {self.batches} batches, {self.new} new, {self.duplicates} duplicates, "
+                f"{self.quarantined} quarantined in {time.monotonic() - self.started:.0f}s")

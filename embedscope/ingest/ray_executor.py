@@ -52,6 +52,7 @@ from embedscope.ingest.decode_stage import DecodedItem, decode_or_error, draft_s
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, encode_batch, stage_timings
 from embedscope.ingest.encoders import load_encoders
 from embedscope.ingest.hash_stage import hash_entry
+from embedscope.ingest.reading import UnreadableFile
 from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
 from embedscope.ingest.scan import FileEntry, scan_drops
 from embedscope.ingest.triage import KnownState, Triage
@@ -85,14 +86,15 @@ def require_ray() -> Any:
 # -- the work done on the cluster (module-level, so Ray pickles them by reference) ------------
 
 
-def hash_batch(batch: dict[str, Any]) -> dict[str, list[Any]]:
-    """Ray task: the SHA-256 of each entry in the batch (``None`` when unreadable)."""
-    out: dict[str, list[Any]] = {"i": [], "sha256": [], "seconds": []}
+def hash_batch(batch: dict[str, Any], *, max_bytes: int) -> dict[str, list[Any]]:
+    """Ray task: the SHA-256 of each entry in the batch (``""`` and the reason when unreadable)."""
+    out: dict[str, list[Any]] = {"i": [], "sha256": [], "problem": [], "seconds": []}
     for i, blob in zip(batch["i"], batch["entry"]):
         t0 = time.monotonic()
-        sha = hash_entry(pickle.loads(blob))
+        sha = hash_entry(pickle.loads(blob), max_bytes)
         out["i"].append(int(i))
-        out["sha256"].append(sha)
+        out["sha256"].append(sha if isinstance(sha, str) else "")
+        out["problem"].append("" if isinstance(sha, str) else sha.message)
         out["seconds"].append(time.monotonic() - t0)
     return out
 
@@ -106,7 +108,8 @@ def decode_batch(batch: dict[str, Any], *, preprocessor: Any, settings: IngestSe
         t0 = time.monotonic()
         item = decode_or_error(entry, sha, preprocessor=preprocessor, settings=settings, keep_image=keep_image,
                                draft_to=draft_to, variants=tuple(variants))
-        result = item if isinstance(item, DecodedItem) else (entry, sha, item.message)
+        result = item if isinstance(item, DecodedItem) else (entry, sha, item.message,
+                                                             isinstance(item, UnreadableFile))
         out["item"].append(pickle.dumps(result, protocol=5))
         out["seconds"].append(time.monotonic() - t0)
     return out
@@ -151,7 +154,7 @@ class BatchResult:
     """What one encoder call sends back to the driver."""
 
     items: list[DecodedItem] = field(default_factory=list)  # pixels dropped
-    failed: list[tuple[FileEntry, str, str]] = field(default_factory=list)  # (entry, sha, reason)
+    failed: list[tuple[FileEntry, str, str, bool]] = field(default_factory=list)  # (entry, sha, reason, path_only)
     tables: dict[str, pa.Table] = field(default_factory=dict)
     decode: float = 0.0
     encode: float = 0.0
@@ -282,17 +285,18 @@ class RayIngest:
 
     # -- the datasets -----------------------------------------------------------------------
 
-    def _hash_all(self, ray: Any, entries: Sequence[FileEntry]) -> tuple[list[str | None], float]:
-        shas: list[str | None] = [None] * len(entries)
+    def _hash_all(self, ray: Any, entries: Sequence[FileEntry]) -> tuple[list[str | UnreadableFile | None], float]:
+        shas: list[str | UnreadableFile | None] = [None] * len(entries)
         if not entries:
             return shas, 0.0
         items = [{"i": i, "entry": pickle.dumps(e, protocol=5)} for i, e in enumerate(entries)]
         ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), HASH_BATCH))
-        ds = ds.map_batches(hash_batch, batch_size=HASH_BATCH, batch_format="numpy", num_cpus=1)
+        ds = ds.map_batches(hash_batch, batch_size=HASH_BATCH, batch_format="numpy", num_cpus=1,
+                            fn_kwargs={"max_bytes": self.settings.max_file_bytes})
         seconds = 0.0
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for i, sha, sec in zip(batch["i"], batch["sha256"], batch["seconds"]):
-                shas[int(i)] = sha if sha else None
+            for i, sha, problem, sec in zip(batch["i"], batch["sha256"], batch["problem"], batch["seconds"]):
+                shas[int(i)] = str(sha) if sha else UnreadableFile(str(problem) or "cannot read file")
                 seconds += float(sec)
         return shas, seconds
 
@@ -343,10 +347,10 @@ def take_result(result: BatchResult, pending: set[str], triage: Triage) -> Write
     Only shas still in ``pending`` are taken (and removed from it): a result delivered twice
     (a retried task) adds nothing the second time."""
     summary, job = triage.summary, WriteJob()
-    for entry, sha, reason in result.failed:
+    for entry, sha, reason, path_only in result.failed:
         if sha in pending:
             pending.discard(sha)
-            triage.rejected(entry, sha, reason, job)
+            triage.rejected(entry, sha, reason, job, path_only=path_only)
     fresh = [it for it in result.items if it.sha256 in pending]
     keep = pa.array([it.sha256 for it in fresh], pa.string())
     for name, rows in result.tables.items():

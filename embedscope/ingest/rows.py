@@ -2,7 +2,8 @@
 
 Every executor (threaded, Ray) and every variant stage (full image, SAM2-masked) builds its
 ``embeddings``, ``images``, ``sources`` and ``quarantine`` rows here, so the tables' columns
-are filled in one place.
+are filled in one place. Paths are stored as :func:`~embedscope.ingest.pathnames.stored_path`
+gives them (UTF-8, lossless for names that are not).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from embedscope.ingest.pathnames import stored_path
 from embedscope.ingest.scan import FileEntry
 from embedscope.store import schema as S
 from embedscope.store.db import utc_now
@@ -48,9 +50,9 @@ def image_rows(items: Sequence[DecodedItem], *, label_from_folder: bool) -> pa.T
     now = utc_now()
     return pa.Table.from_pylist(
         [
-            {"sha256": it.sha256, "path": it.entry.path, "size_bytes": it.entry.size_bytes,
+            {"sha256": it.sha256, "path": stored_path(it.entry.path), "size_bytes": it.entry.size_bytes,
              "width": it.width, "height": it.height, "format": it.format,
-             "label": it.entry.folder_label if label_from_folder else None, "phash": it.phash,
+             "label": stored_path(it.entry.folder_label) if label_from_folder else None, "phash": it.phash,
              "ingested_at": now, "thumbnail": it.thumbnail}
             for it in items
         ],
@@ -65,11 +67,12 @@ def mask_rows(rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def source_row(entry: FileEntry, sha256: str, seen_at: Any) -> dict[str, Any]:
     """One ``sources`` row: where a file with this content was seen."""
-    return {"sha256": sha256, "path": entry.path, "drop": entry.drop, "size_bytes": entry.size_bytes,
+    return {"sha256": sha256, "path": stored_path(entry.path), "drop": stored_path(entry.drop),
+            "size_bytes": entry.size_bytes,
             "mtime": entry.mtime, "seen_at": seen_at}
 
 
 def quarantine_row(entry: FileEntry, sha256: str, reason: str, seen_at: Any) -> dict[str, Any]:
     """One ``quarantine`` row: a file that cannot be an image, and why."""
-    return {"sha256": sha256, "path": entry.path, "size_bytes": entry.size_bytes, "reason": reason,
+    return {"sha256": sha256, "path": stored_path(entry.path), "size_bytes": entry.size_bytes, "reason": reason,
             "seen_at": seen_at}

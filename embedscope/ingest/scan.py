@@ -3,20 +3,27 @@
 A drop is a folder, a file, or an object-store prefix (``s3://bucket/incoming/``), listed
 through :mod:`embedscope.objectstore`; its entries' paths are then full URIs.
 
-Symlinks are never followed out of their drop: a link (file or folder) is used only if its
-resolved target lies inside the drop's resolved root. Hidden files and folders (dot-names)
-are skipped, and so are files with extensions that are not images.
+Symlinks are never followed out of their drop: a folder link is walked only if its resolved
+target lies inside the drop's resolved root. Every image-named path that is not a plain file
+is still *listed*, with the reason it cannot be read in :attr:`FileEntry.problem` (a link to
+outside the drop, a link loop, a dangling link, a FIFO or device), so the pipeline records
+every path it saw (it is quarantined with that reason). Whether a link is followed is decided
+again when the file is read (:mod:`embedscope.ingest.reading`), on what is actually opened.
+Hidden files and folders (dot-names) are skipped, and so are files with extensions that are
+not images.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from embedscope.errors import ConfigError
+from embedscope.ingest.pathnames import stored_path
 from embedscope.objectstore import is_uri, list_objects, resolve_options
 
 IMAGE_EXTENSIONS = frozenset(
@@ -32,6 +39,12 @@ class FileEntry:
     mtime: dt.datetime  # UTC
     # for object URIs: the resolved options to read it with (credentials: never printed)
     storage_options: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    root: str = ""  # the resolved folder a read must stay under ("" = no check: URIs, query files)
+    problem: str = ""  # why the scan already knows it cannot be read ("" = none)
+
+    @property
+    def is_object(self) -> bool:
+        return is_uri(self.path)
 
     @property
     def folder_label(self) -> str:
@@ -97,29 +110,49 @@ def _walk(root: Path, real_root: Path) -> Iterator[FileEntry]:
             if child.name.startswith("."):
                 continue
             try:
-                if child.is_dir(follow_symlinks=True):
-                    subdirs.append(Path(child.path))
-                elif child.is_file(follow_symlinks=True) and is_image_name(child.name):
-                    entry = _entry(Path(child.path), root, real_root)
-                    if entry:
-                        yield entry
+                is_dir = child.is_dir(follow_symlinks=True)
             except OSError:
-                continue
+                is_dir = False
+            if is_dir:
+                subdirs.append(Path(child.path))
+            elif is_image_name(child.name):
+                entry = _entry(Path(child.path), root, real_root)
+                if entry:
+                    yield entry
         stack.extend(reversed(subdirs))
 
 
 def _entry(path: Path, drop: Path, real_root: Path) -> FileEntry | None:
+    """The entry for an image-named path that is not a folder; ``None`` if it vanished."""
+    problem = ""
     try:
-        if path.is_symlink() and not _inside(path.resolve(), real_root):
-            return None
-        st = path.stat()
+        st = path.lstat()
     except OSError:
         return None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            problem = "dangling symlink"
+        except (OSError, RuntimeError):
+            problem = "symlink loop"
+        else:
+            if not _inside(target, real_root):
+                problem = f"symlink points outside the drop (to {stored_path(str(target))})"
+            else:
+                try:
+                    st = path.stat()
+                except OSError:
+                    return None
+    if not problem and not stat.S_ISREG(st.st_mode):
+        problem = "not a regular file (a FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
     return FileEntry(
         path=str(path),
         drop=str(drop),
-        size_bytes=st.st_size,
+        size_bytes=st.st_size if not problem else 0,
         mtime=dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc),
+        root=str(real_root),
+        problem=problem,
     )
 
 

@@ -4,10 +4,12 @@ quarantine it. Shared by every executor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from embedscope.errors import DecodeError
 from embedscope.ingest.decode_stage import DecodedItem
+from embedscope.ingest.pathnames import stored_path
 from embedscope.ingest.progress import IngestSummary
 from embedscope.ingest.rows import quarantine_row, source_row
 from embedscope.ingest.scan import FileEntry
@@ -22,14 +24,19 @@ class KnownState:
     """What the database already holds, loaded once per run (and kept current by the run)."""
 
     images: set[str]
-    quarantined: dict[str, str]  # sha256 -> reason
+    quarantined: dict[str, str]  # sha256 -> reason ("" = quarantined by path only)
     embedded: dict[str, set[str]]  # variant -> sha256s with that variant for this model
+    quarantined_paths: dict[str, set[str]] = field(default_factory=dict)  # stored path -> its quarantined sha256s
 
     @classmethod
     def load(cls, db: Database, model: str, variants: Iterable[str]) -> "KnownState":
         images = set(db.read(S.IMAGES, ["sha256"]).column("sha256").to_pylist())
-        q = db.read(S.QUARANTINE, ["sha256", "reason"])
-        quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
+        q = db.read(S.QUARANTINE, ["sha256", "path", "reason"])
+        shas, paths = q.column("sha256").to_pylist(), q.column("path").to_pylist()
+        quarantined = {sha: reason for sha, reason in zip(shas, q.column("reason").to_pylist()) if sha}
+        quarantined_paths: dict[str, set[str]] = {}
+        for sha, path in zip(shas, paths):
+            quarantined_paths.setdefault(path, set()).add(sha)
         embedded: dict[str, set[str]] = {}
         table = S.embeddings_table_name(model)
         for variant in variants:
@@ -39,7 +46,7 @@ class KnownState:
                 embedded[variant] = set(col.column("sha256").to_pylist())
             else:
                 embedded[variant] = set()
-        return cls(images, quarantined, embedded)
+        return cls(images, quarantined, embedded, quarantined_paths)
 
     def missing_variants(self, sha: str, variants: Sequence[str]) -> tuple[str, ...]:
         return tuple(v for v in variants if sha not in self.embedded[v])
@@ -59,13 +66,16 @@ class Triage:
         self.seen_at = seen_at
         self.claimed: set[str] = set()  # shas being stored by this run (first path wins)
 
-    def admit(self, entry: FileEntry, sha: str | None, job: WriteJob) -> tuple[str, ...] | None:
+    def admit(self, entry: FileEntry, sha: str | DecodeError | None, job: WriteJob) -> tuple[str, ...] | None:
         """The variants to compute for this file (it must be decoded and encoded), or ``None``
-        when it is a duplicate or is quarantined (its rows are already in ``job``)."""
+        when it is a duplicate or is quarantined (its rows are already in ``job``).
+
+        ``sha``: the hash stage's result; an error (or ``None``) when the file could not be read
+        as named: it is quarantined by path, with an empty sha256."""
         summary, known = self.summary, self.known
         summary.scanned += 1
-        if sha is None:  # vanished or unreadable between scan and hash
-            self._quarantine(entry, "", "cannot read file", job)
+        if not isinstance(sha, str):  # outside the drop, vanished, not a file, too large, ...
+            self._quarantine(entry, "", sha.message if sha is not None else "cannot read file", job)
         elif sha in known.quarantined:
             self._quarantine(entry, sha, known.quarantined[sha], job)
         elif sha in self.claimed or (sha in known.images and not known.missing_variants(sha, self.variants)):
@@ -87,15 +97,31 @@ class Triage:
         """An admitted file decoded: its path is recorded with its batch."""
         job.sources.append(source_row(item.entry, item.sha256, self.seen_at))
 
-    def rejected(self, entry: FileEntry, sha: str, reason: str, job: WriteJob, *, record_path: bool = True) -> None:
+    def rejected(self, entry: FileEntry, sha: str, reason: str, job: WriteJob, *, record_path: bool = True,
+                 path_only: bool = False) -> None:
         """An admitted file failed to decode: quarantine it instead (``record_path=False``: its
-        path row is already in the job, as for a file refused by the batched decode)."""
+        path row is already in the job, as for a file refused by the batched decode).
+
+        ``path_only``: the file could not be read as named any more (it changed, vanished or
+        was retargeted after hashing), which says nothing about the content ``sha``: the path
+        is quarantined with an empty sha256 and the content stays free to be stored."""
         if sha in self.known.images:
             self.summary.completed -= 1
         else:
             self.summary.new -= 1
+        if path_only:
+            self.claimed.discard(sha)
+            self._quarantine(entry, "", reason, job, record_path=record_path)
+            return
         self.known.quarantined[sha] = reason
         self._quarantine(entry, sha, reason, job, record_path=record_path)
+
+    def unembedded(self, item: DecodedItem, reason: str, job: WriteJob) -> None:
+        """A decoded file the encoder failed on (alone): its path is quarantined instead, with
+        an empty sha256 (a later run tries its content again)."""
+        path = stored_path(item.entry.path)
+        job.sources[:] = [r for r in job.sources if not (r["sha256"] == item.sha256 and r["path"] == path)]
+        self.rejected(item.entry, item.sha256, reason, job, path_only=True)
 
     def _quarantine(self, entry: FileEntry, sha: str, reason: str, job: WriteJob, *, record_path: bool = True) -> None:
         self.summary.quarantined += 1
