@@ -300,9 +300,9 @@ def test_sql_table_payload_summarises_binary_and_vectors(db):
 def test_cli_refuses_non_loopback_without_auth(db_path):
     proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", check=False)
     assert proc.returncode != 0
-    assert "without --auth" in proc.stderr and "--auth USER:PASSWORD" in proc.stderr
-    proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", "--auth", "nopassword", check=False)
-    assert proc.returncode != 0 and "USER:PASSWORD" in proc.stderr
+    assert "without auth" in proc.stderr and "--auth-file FILE" in proc.stderr
+    proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", "--auth", "ann:pw", check=False)
+    assert proc.returncode != 0 and "/proc" in proc.stderr and "--auth-file" in proc.stderr
 
 
 def test_cli_import_does_not_load_dash():

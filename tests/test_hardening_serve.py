@@ -153,17 +153,15 @@ def test_credentials_from_file_env_and_argv(tmp_path):
     f = tmp_path / "auth"
     f.write_text("ann:fi le:pw\nignored\n")
     f.chmod(0o600)
-    assert resolve_credentials(auth_file=str(f), argv_auth=None, environ={}) == (("ann", "fi le:pw"), None)
+    assert resolve_credentials(auth_file=str(f), environ={}) == ("ann", "fi le:pw")
     f.chmod(0o644)
     with pytest.raises(ConfigError) as err:
-        resolve_credentials(auth_file=str(f), argv_auth=None, environ={})
+        resolve_credentials(auth_file=str(f), environ={})
     assert err.value.one_line().endswith(f"is readable by other users (mode 644) — chmod 600 {f}")
-    assert resolve_credentials(auth_file=None, argv_auth=None, environ={AUTH_ENV: "bob:env"}) == (("bob", "env"), None)
-    creds, warning = resolve_credentials(auth_file=None, argv_auth="cy:argv", environ={})
-    assert creds == ("cy", "argv") and "/proc" in warning
+    assert resolve_credentials(auth_file=None, environ={AUTH_ENV: "bob:env"}) == ("bob", "env")
     with pytest.raises(ConfigError, match="USER:PASSWORD"):
-        resolve_credentials(auth_file=None, argv_auth=None, environ={AUTH_ENV: "nopassword"})
-    assert resolve_credentials(auth_file=None, argv_auth=None, environ={}) == (None, None)
+        resolve_credentials(auth_file=None, environ={AUTH_ENV: "nopassword"})
+    assert resolve_credentials(auth_file=None, environ={}) is None
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

@@ -15,13 +15,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from embedscope.dashboard.auth import AUTH_ENV, resolve_credentials
     from embedscope.errors import ConfigError
 
-    credentials, warning = resolve_credentials(auth_file=args.auth_file, argv_auth=args.auth)
-    if warning:
-        print(f"embedscope dashboard: {warning}", file=sys.stderr)
+    if args.auth is not None:
+        raise ConfigError("--auth USER:PASSWORD would show the password to every local user (in /proc)",
+                          f"put USER:PASSWORD in a mode-600 file for --auth-file FILE, or set {AUTH_ENV}")
+    credentials = resolve_credentials(auth_file=args.auth_file)
     if not credentials and not is_loopback(args.host):
-        raise ConfigError(f"refusing to serve the dashboard on {args.host} without --auth (it is not a loopback address)",
-                          f"set {AUTH_ENV}=USER:PASSWORD or --auth-file FILE (or --auth USER:PASSWORD), "
-                          "or keep the default --host 127.0.0.1")
+        raise ConfigError(f"refusing to serve the dashboard on {args.host} without auth (it is not a loopback address)",
+                          f"set {AUTH_ENV}=USER:PASSWORD or pass --auth-file FILE, or keep the default --host 127.0.0.1")
     query_flags = {"image_size": args.image_size, "preprocess": args.preprocess, "device": args.device,
                    "weights": args.weights}
     if args.config:  # a bad config file fails now, not at the first upload
@@ -54,8 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("--auth-file", metavar="FILE",
                    help="require HTTP basic auth: USER:PASSWORD on the first line of FILE (mode 600); "
                         "or set EMBEDSCOPE_DASHBOARD_AUTH=USER:PASSWORD")
-    p.add_argument("--auth", metavar="USER:PASSWORD",
-                   help="as --auth-file, but visible to every local user in /proc (prints a warning)")
+    p.add_argument("--auth", help=argparse.SUPPRESS)  # refused with a pointer to --auth-file: argv is public
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"server worker threads (default {DEFAULT_THREADS})")
     p.add_argument("--max-points", type=int, default=D.DEFAULT_MAX_POINTS,
                    help=f"the map shows a fixed random sample beyond this many points (default {D.DEFAULT_MAX_POINTS})")

@@ -3,8 +3,8 @@ wrong passwords.
 
 Credentials, first found wins: ``--auth-file FILE`` (first line ``user:password``; refused
 when group- or world-readable, as ssh refuses a private key), the environment variable
-``EMBEDSCOPE_DASHBOARD_AUTH=user:password``, then ``--auth user:password`` (still accepted, with a
-warning: any local user can read a process's arguments in ``/proc/PID/cmdline``).
+``EMBEDSCOPE_DASHBOARD_AUTH=user:password``. Never the command line: any local user can read
+a process's arguments in ``/proc/PID/cmdline``, so ``--auth user:password`` is refused.
 
 Back-off, per client address: after :data:`FREE_FAILURES` wrong tries the client is answered
 429 (with ``Retry-After``, whatever it sends) for a lockout that doubles with every further wrong try, up to
@@ -30,8 +30,6 @@ FREE_FAILURES = 5  # wrong tries before the lockout starts
 FIRST_LOCKOUT_S = 2.0
 MAX_LOCKOUT_S = 300.0
 FORGET_AFTER_S = 3600.0  # a client quiet this long starts afresh
-ARGV_WARNING = ("warning: --auth puts the password in this process's arguments, readable by every local user "
-                f"(/proc/PID/cmdline); prefer {AUTH_ENV}=USER:PASSWORD or --auth-file FILE")
 
 
 def parse_credentials(text: str, source: str) -> tuple[str, str]:
@@ -56,17 +54,15 @@ def read_auth_file(path: str | os.PathLike[str]) -> tuple[str, str]:
     return parse_credentials(first[0] if first else "", f"the first line of {p}")
 
 
-def resolve_credentials(*, auth_file: str | None, argv_auth: str | None,
-                        environ: dict[str, str] | None = None) -> tuple[tuple[str, str] | None, str | None]:
-    """(credentials or None, a warning to print or None) from the file, the environment, argv."""
+def resolve_credentials(*, auth_file: str | None, environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """The credentials from ``--auth-file``, else from the environment, else None. Never from
+    the command line: every local user can read a process's argv in /proc."""
     env = os.environ if environ is None else environ
     if auth_file:
-        return read_auth_file(auth_file), None
+        return read_auth_file(auth_file)
     if env.get(AUTH_ENV):
-        return parse_credentials(env[AUTH_ENV], AUTH_ENV), None
-    if argv_auth is not None:
-        return parse_credentials(argv_auth, "--auth"), ARGV_WARNING
-    return None, None
+        return parse_credentials(env[AUTH_ENV], AUTH_ENV)
+    return None
 
 
 @dataclass
