@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from embedscope.ingest.rows import image_rows
+from embedscope.ingest.rows import image_rows, quality_rows
 from embedscope.ingest.triage import KnownState
 from embedscope.ingest.writer import WriteJob
 from embedscope.store import schema as S
@@ -37,6 +37,7 @@ class Committer:
             if new_images:
                 self.db.upsert(S.IMAGES, image_rows(new_images, label_from_folder=self.label_from_folder),
                                update_existing=False)
+                self.db.upsert(S.QUALITY, quality_rows(new_images), update_existing=False)
         if job.quarantine:
             self.db.upsert(S.QUARANTINE, pa.Table.from_pylist(job.quarantine, S.QUARANTINE_SCHEMA))
         for it in job.items:

@@ -53,6 +53,9 @@ log = logging.getLogger("embedscope.watch")
 
 Analyze = Callable[[Database, str], "str | None"]
 """``analyze(db, model) -> run id or None``: what ``--on-batch-analyze`` runs (without the writer lock)."""
+OnBatch = Callable[[Database, str, "list[str]"], "dict[str, Any]"]
+"""``on_batch(db, model, paths) -> event fields``: run after each batch with its paths (the CLI's
+judges the arrivals, docs/verdicts.md); a failure is logged and the daemon goes on."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Watcher:
         wait_lock: float = 0.0,
         emit: Callable[[dict[str, Any]], None] | None = None,
         analyze: Analyze | None = None,
+        on_batch: OnBatch | None = None,
     ) -> None:
         if watch.on_batch_analyze and analyze is None:
             raise ConfigError("--on-batch-analyze needs an analysis to run (none was given to the daemon)")
@@ -134,6 +138,7 @@ class Watcher:
         self.wait_lock = wait_lock
         self.emit = emit
         self.analyze = analyze
+        self.on_batch = on_batch
         self.totals = WatchTotals()
         self.tracker = SettleTracker(watch.settle, incomplete_grace=watch.incomplete_grace)
         self.known: set[tuple[str, int, int]] = set()
@@ -275,6 +280,9 @@ class Watcher:
         if not stopped:
             self.known.update(entry_key(e) for e in chunk)
         self._record(summary, len(chunk), stopped)
+        if self.on_batch is not None and summary.scanned:
+            self._after_batch("arrivals", lambda: self.on_batch(self.db, self.encoders.encoder.name,
+                                                                [e.path for e in chunk[:summary.scanned]]))
         if summary.new and self.watch.on_batch_analyze:
             self._new_since_analyze += summary.new
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
@@ -347,6 +355,19 @@ class Watcher:
         if self.emit is not None:
             self.emit({"event": "analyze", "run_id": run_id})
 
+    def _after_batch(self, event: str, work: Callable[[], dict[str, Any]]) -> None:
+        """Run one after-batch callback; a failure is logged and the daemon goes on."""
+        try:
+            with self._writer_lock() as locked:
+                fields = work() if locked else None
+        except Exception as exc:  # noqa: BLE001 - the daemon goes on
+            log.warning("%s failed: %s (the daemon goes on)", event, exc)
+            return
+        if fields is not None:
+            log.info("%s: %s", event, fields)
+            if self.emit is not None:
+                self.emit({"event": event, **fields})
+
     def _maybe_optimize(self) -> None:
         """Compact the tables the daemon appends to (many small commits → few fragments)."""
         every = self.watch.optimize_every
@@ -389,6 +410,7 @@ def run_watch(
     json_lines: bool = False,
     stop: threading.Event | None = None,
     analyze: Analyze | None = None,
+    on_batch: OnBatch | None = None,
 ) -> WatchTotals:
     """The ``embedscope watch`` command: run until SIGTERM/SIGINT (or ``stop``), then return.
     ``analyze`` is what ``watch.on_batch_analyze`` runs (needed when that is set)."""
@@ -401,7 +423,7 @@ def run_watch(
         print(json.dumps(record, default=str), flush=True)
 
     watcher = Watcher(settings, watch, stop=stop, wait_lock=wait_lock, emit=emit if json_lines else None,
-                      analyze=analyze)
+                      analyze=analyze, on_batch=on_batch)
     try:
         return watcher.run()
     finally:
@@ -410,4 +432,4 @@ def run_watch(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-__all__ = ["Analyze", "WatchSettings", "Watcher", "run_watch", "install_stop_handlers"]
+__all__ = ["Analyze", "OnBatch", "WatchSettings", "Watcher", "run_watch", "install_stop_handlers"]

@@ -13,6 +13,7 @@ import numpy as np
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
 from embedscope.ingest.decode import decode_bytes, decode_image, perceptual_hash, read_file_bytes, thumbnail_jpeg
+from embedscope.ingest.quality import quality_or_none
 from embedscope.ingest.scan import FileEntry
 from embedscope.store import schema as S
 
@@ -34,6 +35,7 @@ class DecodedItem:
     image: Any = None  # the decoded RGB image, kept only when a stage needs it (SAM2)
     variants: tuple[str, ...] = (S.VARIANT_FULL,)  # variants still missing for this sha
     deferred: Any = None  # --decode gpu: a jpeg_batch.Prepared whose pixels decode with the batch
+    quality: dict[str, float] | None = None  # raw quality numbers (ingest/quality.py)
 
 
 def draft_size(settings: IngestSettings, *, keep_image: bool) -> int:
@@ -118,6 +120,7 @@ def _decoded_item(entry: FileEntry, sha256: str, decoded: Any, small: Any, setti
         image=keep,
         variants=variants,
         deferred=deferred,
+        quality=quality_or_none(small),
     )
 
 
