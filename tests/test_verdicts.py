@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
-from embedscope.analysis.verdicts import VerdictConfig, calibrate, near_pairs, split_of
+from embedscope.analysis.verdicts import VerdictConfig, calibrate, distinct_nn, near_pairs, split_of
 from embedscope.errors import ConfigError
 from embedscope.ingest.quality import measure_quality
 from tests.conftest import make_photo, run_cli, save_jpeg
@@ -44,6 +44,19 @@ def test_calibration_comes_from_the_data_not_from_cosine_units():
     assert small.source == "fallback" and small.novel is None
 
 
+def test_the_nearest_distinct_neighbour_skips_duplicates_however_many():
+    rng = np.random.default_rng(1)
+    distinct = np.sort(np.exp(rng.normal(np.log(0.1), 0.2, (300, 10))), axis=1)
+    # three of every four rows have one or two copies 1000x closer than anything else
+    dist = distinct.copy()
+    dist[:225, :2] = [1e-4, 2e-4]
+    dist.sort(axis=1)
+    scale, nearest = distinct_nn(dist, VerdictConfig().distinct_ratio)
+    assert np.all(nearest > 0.01)  # the copies are skipped
+    c = calibrate(nearest, VerdictConfig())
+    assert 0.07 < c.median_nn < 0.12 and 2e-4 < c.near <= c.median_nn / 3  # the distinct images set the scale
+
+
 def test_pairs_point_at_earlier_images_so_groups_cannot_chain():
     # a chain a - b - c - d, each step a near duplicate of the last, a and d far apart
     base = np.eye(8, dtype=np.float32)[0]
@@ -53,7 +66,8 @@ def test_pairs_point_at_earlier_images_so_groups_cannot_chain():
     calib = calibrate(np.full(20, 0.5), VerdictConfig(near_cosine=0.006))
     nbr = np.argsort(-(X @ X.T), axis=1)[:, :4]
     rank = np.arange(len(X))
-    found = near_pairs(np.arange(len(X)), rank, X, nbr, None, calib, VerdictConfig())
+    local = np.ones(len(X))
+    found = near_pairs(np.arange(len(X)), rank, X, nbr, local, None, calib, VerdictConfig())
     pairs = {(f.query, f.ref) for f in found}
     assert pairs == {(1, 0), (2, 1), (3, 2)}  # each with the earlier one it is near; d is not paired with a
     assert all(f.rule == "cosine" for f in found)
@@ -61,7 +75,7 @@ def test_pairs_point_at_earlier_images_so_groups_cannot_chain():
     ph = np.array([0b1111, 0b1110, 1 << 40, 1 << 41, 0, 5, 9], np.int64)
     loose = calibrate(np.full(20, 0.5), VerdictConfig(near_cosine=0.001))
     loose = type(loose)(**{**loose.as_dict(), "phash_guard": 0.01})
-    found = near_pairs(np.array([1]), rank, X, nbr[[1]], ph, loose, VerdictConfig())
+    found = near_pairs(np.array([1]), rank, X, nbr[[1]], local[[1]], ph, loose, VerdictConfig())
     assert [(f.ref, f.rule, f.hamming) for f in found] == [(0, "phash+cosine", 1)]
 
 

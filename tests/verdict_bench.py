@@ -9,6 +9,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -37,7 +38,6 @@ def planted_copies_benchmark(dataset: Path, work: Path, *, n: int = 100, origina
     and a resized (70%) copy of ``n`` of them; the copies' verdicts give recall, every near
     pair found in either drop gives precision (a pair is right when it joins an image and its
     copy, or is listed in KNOWN_DUPLICATES.csv)."""
-    from embedscope.store import schema as S
     from embedscope.store.db import Database
 
     files = sorted(p for p in dataset.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -55,20 +55,28 @@ def planted_copies_benchmark(dataset: Path, work: Path, *, n: int = 100, origina
     db = work / "db"
     run_cli("ingest", str(work / "orig"), "--db", str(db), *FAST, "--label-from-folder", *extra)
     run_cli("ingest", str(work / "copies"), "--db", str(db), *FAST, "--label-from-folder", *extra)
-    d = Database(str(db))
-    arrivals = d.read(S.ARRIVALS).to_pylist()
+    return score(Database(str(db)), dataset)
+
+
+def score(d: Any, dataset: Path, drop_ids: set[str] | None = None) -> dict:
+    """Recall, precision and the largest group of the drops ``drop_ids`` (default: all)."""
+    from embedscope.store import schema as S
+
+    arrivals = [r for r in d.read(S.ARRIVALS).to_pylist() if drop_ids is None or r["drop_id"] in drop_ids]
     copies = {r["path"] for r in arrivals if "/copies/" in r["path"]}
     hit = {r["path"] for r in arrivals if r["path"] in copies and r["verdict"] in ("near_dup", "exact_dup")
            and family(r["partner_path"]) == family(r["path"])}
     known = known_pairs(dataset)
-    pairs = [p for p in d.read(S.PAIRS).to_pylist() if p["kind"] == "near"]
+    pairs = [p for p in d.read(S.PAIRS).to_pylist()
+             if p["kind"] == "near" and (drop_ids is None or p["run_id"] in drop_ids)]
     right = [p for p in pairs if family(p["path_a"]) == family(p["path_b"])
              or frozenset((Path(p["path_a"]).stem, Path(p["path_b"]).stem)) in known]
     stars: dict[str, int] = {}
     for r in arrivals:
         if r["verdict"] in ("near_dup", "exact_dup"):
             stars[r["partner_path"]] = stars.get(r["partner_path"], 0) + 1
-    drops = sorted(d.read(S.DROPS).to_pylist(), key=lambda r: r["started_at"])
+    drops = sorted((r for r in d.read(S.DROPS).to_pylist() if drop_ids is None or r["drop_id"] in drop_ids),
+                   key=lambda r: r["started_at"])
     return {"copies": len(copies), "recall": len(hit) / max(len(copies), 1),
             "near_pairs": len(pairs), "precision": len(right) / max(len(pairs), 1),
             "largest_group": 1 + max(stars.values(), default=0),

@@ -23,7 +23,7 @@ from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
-                                          near_pairs, split_of)
+                                          distinct_nn, near_pairs, split_of)
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
 
@@ -93,6 +93,16 @@ def check_table(db: Database, *, model: str, variant: str = S.VARIANT_FULL, **kw
     src = db.read(S.SOURCES, ["sha256", "path"])
     arrivals = sorted(zip(src.column("sha256").to_pylist(), src.column("path").to_pylist()), key=lambda a: a[1])
     return check_arrivals(db, arrivals, model=model, variant=variant, kind="table", **kwargs)
+
+
+def _without_self(nb: Neighbors, rows: np.ndarray) -> np.ndarray:
+    """The neighbour distances of ``rows`` with each row's own entry dropped (n × (k-1))."""
+    keep = nb.idx != rows[:, None]
+    k = nb.idx.shape[1] - 1
+    out = np.empty((len(rows), max(k, 0)), np.float64)
+    for i in range(len(rows)):
+        out[i] = nb.dist[i][keep[i]][:k]
+    return out
 
 
 class _Judge:
@@ -172,9 +182,10 @@ class _Judge:
         calib = calibrate(self._nn_distances(search), self.cfg)
         if not len(queries):
             return calib
-        k = min(self.cfg.k + 1, len(d.sha))
-        nb = search(d.X[queries], k)
-        found = near_pairs(queries, rank, d.X, nb.idx, d.phashes(), calib, self.cfg)
+        nb = search(d.X[queries], min(self.cfg.k + 1, len(d.sha)))
+        dist = _without_self(nb, queries)
+        local, nearest_distinct = distinct_nn(dist, self.cfg.distinct_ratio)
+        found = near_pairs(queries, rank, d.X, nb.idx, local, d.phashes(), calib, self.cfg)
         by_query: dict[int, list[PairFound]] = {}
         for f in found:
             by_query.setdefault(f.query, []).append(f)
@@ -185,9 +196,8 @@ class _Judge:
             if mine:
                 self._near_verdicts(path, sha, mine, calib)
             else:
-                others = nb.dist[qi][nb.idx[qi] != q]
-                nearest = float(others[0]) if len(others) else None
-                if calib.novel is not None and nearest is not None and nearest > calib.novel:
+                nearest = float(nearest_distinct[qi])
+                if calib.novel is not None and nearest > calib.novel:
                     self.add(path, "novel", f"nearest stored image {nearest:.4f} away (> {calib.novel:.4f}, "
                              f"{self.cfg.novel_z:g} robust SDs above the median {calib.median_nn:.4f})",
                              cosine=nearest)
@@ -213,33 +223,29 @@ class _Judge:
         self._conflicts(path, sha, every, "near duplicate")
 
     def _ranks(self, row_of: dict[str, int]) -> np.ndarray:
-        """Earlier = smaller: stored images by (ingested_at, path), then this drop's by path."""
+        """Earlier = smaller: images stored before the drop first, then by ``ingested_at``, then
+        by path (a whole-table check: the order they were ingested in)."""
         d = self.data
-        new = {s for s in self.first_path}
         keys = []
         for s in d.sha:
             info = d.images.get(s)
-            if s in new:
-                keys.append((1, 0, self.first_path[s]))
-            else:
-                keys.append((0, info.ingested_at.timestamp() if info and info.ingested_at else 0.0,
-                             info.path if info else ""))
+            when = info.ingested_at.timestamp() if info and info.ingested_at else 0.0
+            keys.append((s in self.first_path, when, self.first_path.get(s) or (info.path if info else "")))
         order = sorted(range(len(keys)), key=keys.__getitem__)
         rank = np.empty(len(keys), np.int64)
         rank[order] = np.arange(len(keys))
         return rank
 
     def _nn_distances(self, search: Search) -> np.ndarray:
-        """Each (sampled) row's cosine distance to its nearest other row."""
+        """Each (sampled) row's cosine distance to its nearest distinct row (:func:`distinct_nn`)."""
         n = len(self.data.sha)
         if n < 2:
             return np.zeros(0)
         rows = np.arange(n)
         if n > self.cfg.calibration_sample:
             rows = np.sort(np.random.default_rng(self.cfg.seed).choice(n, self.cfg.calibration_sample, replace=False))
-        nb = search(self.data.X[rows], 2)
-        not_self = nb.idx[:, 0] != rows
-        return np.where(not_self, nb.dist[:, 0], nb.dist[:, 1])
+        nb = search(self.data.X[rows], min(self.cfg.k + 1, n))
+        return distinct_nn(_without_self(nb, rows), self.cfg.distinct_ratio)[1]
 
     def quality(self, qcfg: QualityConfig) -> dict[str, Any]:
         """Low quality, against the table's own distribution of the raw numbers."""

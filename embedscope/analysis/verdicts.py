@@ -1,8 +1,8 @@
 """Pure rules behind the arrival verdicts (arrays in, arrays out; see docs/verdicts.md).
 
-- :func:`calibrate`: the near-duplicate and novelty thresholds of one table, from the
-  distribution of each image's nearest-neighbour cosine distance (no threshold in cosine units:
-  chest films sit 0.03 apart by nature, photos 0.3);
+- :func:`distinct_nn` and :func:`calibrate`: the near-duplicate and novelty thresholds of one
+  table, from the distribution of each image's distance to its nearest *distinct* neighbour (no
+  threshold in cosine units: chest films sit 0.03 apart by nature, photos 0.3);
 - :func:`near_pairs`: for each query image, the *earlier* images it nearly duplicates, by the
   calibrated cosine rule or by perceptual hash guarded by a looser cosine bound — pairs, never
   connected components, so groups cannot chain;
@@ -39,7 +39,9 @@ class VerdictConfig:
     phash_bits: int = 8  # phash candidates: Hamming distance <= this (of 64 bits)
     phash_z: float = 1.0  # a phash candidate must also be this many robust SDs below the median
     novel_z: float = 4.0  # novel: NN distance this many robust SDs above the median
-    k: int = 10  # embedding neighbours looked at per image
+    k: int = 10  # embedding neighbours looked at per image; the k-th one's distance is its local scale
+    distinct_ratio: float = 0.1  # a neighbour closer than this × the local scale is not "distinct"
+    local_ratio: float = 0.1  # a pair must also be this much closer than the query's local scale
     calibration_sample: int = 5000  # rows whose NN distance calibrates (seeded sample above this)
     min_calibration_rows: int = 8  # fewer rows: the fallback threshold, and no novelty verdicts
     fallback_cosine: float = 0.03  # the near-duplicate threshold when the table is too small
@@ -71,14 +73,28 @@ class Calibration:
         return asdict(self)
 
 
-def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig) -> Calibration:
-    """Thresholds from each image's nearest-neighbour cosine distance.
+def distinct_nn(dist: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sorted neighbour distances ``dist`` (n × k, self excluded): the local scale
+    (the k-th neighbour's distance) and the distance to the nearest neighbour that is not far
+    closer than it (>= ``ratio`` × the scale) — the nearest *distinct* image, skipping the
+    row's own duplicates, however many rows of the table have one."""
+    dist = np.asarray(dist, np.float64)
+    if dist.shape[1] == 0:
+        empty = np.full(len(dist), np.nan)
+        return empty, empty
+    scale = dist[:, -1]
+    masked = np.where(dist >= ratio * scale[:, None], dist, np.inf)
+    return scale, np.minimum(masked.min(axis=1), scale)
 
-    The log NN distance of distinct images is roughly bell-shaped; a near duplicate is an
-    outlier far on its low side. The median and MAD are robust to the duplicates themselves
-    (up to half the table), so the rule is: distance below
-    ``median × exp(-max(near_z × SD, ln min_ratio))`` — relative to the data, in units of its
-    own spread. ``near_cosine`` (a flag) overrides it; with too few rows a fixed fallback is
+
+def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig) -> Calibration:
+    """Thresholds from each image's distance to its nearest distinct neighbour
+    (:func:`distinct_nn`).
+
+    The log of that distance is roughly bell-shaped; a near duplicate is an outlier far on its
+    low side. Duplicates are already skipped, and the median and MAD shrug off the rest, so the
+    rule is: distance below ``median × exp(-max(near_z × SD, ln min_ratio))`` — relative to the
+    data, in units of its own spread. ``near_cosine`` (a flag) overrides it; with too few rows a fixed fallback is
     used and no image is called novel."""
     d = np.asarray(nn_dist, np.float64)
     d = d[np.isfinite(d)]
@@ -111,6 +127,7 @@ def near_pairs(
     rank: np.ndarray,
     X: np.ndarray,
     nbr_idx: np.ndarray,
+    local: np.ndarray,
     phash: np.ndarray | None,
     calib: Calibration,
     cfg: VerdictConfig,
@@ -118,10 +135,11 @@ def near_pairs(
     """The near-duplicate pairs of each query row with an *earlier* row (``rank`` smaller).
 
     Candidates: the query's ``nbr_idx`` embedding neighbours, plus every row whose phash is
-    within ``phash_bits`` (``phash``: int64 per row, :data:`NO_PHASH` where unknown, or None). A candidate pairs when its cosine
-    distance is <= ``calib.near`` (rule ``cosine``), or its Hamming distance <= ``phash_bits``
-    and its cosine distance <= ``calib.phash_guard`` (rule ``phash+cosine``). ``X`` is
-    L2-normalised; rows are indices into it."""
+    within ``phash_bits`` (``phash``: int64 per row, :data:`NO_PHASH` where unknown, or None).
+    A candidate pairs when its cosine distance is <= ``calib.near`` and <= ``local_ratio`` × the
+    query's ``local`` scale (rule ``cosine``; the local test only for a calibrated threshold),
+    or its Hamming distance <= ``phash_bits`` and its cosine distance <= ``calib.phash_guard``
+    (rule ``phash+cosine``). ``X`` is L2-normalised; rows are indices into it."""
     h = None if phash is None else np.asarray(phash, np.int64).view(np.uint64)
     valid_h = None if phash is None else np.asarray(phash, np.int64) != NO_PHASH
     found: list[PairFound] = []
@@ -136,9 +154,10 @@ def near_pairs(
         if not earlier:
             continue
         cos = 1.0 - X[earlier] @ X[q]
+        near = min(calib.near, cfg.local_ratio * float(local[qi])) if calib.source == "data" else calib.near
         for j, d in zip(earlier, cos):
             ham = int(ham_all[j]) if ham_all is not None else None
-            if d <= calib.near:
+            if d <= near:
                 found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_COSINE))
             elif ham is not None and ham <= cfg.phash_bits and d <= calib.phash_guard:
                 found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_PHASH))
