@@ -91,8 +91,13 @@ def check_table(db: Database, *, model: str, variant: str = S.VARIANT_FULL, **kw
     """The whole table as one drop (``embedscope verdicts``): every path stored is an arrival,
     judged against the images before it (``ingested_at``, then path)."""
     src = db.read(S.SOURCES, ["sha256", "path"])
-    arrivals = sorted(zip(src.column("sha256").to_pylist(), src.column("path").to_pylist()), key=lambda a: a[1])
-    return check_arrivals(db, arrivals, model=model, variant=variant, kind="table", **kwargs)
+    arrivals = set(zip(src.column("sha256").to_pylist(), src.column("path").to_pylist()))
+    seen = {sha for sha, _ in arrivals}
+    imgs = db.read(S.IMAGES, ["sha256", "path"])  # imported vectors have images rows but no sources
+    arrivals |= {(s, p) for s, p in zip(imgs.column("sha256").to_pylist(), imgs.column("path").to_pylist())
+                 if s not in seen}
+    return check_arrivals(db, sorted(arrivals, key=lambda a: a[1] or ""), model=model, variant=variant, kind="table",
+                          **kwargs)
 
 
 def _without_self(nb: Neighbors, rows: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ class QualityConfig:
     z: float = 4.0  # robust SDs from the table's median
     dark_max: float = 50.0  # mean luminance: dark only below this, whatever the table
     bright_min: float = 215.0
-    blur_ratio: float = 0.1  # blurry only below this fraction of the median Laplacian variance
+    blur_ratio: float = 0.05  # blurry also below this fraction of the median Laplacian variance
     entropy_max: float = 2.0  # bits: low information only below this
     tiny_side: int = 32  # tiny: shorter side below max(this, tiny_ratio × the median shorter side)
     tiny_ratio: float = 0.25
@@ -56,7 +56,7 @@ def quality_thresholds(table: dict[str, np.ndarray], cfg: QualityConfig) -> dict
     return {
         "rows": n,
         "relative": relative,
-        "blur_below": min(math.expm1(lb_med - cfg.z * lb_sd), cfg.blur_ratio * math.expm1(lb_med)) if relative else -inf,
+        "blur_below": max(math.expm1(lb_med - cfg.z * lb_sd), cfg.blur_ratio * math.expm1(lb_med)) if relative else -inf,
         "dark_below": min(br_med - cfg.z * br_sd, cfg.dark_max) if relative else -inf,
         "bright_above": max(br_med + cfg.z * br_sd, cfg.bright_min) if relative else inf,
         "entropy_below": min(en_med - cfg.z * en_sd, cfg.entropy_max) if relative else 0.5,
