@@ -199,7 +199,7 @@ class _Judge:
             path = self.first_path[sha]
             mine = sorted(by_query.get(int(q), []), key=lambda f: rank[f.ref])
             if mine:
-                self._near_verdicts(path, sha, mine, calib)
+                self._near_verdicts(path, sha, mine)
             else:
                 nearest = float(nearest_distinct[qi])
                 if calib.novel is not None and nearest > calib.novel:
@@ -208,7 +208,7 @@ class _Judge:
                              cosine=nearest)
         return calib
 
-    def _near_verdicts(self, path: str, sha: str, mine: list[PairFound], calib: Calibration) -> None:
+    def _near_verdicts(self, path: str, sha: str, mine: list[PairFound]) -> None:
         d = self.data
         partners = []
         for f in mine:
@@ -219,10 +219,9 @@ class _Judge:
             self.pairs.append({"sha_a": sha, "path_a": path, "sha_b": other_sha, "path_b": other_path, "kind": "near",
                                "cosine": f.cosine, "hamming": f.hamming, "rule": f.rule})
         first, extra = partners[0]
-        bound = calib.near if mine[0].rule != "phash+cosine" else calib.phash_guard
         ham = f", phash {mine[0].hamming} bits" if mine[0].hamming is not None else ""
         self.add(path, "near_dup", f"near duplicate of {first} (cosine distance {mine[0].cosine:.4f} <= "
-                 f"{bound:.4f}{ham}; rule {mine[0].rule})", **extra)
+                 f"{mine[0].bound:.4f}{ham}; rule {mine[0].rule})", **extra)
         every = [(p, {**e, "partner_path": p}) for (o, e) in partners
                  for p in self.earlier_paths(e["partner_sha256"], path) or [o]]
         self._conflicts(path, sha, every, "near duplicate")

@@ -120,6 +120,7 @@ class PairFound:
     cosine: float
     hamming: int | None
     rule: str
+    bound: float  # the cosine-distance bound the pair passed
 
 
 def near_pairs(
@@ -158,9 +159,9 @@ def near_pairs(
         for j, d in zip(earlier, cos):
             ham = int(ham_all[j]) if ham_all is not None else None
             if d <= near:
-                found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_COSINE))
+                found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_COSINE, near))
             elif ham is not None and ham <= cfg.phash_bits and d <= calib.phash_guard:
-                found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_PHASH))
+                found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_PHASH, calib.phash_guard))
     return found
 
 
