@@ -165,7 +165,9 @@ def plant(old: list[Path], new: Path) -> dict[str, set[str]]:
     save_jpeg(make_photo(7004, (960, 120)), new / "train/cat/odd_aspect.jpg")
     for i in range(4):
         save_jpeg(make_photo(8000 + i, SIZES[i % 4]), new / f"train/dog/clean{i}.jpg")
+    (new / "train/cat/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     expected = {
+        "train/cat/broken.jpg": {"quarantined"},
         "train/dog/recompressed.jpg": {"near_dup"},
         "train/bird/resized.jpg": {"near_dup"},
         "train/fish/cropped.jpg": {"near_dup"},
@@ -250,7 +252,8 @@ def test_watch_judges_arrivals_after_the_originals(tmp_path):
     old = originals(drop / "old", 24)
     staging = tmp_path / "staging"
     expected = plant(old, staging)
-    daemon = Daemon(tmp_path, drop, db, "--interval", "0.5", "--settle", "0.5", "--label-from-folder")
+    daemon = Daemon(tmp_path, drop, db, "--interval", "0.5", "--settle", "0.5", "--incomplete-grace", "2",
+                    "--label-from-folder")  # grace: the broken JPEG has no end marker
 
     def checked() -> bool:  # every batch that read files has had its arrivals judged
         return len(daemon.events("arrivals")) == sum(1 for e in daemon.events("batch") if e["scanned"])

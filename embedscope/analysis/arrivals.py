@@ -42,8 +42,10 @@ class DropResult:
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def one_line(self) -> str:
+        if not self.drop_id:
+            return "verdicts: nothing arrived"
         shown = ", ".join(f"{v} {self.counts[v]}" for v in VERDICTS if self.counts.get(v))
-        return f"verdicts for drop {self.drop_id}: {shown or 'nothing arrived'} ({self.n} paths)"
+        return f"verdicts for drop {self.drop_id}: {shown} ({self.n} paths)"
 
 
 def check_arrivals(
@@ -62,7 +64,9 @@ def check_arrivals(
 ) -> DropResult:
     """Judge ``arrivals`` against everything stored for ``model``/``variant`` and write the
     drop's rows. Labels are the parent folder's name (``label_from_folder``); splits follow
-    ``config.split_from``."""
+    ``config.split_from``. Nothing arrived: nothing is written (the result's ``drop_id`` is '')."""
+    if not arrivals:
+        return DropResult("", 0)
     cfg, qcfg = config or VerdictConfig(), quality or QualityConfig()
     started = utc_now()
     drop_id = drop_id or "drop-" + new_run_id()
