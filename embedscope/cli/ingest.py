@@ -9,7 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from embedscope.cli.common import add_db, add_wait_lock, open_db, with_default
-from embedscope.cli.verdicts import VERDICT_FLAGS, add_verdict_options, check_ingested, watch_callback
+from embedscope.cli.verdicts import VERDICT_FLAGS, add_verdict_options, check_ingested, sources_before, watch_callback
 from embedscope.config import IngestSettings
 
 
@@ -78,20 +78,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from embedscope.ingest.pipeline import run_ingest
 
     settings = ingest_settings(args, args.drops)
-    db = before = None
-    if args.verdicts and settings.executor == "local":
-        from embedscope.analysis.arrival_data import source_pairs
-        from embedscope.store.db import Database
-
-        db = Database(settings.db, create=True, storage_options=settings.storage_option_dict())
-        before = source_pairs(db)
+    before = sources_before(settings) if args.verdicts and settings.executor == "local" else None
     summary = run_ingest(settings, wait_lock=args.wait_lock)
     print(summary.one_line(), file=sys.stderr)
     out = summary.as_dict()
-    if db is not None:
-        with db.writer_lock(wait=args.wait_lock, owner="ingest"):
-            result = check_ingested(db, before, model=summary.model, args=args,
-                                    label_from_folder=settings.label_from_folder, drops=settings.drops)
+    if before is not None:
+        result = check_ingested(settings, before, model=summary.model, args=args, wait_lock=args.wait_lock)
         print(result.one_line(), file=sys.stderr)
         out["verdicts"] = {"drop_id": result.drop_id, "counts": result.counts}
     if args.json:

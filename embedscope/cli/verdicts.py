@@ -39,15 +39,30 @@ def verdict_config(args: argparse.Namespace) -> Any:
                          split_from=args.split_from)
 
 
-def check_ingested(db: Any, before: set, *, model: str, args: argparse.Namespace, label_from_folder: bool,
-                   drops: Sequence[str]) -> Any:
+def sources_before(settings: Any) -> set:
+    """What ``sources`` holds before an ingest (empty when there is no database yet: an ingest
+    that fails early must not have created one)."""
+    from embedscope.analysis.arrival_data import source_pairs
+    from embedscope.errors import DatabaseError
+    from embedscope.store.db import Database
+
+    try:
+        db = Database(settings.db, storage_options=settings.storage_option_dict())
+    except DatabaseError:
+        return set()
+    return source_pairs(db)
+
+
+def check_ingested(settings: Any, before: set, *, model: str, args: argparse.Namespace, wait_lock: float) -> Any:
     """`ingest`'s check: the (sha256, path) rows ``sources`` gained since ``before``."""
     from embedscope.analysis.arrival_data import arrived_since
     from embedscope.analysis.jobs import check_arrivals
+    from embedscope.store.db import Database
 
-    db.refresh()
-    return check_arrivals(db, arrived_since(db, before), model=model, config=verdict_config(args),
-                          label_from_folder=label_from_folder, kind="ingest", sources=drops)
+    db = Database(settings.db, storage_options=settings.storage_option_dict())
+    with db.writer_lock(wait=wait_lock, owner="ingest"):
+        return check_arrivals(db, arrived_since(db, before), model=model, config=verdict_config(args),
+                              label_from_folder=settings.label_from_folder, kind="ingest", sources=settings.drops)
 
 
 def watch_callback(args: argparse.Namespace, *, label_from_folder: bool,
