@@ -9,7 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from embedscope.cli.common import add_db, add_wait_lock, open_db, with_default
-from embedscope.cli.verdicts import VERDICT_FLAGS, add_verdict_options, check_ingested, sources_before, watch_callback
+from embedscope.cli.verdicts import VERDICT_FLAGS, add_verdict_options, check_ingested, watch_callback
 from embedscope.config import IngestSettings
 
 
@@ -75,11 +75,18 @@ def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSet
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from embedscope.analysis.arrival_data import source_pairs
     from embedscope.ingest.pipeline import run_ingest
 
     settings = ingest_settings(args, args.drops)
-    before = sources_before(settings) if args.verdicts and settings.executor == "local" else None
-    summary = run_ingest(settings, wait_lock=args.wait_lock)
+    before: set | None = None
+
+    def note_sources(db: Any) -> None:  # under the writer lock: what an earlier writer added is not ours
+        nonlocal before
+        before = source_pairs(db)
+
+    check = args.verdicts and settings.executor == "local"
+    summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_sources if check else None)
     print(summary.one_line(), file=sys.stderr)
     out = summary.as_dict()
     if before is not None:

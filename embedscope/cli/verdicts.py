@@ -39,20 +39,6 @@ def verdict_config(args: argparse.Namespace) -> Any:
                          split_from=args.split_from)
 
 
-def sources_before(settings: Any) -> set:
-    """What ``sources`` holds before an ingest (empty when there is no database yet: an ingest
-    that fails early must not have created one)."""
-    from embedscope.analysis.arrival_data import source_pairs
-    from embedscope.errors import DatabaseError
-    from embedscope.store.db import Database
-
-    try:
-        db = Database(settings.db, storage_options=settings.storage_option_dict())
-    except DatabaseError:
-        return set()
-    return source_pairs(db)
-
-
 def check_ingested(settings: Any, before: set, *, model: str, args: argparse.Namespace, wait_lock: float) -> Any:
     """`ingest`'s check: the (sha256, path) rows ``sources`` gained since ``before``."""
     from embedscope.analysis.arrival_data import arrived_since
