@@ -10,7 +10,10 @@ Each job lives in its own module; this one names them in one place:
 - :func:`run_novelty_only` (:mod:`.novelty_run`): score new images against the latest
   analyze run without refitting;
 - :func:`refresh_novelty`: either of the two, whichever brings the novelty flags up to date
-  (what the watch daemon wants after its batches).
+  (what the watch daemon wants after its batches);
+- :func:`check_arrivals` / :func:`check_table` (:mod:`.arrivals`): a verdict per arrived
+  image — new, duplicate, near duplicate, label conflict, leak, low quality, novel
+  (docs/verdicts.md).
 
 Fitting is in :mod:`.fitting`, the rows a run writes in :mod:`.rows`, reading in
 :mod:`.reading`; runs are looked up through :mod:`embedscope.store.runs`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 
+from embedscope.analysis.arrivals import check_arrivals, check_table
 from embedscope.analysis.full_run import run_analysis
 from embedscope.analysis.novelty_run import run_novelty_only
 from embedscope.analysis.params import AnalysisParams, new_run_id
@@ -27,7 +31,8 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.runs import KIND_ANALYZE, latest_run
 
-__all__ = ["AnalysisParams", "new_run_id", "refresh_novelty", "run_analysis", "run_novelty_only"]
+__all__ = ["AnalysisParams", "check_arrivals", "check_table", "new_run_id", "refresh_novelty", "run_analysis",
+           "run_novelty_only"]
 
 log = logging.getLogger(__name__)
 

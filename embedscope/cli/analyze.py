@@ -127,11 +127,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     from embedscope.store.runs import run_by_id
 
     db = open_db(args)
+    if args.drop:
+        from embedscope.analysis.drop_report import write_drop_report
+        from embedscope.errors import ConfigError
+
+        if args.run:
+            raise ConfigError("--drop and --run: one report at a time")
+        default = "drop-report.json" if args.json else "drop-report.html"
+        out = write_drop_report(db, drop=args.drop, out=args.out or default, as_json=args.json)
+        print(f"drop report written to {out}", file=sys.stderr)
+        return 0
     if args.run:
         run_by_id(db, args.run)  # an unknown id fails here, naming the known ones
     from embedscope.analysis.report import write_report
 
-    out = write_report(db, run_id=args.run, out=args.out)
+    out = write_report(db, run_id=args.run, out=args.out or "report.html")
     print(f"report written to {out}", file=sys.stderr)
     return 0
 
@@ -148,7 +158,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="write an HTML report of an analyze run (tables, curves, dendrogram, plots)")
     add_db(p)
     p.add_argument("--run", metavar="RUN", help="run id (default: the latest analyze run)")
-    p.add_argument("--out", default="report.html", metavar="FILE", help="output HTML file (default report.html)")
+    p.add_argument("--drop", metavar="latest|ID",
+                   help="instead of a run: the verdicts of one checked drop (docs/verdicts.md)")
+    p.add_argument("--json", action="store_true", help="with --drop: write JSON instead of HTML")
+    p.add_argument("--out", metavar="FILE",
+                   help="output file (default report.html; with --drop drop-report.html or .json)")
     p.set_defaults(handler=cmd_report)
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from embedscope.cli.common import add_db, add_wait_lock, open_db, with_default
+from embedscope.cli.verdicts import VERDICT_FLAGS, add_verdict_options, check_ingested, watch_callback
 from embedscope.config import IngestSettings
 
 
@@ -59,6 +60,7 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     add_wait_lock(p)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_verdict_options(p)
 
 
 _SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -84,7 +86,7 @@ def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSet
     from embedscope.objectstore import as_items, parse_options
 
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("drops", "command", "handler", "config", "json", "wait_lock")}
+             if k not in ("drops", "command", "handler", "config", "json", "wait_lock", *VERDICT_FLAGS)}
     flags["drops"] = tuple(drops)
     settings = load_settings(IngestSettings, flags, section="ingest", config_file=args.config)
     # the family's own rules (e.g. DINOv2's ×14 image size) fail here, before any database work
@@ -96,13 +98,26 @@ def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSet
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from embedscope.analysis.arrival_data import source_pairs
     from embedscope.ingest.pipeline import run_ingest
 
     settings = ingest_settings(args, args.drops)
-    summary = run_ingest(settings, wait_lock=args.wait_lock)
+    before: set | None = None
+
+    def note_sources(db: Any) -> None:  # under the writer lock: what an earlier writer added is not ours
+        nonlocal before
+        before = source_pairs(db)
+
+    check = args.verdicts and settings.executor == "local"
+    summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_sources if check else None)
     print(summary.one_line(), file=sys.stderr)
+    out = summary.as_dict()
+    if before is not None:
+        result = check_ingested(settings, before, model=summary.model, args=args, wait_lock=args.wait_lock)
+        print(result.one_line(), file=sys.stderr)
+        out["verdicts"] = {"drop_id": result.drop_id, "counts": result.counts}
     if args.json:
-        print(json.dumps(summary.as_dict(), default=str))
+        print(json.dumps(out, default=str))
     return 0
 
 
@@ -113,7 +128,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     settings = ingest_settings(args, args.drops)
     watch = load_settings(WatchSettings, vars(args), section="watch", config_file=args.config)
-    totals = run_watch(settings, watch, wait_lock=args.wait_lock, json_lines=args.json, analyze=_refresh_novelty)
+    on_batch = watch_callback(args, label_from_folder=settings.label_from_folder, drops=settings.drops)
+    totals = run_watch(settings, watch, wait_lock=args.wait_lock, json_lines=args.json, analyze=_refresh_novelty,
+                       on_batch=on_batch)
     print(totals.one_line(), file=sys.stderr)
     return 0
 

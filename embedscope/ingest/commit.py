@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from embedscope.errors import DatabaseError
 from embedscope.ingest.pathnames import stored_path
-from embedscope.ingest.rows import image_rows, quarantine_row, source_row
+from embedscope.ingest.rows import image_rows, quality_rows, quarantine_row, source_row
 from embedscope.ingest.triage import KnownState
 from embedscope.ingest.writer import WriteJob
 from embedscope.store import filters
@@ -69,6 +69,9 @@ class Committer:
                 self.db.upsert(name, rows)
             if images is not None:
                 self.db.upsert(S.IMAGES, images, update_existing=False)
+                stored = set(images.column("sha256").to_pylist())
+                self.db.upsert(S.QUALITY, quality_rows([it for it in job.items if it.sha256 in stored]),
+                               update_existing=False)
             if quarantine is not None:
                 self.db.upsert(S.QUARANTINE, quarantine)
         except BaseException:

@@ -58,6 +58,9 @@ log = logging.getLogger("embedscope.watch")
 
 Analyze = Callable[[Database, str], "str | None"]
 """``analyze(db, model) -> run id or None``: what ``--on-batch-analyze`` runs (without the writer lock)."""
+OnBatch = Callable[[Database, str, "list[str]"], "dict[str, Any]"]
+"""``on_batch(db, model, paths) -> event fields``: run after each batch with its paths (the CLI's
+judges the arrivals, docs/verdicts.md); a failure is logged and the daemon goes on."""
 
 
 class Watcher:
@@ -75,6 +78,7 @@ class Watcher:
         wait_lock: float = 0.0,
         emit: Callable[[dict[str, Any]], None] | None = None,
         analyze: Analyze | None = None,
+        on_batch: OnBatch | None = None,
     ) -> None:
         if watch.on_batch_analyze and analyze is None:
             raise ConfigError("--on-batch-analyze needs an analysis to run (none was given to the daemon)")
@@ -84,6 +88,7 @@ class Watcher:
         self.wait_lock = wait_lock
         self.emit = emit
         self.analyze = analyze
+        self.on_batch = on_batch
         self.totals = WatchTotals()
         self.tracker = SettleTracker(watch.settle, incomplete_grace=watch.incomplete_grace)
         self.known: set[tuple[str, int, int]] = set()
@@ -248,6 +253,9 @@ class Watcher:
         if not stopped:
             self.known.update(entry_key(e) for e in chunk)
         self._record(summary, len(chunk), stopped)
+        if self.on_batch is not None and summary.scanned:
+            self._after_batch("arrivals", lambda: self.on_batch(self.db, self.encoders.encoder.name,
+                                                                [e.path for e in chunk[:summary.scanned]]))
         if summary.new and self.watch.on_batch_analyze:
             self._new_since_analyze += summary.new
             if self._new_since_analyze >= self.watch.on_batch_analyze and not self.stop.is_set():
@@ -291,33 +299,12 @@ class Watcher:
         return tuple(self.db.version(n) for n in names)
 
     def _record(self, summary: Any, files: int, stopped: bool) -> None:
-        t = self.totals
-        t.batches += 1
-        t.new += summary.new
-        t.duplicates += summary.duplicates
-        t.quarantined += summary.quarantined
         if summary.new or summary.completed or summary.quarantined:
             self._wrote_since_optimize = True
-        extra = f", {summary.completed} completed" if summary.completed else ""
-        tail = f" (stopped after {summary.scanned} of {files} files; the rest next start)" if stopped else ""
-        log.info("batch %d: %d new%s, %d duplicates, %d quarantined of %d files in %.1fs (%.1f images/s)%s",
-                 t.batches, summary.new, extra, summary.duplicates, summary.quarantined, summary.scanned,
-                 summary.seconds, summary.images_per_s, tail)
-        if self.emit is not None:
-            self.emit({"event": "batch", "batch": t.batches, "files": files, "stopped": stopped,
-                       **summary.as_dict()})
+        self.totals.add_batch(summary, files, stopped, self.emit)
 
     def _heartbeat(self) -> None:
-        t = self.totals
-        held = f", {self.tracker.held_incomplete} look unfinished" if self.tracker.held_incomplete else ""
-        log.info("alive: %d paths recorded, %d files settling%s; since start %d batches, %d new, "
-                 "%d duplicates, %d quarantined", len(self.known), self.tracker.waiting, held, t.batches,
-                 t.new, t.duplicates, t.quarantined)
-        if self.emit is not None:
-            self.emit({"event": "heartbeat", "recorded": len(self.known), "settling": self.tracker.waiting,
-                       "held_unfinished": self.tracker.held_incomplete,
-                       "batches": t.batches, "new": t.new, "duplicates": t.duplicates,
-                       "quarantined": t.quarantined})
+        self.totals.heartbeat(len(self.known), self.tracker.waiting, self.tracker.held_incomplete, self.emit)
 
     # -- after batches --------------------------------------------------------------------
 
@@ -338,6 +325,19 @@ class Watcher:
         log.info("novelty flags refreshed: %s", f"run {run_id}" if run_id else "nothing to score")
         if self.emit is not None:
             self.emit({"event": "analyze", "run_id": run_id})
+
+    def _after_batch(self, event: str, work: Callable[[], dict[str, Any]]) -> None:
+        """Run one after-batch callback; a failure is logged and the daemon goes on."""
+        try:
+            with self._writer_lock() as locked:
+                fields = work() if locked else None
+        except Exception as exc:  # noqa: BLE001 - the daemon goes on
+            log.warning("%s failed: %s (the daemon goes on)", event, exc)
+            return
+        if fields is not None:
+            log.info("%s: %s", event, fields)
+            if self.emit is not None:
+                self.emit({"event": event, **fields})
 
     def _maybe_optimize(self) -> None:
         """Compact the tables the daemon appends to (many small commits → few fragments)."""
@@ -381,6 +381,7 @@ def run_watch(
     json_lines: bool = False,
     stop: threading.Event | None = None,
     analyze: Analyze | None = None,
+    on_batch: OnBatch | None = None,
 ) -> WatchTotals:
     """The ``embedscope watch`` command: run until SIGTERM/SIGINT (or ``stop``), then return.
     ``analyze`` is what ``watch.on_batch_analyze`` runs (needed when that is set)."""
@@ -393,7 +394,7 @@ def run_watch(
         print(json.dumps(record, default=str), flush=True)
 
     watcher = Watcher(settings, watch, stop=stop, wait_lock=wait_lock, emit=emit if json_lines else None,
-                      analyze=analyze)
+                      analyze=analyze, on_batch=on_batch)
     try:
         return watcher.run()
     finally:
@@ -402,4 +403,4 @@ def run_watch(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-__all__ = ["Analyze", "WatchTotals", "Watcher", "run_watch"]
+__all__ = ["Analyze", "OnBatch", "WatchTotals", "Watcher", "run_watch"]

@@ -14,6 +14,7 @@ from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
 from embedscope.ingest.decode import decode_bytes, perceptual_hash, thumbnail_jpeg
 from embedscope.ingest.reading import read_entry_bytes
+from embedscope.ingest.quality import quality_or_none
 from embedscope.ingest.scan import FileEntry
 from embedscope.store import schema as S
 
@@ -35,6 +36,7 @@ class DecodedItem:
     image: Any = None  # the decoded RGB image, kept only when a stage needs it (SAM2)
     variants: tuple[str, ...] = (S.VARIANT_FULL,)  # variants still missing for this sha
     deferred: Any = None  # --decode gpu: a jpeg_batch.Prepared whose pixels decode with the batch
+    quality: dict[str, float] | None = None  # raw quality numbers (ingest/quality.py)
 
 
 def draft_size(settings: IngestSettings, *, keep_image: bool) -> int:
@@ -121,6 +123,7 @@ def _decoded_item(entry: FileEntry, sha256: str, decoded: Any, small: Any, setti
         image=keep,
         variants=variants,
         deferred=deferred,
+        quality=quality_or_none(small),
     )
 
 

@@ -253,9 +253,12 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
                      warm_up=enc.load, batch_decoder=batch_decoder)
 
 
-def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
+def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
+               on_locked: Callable[[Database], None] | None = None) -> IngestSummary:
     """The one-shot ``embedscope ingest``: everything from the settings to a summary
-    (``settings.executor == "ray"``: the same stages on a Ray cluster)."""
+    (``settings.executor == "ray"``: the same stages on a Ray cluster). ``on_locked(db)`` runs
+    once the writer lock is held, before anything is written (the CLI notes what ``sources``
+    held, to know what this run added)."""
     if settings.executor == "ray":
         from embedscope.ingest.ray_executor import run_ingest_ray
 
@@ -266,4 +269,6 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSum
     with storage_errors(settings.db):  # disk full, no permission: one line, not a traceback
         db = Database(settings.db, create=True, storage_options=options)
         with db.writer_lock(wait=wait_lock, owner="ingest"):
+            if on_locked is not None:
+                on_locked(db)
             return make_run(db, settings, encoders).run(entries)

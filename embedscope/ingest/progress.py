@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+watch_log = logging.getLogger("embedscope.watch")  # the daemon's lines, under the name its users filter on
 
 
 @dataclass
@@ -108,3 +109,28 @@ class WatchTotals:
     def one_line(self) -> str:
         return (f"watch stopped: {self.batches} batches, {self.new} new, {self.duplicates} duplicates, "
                 f"{self.quarantined} quarantined in {time.monotonic() - self.started:.0f}s")
+
+    def add_batch(self, summary: Any, files: int, stopped: bool, emit: Any = None) -> None:
+        """Count one batch's :class:`IngestSummary`, log its line and emit its JSON event."""
+        self.batches += 1
+        self.new += summary.new
+        self.duplicates += summary.duplicates
+        self.quarantined += summary.quarantined
+        extra = f", {summary.completed} completed" if summary.completed else ""
+        tail = f" (stopped after {summary.scanned} of {files} files; the rest next start)" if stopped else ""
+        watch_log.info("batch %d: %d new%s, %d duplicates, %d quarantined of %d files in %.1fs (%.1f images/s)%s",
+                       self.batches, summary.new, extra, summary.duplicates, summary.quarantined, summary.scanned,
+                       summary.seconds, summary.images_per_s, tail)
+        if emit is not None:
+            emit({"event": "batch", "batch": self.batches, "files": files, "stopped": stopped, **summary.as_dict()})
+
+    def heartbeat(self, recorded: int, settling: int, unfinished: int, emit: Any = None) -> None:
+        """The daemon's periodic "alive" line (and JSON event)."""
+        held = f", {unfinished} look unfinished" if unfinished else ""
+        watch_log.info("alive: %d paths recorded, %d files settling%s; since start %d batches, %d new, "
+                       "%d duplicates, %d quarantined", recorded, settling, held, self.batches, self.new,
+                       self.duplicates, self.quarantined)
+        if emit is not None:
+            emit({"event": "heartbeat", "recorded": recorded, "settling": settling, "held_unfinished": unfinished,
+                  "batches": self.batches, "new": self.new, "duplicates": self.duplicates,
+                  "quarantined": self.quarantined})

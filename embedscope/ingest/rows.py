@@ -60,6 +60,12 @@ def image_rows(items: Sequence[DecodedItem], *, label_from_folder: bool) -> pa.T
     )
 
 
+def quality_rows(items: Sequence[DecodedItem]) -> pa.Table:
+    """The ``quality`` rows of decoded items that were measured (see ``ingest/quality.py``)."""
+    return pa.Table.from_pylist([{"sha256": it.sha256, **it.quality} for it in items if it.quality],
+                                S.QUALITY_SCHEMA)
+
+
 def mask_rows(rows: Sequence[dict[str, Any]]) -> pa.Table:
     """``masks`` rows (one per image a segmenter looked at) as a table of the masks schema."""
     return pa.Table.from_pylist(list(rows), S.MASKS_SCHEMA)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.drops import verdict_totals
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,6 +26,8 @@ def stats(db: Database) -> dict[str, Any]:
         "embeddings": db.embedding_counts(),
         "masks": db.count(S.MASKS),
         "runs": db.count(S.RUNS),
+        "drops": db.count(S.DROPS),
+        "verdicts": verdict_totals(db),  # paths per arrival verdict, over every drop checked
     }
 
 

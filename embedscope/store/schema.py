@@ -10,6 +10,10 @@ Tables (LanceDB, one directory each under the database folder):
 - ``masks``        the SAM2 mask chosen per image
 - ``runs``, ``clusters``, ``projections``, ``flags``, ``metrics``  analysis results by run_id
 - ``run_models``   per analyze run, the fitted model of the data that novelty-only runs score against
+- ``quality``      per image, raw quality numbers measured at decode (blur, brightness, entropy, colour)
+- ``drops``, ``arrivals``, ``pairs``, ``labels``  arrival checks: one row per checked drop, one per
+                   (drop, path, verdict), the duplicate pairs found, every label seen per sha256
+                   (see docs/verdicts.md)
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ PROJECTIONS = "projections"
 FLAGS = "flags"
 METRICS = "metrics"
 RUN_MODELS = "run_models"  # per analyze run: the fitted model of the data (for novelty-only scoring)
+QUALITY = "quality"
+DROPS = "drops"
+ARRIVALS = "arrivals"
+PAIRS = "pairs"
+LABELS = "labels"
 
 VARIANT_FULL = "full"
 VARIANT_SAM2 = "sam2_masked"
@@ -181,6 +190,72 @@ RUN_MODELS_SCHEMA = pa.schema(
     ]
 )
 
+QUALITY_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("blur", pa.float32()),  # variance of the Laplacian of the grey image (low = blurry)
+        pa.field("brightness", pa.float32()),  # mean luminance, 0..255
+        pa.field("entropy", pa.float32()),  # of the grey-level histogram, bits (0 = one flat colour)
+        pa.field("colorfulness", pa.float32()),  # mean |R-G|+|G-B| per pixel (0 = grey image)
+    ]
+)
+
+DROPS_SCHEMA = pa.schema(
+    [
+        pa.field("drop_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string()),  # 'ingest' | 'watch' | 'table' (whole-table check)
+        pa.field("model", pa.string()),
+        pa.field("variant", pa.string()),
+        pa.field("sources", pa.string()),  # the drop folders, JSON list
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+        pa.field("n_images", pa.int64()),  # arrivals checked (paths)
+        pa.field("counts", pa.string()),  # JSON {verdict: paths}
+        pa.field("params", pa.string()),  # JSON: rules, thresholds and the calibration used
+    ]
+)
+
+# One row per (drop, path, verdict): an arrival can hold several verdicts (near_dup + leak).
+ARRIVALS_SCHEMA = pa.schema(
+    [
+        pa.field("drop_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("verdict", pa.string(), nullable=False),  # new|exact_dup|near_dup|label_conflict|leak|low_quality|novel|quarantined
+        pa.field("reason", pa.string()),
+        pa.field("partner_sha256", pa.string()),
+        pa.field("partner_path", pa.string()),
+        pa.field("cosine", pa.float32()),  # cosine distance to the partner
+        pa.field("hamming", pa.int32()),  # phash Hamming distance to the partner
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("created_at", _TS),
+    ]
+)
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),  # the drop (or whole-table check) that found it
+        pa.field("sha_a", pa.string(), nullable=False),  # the later image
+        pa.field("path_a", pa.string(), nullable=False),
+        pa.field("sha_b", pa.string(), nullable=False),  # the earlier image it duplicates (exact: the same sha)
+        pa.field("path_b", pa.string()),
+        pa.field("kind", pa.string()),  # exact | near
+        pa.field("cosine", pa.float32()),
+        pa.field("hamming", pa.int32()),
+        pa.field("rule", pa.string()),  # which rule matched: sha256 | cosine | phash+cosine
+    ]
+)
+
+LABELS_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("path", pa.string()),  # the first path seen with this label
+        pa.field("first_seen", _TS),
+    ]
+)
+
 FIXED_SCHEMAS: dict[str, pa.Schema] = {
     IMAGES: IMAGES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
@@ -192,6 +267,11 @@ FIXED_SCHEMAS: dict[str, pa.Schema] = {
     FLAGS: FLAGS_SCHEMA,
     METRICS: METRICS_SCHEMA,
     RUN_MODELS: RUN_MODELS_SCHEMA,
+    QUALITY: QUALITY_SCHEMA,
+    DROPS: DROPS_SCHEMA,
+    ARRIVALS: ARRIVALS_SCHEMA,
+    PAIRS: PAIRS_SCHEMA,
+    LABELS: LABELS_SCHEMA,
 }
 
 # Upsert keys: what makes a row unique in each table.
@@ -206,6 +286,11 @@ KEYS: dict[str, list[str]] = {
     FLAGS: ["run_id", "sha256"],
     METRICS: ["run_id", "name", "method", "space", "k"],
     RUN_MODELS: ["run_id"],
+    QUALITY: ["sha256"],
+    DROPS: ["drop_id"],
+    ARRIVALS: ["drop_id", "path", "verdict"],
+    PAIRS: ["run_id", "path_a", "sha_b"],
+    LABELS: ["sha256", "label"],
 }
 EMBEDDING_KEYS = ["sha256", "model", "variant"]
 

@@ -1,0 +1,114 @@
+"""Reading what an arrival check needs: which paths arrived, every path of every image, the
+images' columns, quarantine reasons, quality numbers and the embeddings of one model/variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from embedscope.analysis.reading import read_embeddings
+from embedscope.analysis.verdicts import NO_PHASH
+from embedscope.store import schema as S
+from embedscope.store.db import Database
+from embedscope.store.filters import isin
+
+Arrival = tuple[str, str]  # (sha256, path); sha256 is '' for a file that could not be read
+
+
+def source_pairs(db: Database) -> set[Arrival]:
+    """Every (sha256, path) the ``sources`` table holds: an ingest's "before" picture."""
+    t = db.read(S.SOURCES, ["sha256", "path"])
+    return set(zip(t.column("sha256").to_pylist(), t.column("path").to_pylist()))
+
+
+def arrived_since(db: Database, before: set[Arrival]) -> list[Arrival]:
+    """The (sha256, path) rows ``sources`` holds now and did not in ``before``: a path never
+    seen, or a path whose content changed."""
+    return sorted(source_pairs(db) - before, key=lambda a: a[1])
+
+
+def arrived_at(db: Database, paths: Iterable[str]) -> list[Arrival]:
+    """The current content of each of ``paths`` (the newest ``sources`` row of each path)."""
+    paths = list(paths)
+    if not paths:
+        return []
+    t = db.read(S.SOURCES, ["sha256", "path", "seen_at"], where=isin("path", paths))
+    newest: dict[str, tuple[Any, str]] = {}
+    for sha, path, seen in zip(t.column("sha256").to_pylist(), t.column("path").to_pylist(),
+                               t.column("seen_at").to_pylist()):
+        if path not in newest or (seen is not None and (newest[path][0] is None or seen > newest[path][0])):
+            newest[path] = (seen, sha)
+    return sorted(((sha, path) for path, (_, sha) in newest.items()), key=lambda a: a[1])
+
+
+@dataclass
+class ImageInfo:
+    path: str
+    label: str | None
+    phash: int | None
+    width: int
+    height: int
+    ingested_at: Any
+
+
+@dataclass
+class ArrivalData:
+    """Everything stored that a check compares the arrivals with."""
+
+    paths: dict[str, list[str]]  # sha256 -> every path seen with this content, sorted
+    images: dict[str, ImageInfo]
+    quarantined: dict[str, str]  # sha256 -> reason
+    quality: dict[str, dict[str, float]]
+    sha: list[str] = field(default_factory=list)  # embedding rows
+    X: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # L2-normalised
+
+    def phashes(self) -> np.ndarray:
+        """The phash of each embedding row (:data:`NO_PHASH` where unknown)."""
+        out = [self.images[s].phash if s in self.images and self.images[s].phash is not None else NO_PHASH
+               for s in self.sha]
+        return np.array(out, np.int64)
+
+
+def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
+    """One read of each table the check compares with (the whole table: exact kNN while it is
+    small enough to hold; the neighbour search is pluggable in the job)."""
+    src = db.read(S.SOURCES, ["sha256", "path"])
+    paths: dict[str, list[str]] = {}
+    for sha, path in zip(src.column("sha256").to_pylist(), src.column("path").to_pylist()):
+        paths.setdefault(sha or "", []).append(path)
+    for v in paths.values():
+        v.sort()
+    imgs = db.read(S.IMAGES, ["sha256", "path", "label", "phash", "width", "height", "ingested_at"])
+    images = {r["sha256"]: ImageInfo(r["path"], r["label"], r["phash"], r["width"] or 0, r["height"] or 0,
+                                     r["ingested_at"]) for r in imgs.to_pylist()}
+    q = db.read(S.QUARANTINE, ["sha256", "reason"])
+    quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
+    qual = db.read(S.QUALITY)
+    quality = {r.pop("sha256"): r for r in qual.to_pylist()}
+    data = ArrivalData(paths, images, quarantined, quality)
+    if db.has_table(S.embeddings_table_name(model)):
+        emb = read_embeddings(db, model, variant)
+        data.sha, data.X = emb.sha, emb.X
+    return data
+
+
+def quality_columns(data: ArrivalData) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The measured images and their quality numbers plus width/height, as column arrays."""
+    shas = [s for s in data.quality if s in data.images]
+    cols: dict[str, np.ndarray] = {}
+    for name in ("blur", "brightness", "entropy", "colorfulness"):
+        cols[name] = np.array([_num(data.quality[s].get(name)) for s in shas], np.float64)
+    cols["width"] = np.array([data.images[s].width for s in shas], np.float64)
+    cols["height"] = np.array([data.images[s].height for s in shas], np.float64)
+    return shas, cols
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def table_of(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema)
