@@ -10,6 +10,7 @@ Tables (LanceDB, one directory each under the database folder):
 - ``masks``        the SAM2 mask chosen per image
 - ``runs``, ``clusters``, ``projections``, ``flags``, ``metrics``  analysis results by run_id
 - ``run_models``   per analyze run, the fitted model of the data that novelty-only runs score against
+- ``tags``         the curator's tag log (append-only; SQL's ``image_tags`` view is the current state)
 """
 
 from __future__ import annotations
@@ -181,6 +182,19 @@ RUN_MODELS_SCHEMA = pa.schema(
     ]
 )
 
+# -- curation (issue 15): the tag log ----------------------------------------------------------
+TAGS = "tags"
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),  # exclude | keep | reviewed | relabel:<label> | any name
+        pa.field("action", pa.string(), nullable=False),  # 'add' | 'remove'; the latest per (sha256, tag) wins
+        pa.field("note", pa.string()),
+        pa.field("source", pa.string()),  # 'dashboard' | 'cli' | 'api' | 'sql-result'
+        pa.field("tagged_at", _TS),
+    ]
+)
+
 FIXED_SCHEMAS: dict[str, pa.Schema] = {
     IMAGES: IMAGES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
@@ -192,6 +206,8 @@ FIXED_SCHEMAS: dict[str, pa.Schema] = {
     FLAGS: FLAGS_SCHEMA,
     METRICS: METRICS_SCHEMA,
     RUN_MODELS: RUN_MODELS_SCHEMA,
+    # curation
+    TAGS: TAGS_SCHEMA,
 }
 
 # Upsert keys: what makes a row unique in each table.
@@ -206,6 +222,8 @@ KEYS: dict[str, list[str]] = {
     FLAGS: ["run_id", "sha256"],
     METRICS: ["run_id", "name", "method", "space", "k"],
     RUN_MODELS: ["run_id"],
+    # curation: an append-only log (Database.append), keyed by when
+    TAGS: ["sha256", "tag", "tagged_at"],
 }
 EMBEDDING_KEYS = ["sha256", "model", "variant"]
 
