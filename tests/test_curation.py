@@ -169,3 +169,33 @@ def test_export_imagefolder_hard_links(db_dir, tmp_path):
         target = Path(row["exported_path"])
         original = Path(json.loads(row["paths"])[0])
         assert os.path.samefile(target, original) and target.stat().st_nlink >= 2
+
+
+def test_dashboard_refuses_to_write_off_loopback_without_auth(db_dir):
+    from embedscope.dashboard.app import create_app
+    from embedscope.dashboard.context import CONFIG_KEY
+
+    db = Database(db_dir)
+    sha = _sha_of(db, "cats_02.jpg")
+    open_ctx = create_app(str(db_dir), host="10.11.12.13").server.config[CONFIG_KEY]
+    assert not open_ctx.writes_allowed
+    with pytest.raises(ConfigError, match="read-only"):
+        open_ctx.tag([sha], "exclude")
+    assert tag_log(db).num_rows == 0
+    for ctx in (create_app(str(db_dir)).server.config[CONFIG_KEY],
+                create_app(str(db_dir), host="10.11.12.13", auth="u:p").server.config[CONFIG_KEY]):
+        assert ctx.writes_allowed
+    assert create_app(str(db_dir)).server.config[CONFIG_KEY].tag([sha], "keep") == 1
+    assert [(r["tag"], r["source"]) for r in tag_log(db).to_pylist()] == [("keep", "dashboard")]
+
+
+def test_api_tag_and_tags(db_dir):
+    import embedscope
+
+    es = embedscope.open(db_dir)
+    n = es.tag("label = 'dogs'", "sel-dogs", note="saved selection")
+    assert n >= 12
+    assert es.tag([_sha_of(es.db, "dogs_00.jpg")], "sel-dogs", remove=True) == 1
+    tags = es.tags()
+    assert len(tags) == n - 1 and set(tags["tag"]) == {"sel-dogs"}
+    assert {r["source"] for r in tag_log(es.db).to_pylist()} == {"api"}
