@@ -199,3 +199,19 @@ def test_api_tag_and_tags(db_dir):
     tags = es.tags()
     assert len(tags) == n - 1 and set(tags["tag"]) == {"sel-dogs"}
     assert {r["source"] for r in tag_log(es.db).to_pylist()} == {"api"}
+
+
+def test_map_can_colour_by_a_tag(db_dir):
+    from embedscope.store import views
+    from embedscope.store.runs import latest_run
+
+    db = Database(db_dir)
+    run = latest_run(db)
+    assert not [v for v, _ in views.color_options(db, run) if v.startswith(views.COLOR_TAG_PREFIX)]
+    a = _sha_of(db, "cats_02.jpg")
+    tag_images(db, [a], "odd-lighting")
+    assert ("tag:odd-lighting", "tag odd-lighting") in views.color_options(db, run)
+    shas = shas_where(db, "TRUE")
+    values, continuous = views.point_colors(db, run.run_id, shas, "tag:odd-lighting")
+    assert not continuous and {s for s, v in zip(shas, values) if v == "odd-lighting"} == {a}
+    assert set(values) == {"odd-lighting", "untagged"}

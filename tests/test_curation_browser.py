@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.dashboard_db import N_IMAGES, cached_dashboard_db, running_dashboard
-from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _js, _open_map, _pointer, _type, _wait
+from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _choose, _js, _open_map, _pointer, _type, _wait
 from tests.test_dashboard_browser import browser, shots  # noqa: F401  (fixtures; `browser` uses this module's `server`)
 
 pytestmark = pytest.mark.browser
@@ -65,3 +65,14 @@ def test_lasso_tag_exclude_then_export_leaves_them_out(browser, server, shots, t
     assert {r["sha256"] for r in excluded} == selected
     assert all((r["reason"], r["detail"]) == ("tag:exclude", "lasso in the browser") for r in excluded)
     assert not kept & selected and len(kept) + len(selected) == N_IMAGES
+
+
+def test_map_colours_by_a_tag(browser, server, shots):  # noqa: F811
+    """After the tagging above (module order), the map can be coloured by the tag."""
+    _open_map(browser, server)
+    _choose(browser, "map-color", "tag exclude")
+    names = _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                            "const t=g && g._fullData; const n=t && t.map(x => x.name);"
+                                            "return n && n.includes('exclude') ? n : null"), "an exclude-coloured map")
+    assert set(names) >= {"exclude", "untagged"}
+    shots(browser, "curation-02-map-coloured-by-tag")
