@@ -215,3 +215,15 @@ def test_map_can_colour_by_a_tag(db_dir):
     values, continuous = views.point_colors(db, run.run_id, shas, "tag:odd-lighting")
     assert not continuous and {s for s, v in zip(shas, values) if v == "odd-lighting"} == {a}
     assert set(values) == {"odd-lighting", "untagged"}
+
+
+def test_export_latest_relabel_wins(db_dir, tmp_path):
+    from embedscope.store.export import curated_lists
+
+    db = Database(db_dir)
+    a = _sha_of(db, "dogs_07.jpg")
+    tag_images(db, [a], "relabel:zebras")
+    tag_images(db, [a], "relabel:apes")  # later, though alphabetically first
+    kept, excluded = curated_lists(db)
+    row = next(r for r in kept.to_pylist() if r["sha256"] == a)
+    assert (row["label"], row["original_label"]) == ("apes", "dogs") and excluded.num_rows == 0

@@ -21,6 +21,7 @@ the two lists as CSV).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from embedscope.store.runs import latest_run, overlay_runs
 from embedscope.store.tags import EXCLUDE, KEEP, relabel_target
 
 FORMATS = ("csv", "parquet", "imagefolder")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FLAGS = ("exact_dup", "near_dup", "novel", "contaminated")
 KEPT_COLUMNS = ("sha256", "label", "original_label", "path", "paths", "n_paths", "tags")
 EXCLUDED_COLUMNS = ("sha256", "label", "path", "paths", "reason", "detail", "score", "group", "partner")
@@ -101,15 +103,18 @@ def curated_lists(db: Database, *, exclude_tags: Sequence[str] = (EXCLUDE,), exc
                          + (f" WHERE {where}" if where else "") + " ORDER BY sha256", limit=None).to_pylist()
     shas = [r["sha256"] for r in images]
     paths = _paths_by_sha(db, shas)
-    notes = _tag_notes(db, shas)
+    current = _current_tags(db, shas)
     flags = _latest_flags(db, shas)
     partners = _group_partners(images, flags, exclude_flags)
     kept_rows, excluded_rows = [], []
     for img in images:
         sha, tags = img["sha256"], list(img["tags"] or [])
         all_paths = paths.get(sha) or [img["path"]]
-        label = next((relabel_target(t) for t in reversed(tags) if relabel_target(t)), None) or img["label"]
-        reasons = [{"reason": f"tag:{t}", "detail": notes.get((sha, t))} for t in exclude_tags if t in tags]
+        # (a tag written between the two reads has no row: it sorts first, its note is empty)
+        relabels = sorted((current.get((sha, t), {}).get("tagged_at") or _EPOCH, relabel_target(t))
+                          for t in tags if relabel_target(t))
+        label = relabels[-1][1] if relabels else img["label"]  # the latest relabel: tag wins
+        reasons = [{"reason": f"tag:{t}", "detail": current.get((sha, t), {}).get("note")} for t in exclude_tags if t in tags]
         if KEEP not in tags:
             reasons += _flag_reasons(flags.get(sha, {}), exclude_flags, partners.get(sha, {}))
         base = {"sha256": sha, "label": label, "path": all_paths[0], "paths": all_paths}
@@ -140,11 +145,12 @@ def _paths_by_sha(db: Database, shas: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _tag_notes(db: Database, shas: list[str]) -> dict[tuple[str, str], str | None]:
+def _current_tags(db: Database, shas: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(sha256, tag) → its ``image_tags`` row (note, tagged_at)."""
     from embedscope.store.tags import current_tags
 
     wanted = set(shas)
-    return {(r["sha256"], r["tag"]): r["note"] for r in current_tags(db).to_pylist() if r["sha256"] in wanted}
+    return {(r["sha256"], r["tag"]): r for r in current_tags(db).to_pylist() if r["sha256"] in wanted}
 
 
 def _latest_flags(db: Database, shas: list[str]) -> dict[str, dict[str, Any]]:
