@@ -6,6 +6,8 @@
 >>> es.similar("demo/drop/cat.jpg", k=5, where="label = 'cats'")     # doctest: +SKIP
 >>> es.similar_many(vectors, k=10)        # one DataFrame per query row  # doctest: +SKIP
 >>> ids, X = es.embeddings()              # list of sha256, (N, dim) float32 array
+>>> es.tag("label = 'cats' AND is_novel", "exclude", note="odd ones")  # doctest: +SKIP
+>>> es.tags()                             # the current tags (image_tags view)  # doctest: +SKIP
 
 Every call reads the latest committed data (an ingest or the daemon may be writing); searches
 see it within ``recheck_s`` seconds (default 1): the handle keeps a
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
 
 class EmbedscopeDB:
-    """Read-only access to one database: SQL, similarity search, tables as pandas/NumPy."""
+    """Access to one database: SQL, similarity search, tables as pandas/NumPy (read-only), and
+    the curator's tags (the one thing it writes, an append-only log)."""
 
     def __init__(self, db: "Database", *, search_cache: "SearchIndexCache | None" = None) -> None:
         from embedscope.store.search_cache import SearchIndexCache
@@ -78,6 +81,25 @@ class EmbedscopeDB:
         model = pick_model(self.db, model)
         table = self.db.read_embeddings(model, variant, columns=("sha256", "vector"))
         return table.column("sha256").to_pylist(), vectors_to_numpy(table.column("vector"))
+
+
+    def tag(self, shas_or_where: "str | Any", tag: str, *, note: str | None = None, remove: bool = False,
+            wait_lock: float = 0.0) -> int:
+        """Tag (or with ``remove=True`` untag) images: a SQL condition over ``images_latest``, or
+        an iterable of sha256. Appends to the ``tags`` log (source ``api``); returns how many."""
+        from embedscope.store.tags import shas_where, tag_images
+
+        self.db.refresh()
+        shas = shas_where(self.db, shas_or_where) if isinstance(shas_or_where, str) else list(shas_or_where)
+        return tag_images(self.db, shas, tag, note=note, remove=remove, source="api", wait_lock=wait_lock)
+
+    def tags(self, *, arrow: bool = False) -> Any:
+        """The current tags (``image_tags``: sha256, tag, note, tagged_at) as pandas (or Arrow)."""
+        from embedscope.store.tags import current_tags
+
+        self.db.refresh()
+        table = current_tags(self.db)
+        return table if arrow else table.to_pandas()
 
 
 def open(db: "str | os.PathLike[str]", *, storage_options: dict[str, str] | None = None) -> EmbedscopeDB:  # noqa: A001

@@ -31,7 +31,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     for name in ("threads", "max_original_mb", "max_upload_mpx", "max_body_mb"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0", "leave it out for the default")
-    app = create_app(args.db, auth=credentials, max_points=args.max_points, query_flags=query_flags,
+    app = create_app(args.db, auth=credentials, max_points=args.max_points, query_flags=query_flags, host=args.host,
                      query_config=args.config, storage_options=storage_options(args),
                      sql_limits=sql_limits(args, prefix="sql-"), max_original_bytes=int(args.max_original_mb * 2**20),
                      max_upload_pixels=int(args.max_upload_mpx * 1e6), max_body_bytes=int(args.max_body_mb * 2**20))

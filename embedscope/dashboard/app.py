@@ -32,7 +32,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                query_config: str | None = None, storage_options: dict[str, str] | None = None,
                sql_limits: Any = None, max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
                max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1") -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
     ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
@@ -45,7 +45,8 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     ``sql_limits``: the SQL page's :class:`~embedscope.store.sql.SqlLimits` (default
     ``DASHBOARD_LIMITS``). ``max_original_bytes``: /image serves originals up to this size.
     ``max_upload_pixels``: the Search page refuses larger uploads. ``max_body_bytes``: larger
-    request bodies get 413 before they are read.
+    request bodies get 413 before they are read. ``host``: the address it will be served on;
+    it writes tags only when that is loopback or ``auth`` is set.
     """
     import dash
     from dash import dcc, html
@@ -63,7 +64,8 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                            sql_limits=sql_limits, max_original_bytes=max_original_bytes,
                            max_upload_pixels=max_upload_pixels,
                            # build=False: use the graphs `embedscope index` saved, never stall a click building one
-                           search=SearchIndexCache(build=False))
+                           search=SearchIndexCache(build=False),
+                           writes_allowed=bool(auth) or is_loopback(host))
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None, on_error=_callback_error)
     app.server.config[CONFIG_KEY] = ctx

@@ -33,6 +33,8 @@ class DashboardContext:
     encoders: EncoderCache | None = field(default=None, repr=False)
     # the app's search state (saved graph indexes, image map), kept between neighbour lookups
     search: SearchIndexCache | None = field(default=None, repr=False)
+    # curation: the dashboard writes (only the tags log) when bound to loopback or behind auth
+    writes_allowed: bool = False
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,6 +43,17 @@ class DashboardContext:
         from embedscope.store.db import Database
 
         return Database(self.db_path, storage_options=self.storage_options)
+
+    def tag(self, shas: list[str], tag: str, *, note: str | None = None, remove: bool = False) -> int:
+        """Tag (or untag) images from the dashboard: the only write it makes, refused with one
+        line unless the server is bound to a loopback address or requires auth."""
+        from embedscope.errors import ConfigError
+        from embedscope.store.tags import tag_images
+
+        if not self.writes_allowed:
+            raise ConfigError("this dashboard is read-only: it is served off-loopback without auth",
+                              "serve it on 127.0.0.1 or with --auth-file to tag images")
+        return tag_images(self.db(), shas, tag, note=note, remove=remove, source="dashboard", wait_lock=10.0)
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

@@ -14,6 +14,7 @@ Tables (LanceDB, one directory each under the database folder):
 - ``drops``, ``arrivals``, ``pairs``, ``labels``  arrival checks: one row per checked drop, one per
                    (drop, path, verdict), the duplicate pairs found, every label seen per sha256
                    (see docs/verdicts.md)
+- ``tags``         the curator's tag log (append-only; SQL's ``image_tags`` view is the current state)
 """
 
 from __future__ import annotations
@@ -256,6 +257,19 @@ LABELS_SCHEMA = pa.schema(
     ]
 )
 
+# -- curation (issue 15): the tag log ----------------------------------------------------------
+TAGS = "tags"
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),  # exclude | keep | reviewed | relabel:<label> | any name
+        pa.field("action", pa.string(), nullable=False),  # 'add' | 'remove'; the latest per (sha256, tag) wins
+        pa.field("note", pa.string()),
+        pa.field("source", pa.string()),  # 'dashboard' | 'cli' | 'api' | 'sql-result'
+        pa.field("tagged_at", _TS),
+    ]
+)
+
 FIXED_SCHEMAS: dict[str, pa.Schema] = {
     IMAGES: IMAGES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
@@ -272,6 +286,8 @@ FIXED_SCHEMAS: dict[str, pa.Schema] = {
     ARRIVALS: ARRIVALS_SCHEMA,
     PAIRS: PAIRS_SCHEMA,
     LABELS: LABELS_SCHEMA,
+    # curation
+    TAGS: TAGS_SCHEMA,
 }
 
 # Upsert keys: what makes a row unique in each table.
@@ -291,6 +307,8 @@ KEYS: dict[str, list[str]] = {
     ARRIVALS: ["drop_id", "path", "verdict"],
     PAIRS: ["run_id", "path_a", "sha_b"],
     LABELS: ["sha256", "label"],
+    # curation: an append-only log (Database.append), keyed by when
+    TAGS: ["sha256", "tag", "tagged_at"],
 }
 EMBEDDING_KEYS = ["sha256", "model", "variant"]
 

@@ -27,6 +27,8 @@ Views and macros defined on top of the tables:
 - ``images_latest``: ``images`` plus the latest ``analyze`` run's ``cluster``, ``x``, ``y``,
   ``novelty_score``, ``is_novel``, ``is_contaminated``, ``dup_group`` (nulls before any run),
   overlaid with the novelty-only runs scored against it, so images the daemon scored show up;
+- ``image_tags``: the current tags (sha256, tag, note, tagged_at) from the ``tags`` log, and
+  ``images_latest.tags`` their names as a list;
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
 - ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
@@ -153,6 +155,13 @@ _MACROS = (
 )
 
 
+# The current tags: the latest action per (sha256, tag) in the ``tags`` log is an ``add``.
+IMAGE_TAGS_VIEW = """CREATE VIEW image_tags AS
+    SELECT sha256, tag, note, tagged_at FROM (
+        SELECT *, row_number() OVER (PARTITION BY sha256, tag ORDER BY tagged_at DESC) AS newest FROM tags)
+    WHERE newest = 1 AND action = 'add'"""
+
+
 def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS) -> pa.Table:
     """Run one read-only ``SELECT`` over the database's tables; at most ``limit`` rows.
 
@@ -181,6 +190,7 @@ def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
         _register_tables(box.con, db)
         for stmt in _MACROS:
             box.execute(stmt)
+        box.execute(IMAGE_TAGS_VIEW)
         box.execute(_images_latest_view(db))
         for stmt in (*limits.settings(temp_dir), *_LOCKDOWN):
             box.execute(stmt)
@@ -267,7 +277,7 @@ def is_truncated(table: pa.Table) -> bool:
 
 def visible_tables(db: Database) -> list[str]:
     """The names a query can use, fixed tables and views first, then ``embeddings_<model>``."""
-    return [*S.FIXED_SCHEMAS, "embeddings", "images_latest", *db.embedding_table_names()]
+    return [*S.FIXED_SCHEMAS, "embeddings", "images_latest", "image_tags", *db.embedding_table_names()]
 
 
 # -- registration ----------------------------------------------------------------------------
@@ -304,8 +314,10 @@ def _images_latest_view(db: Database) -> str:
     dims = literal(run.primary_dims if run else 2)
     return f"""CREATE VIEW images_latest AS
         WITH r(run_id, rank) AS (VALUES {runs})
-        SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group
+        SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group,
+               COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
         FROM images i
+        LEFT JOIN (SELECT sha256, list(tag ORDER BY tag) AS tags FROM image_tags GROUP BY sha256) t USING (sha256)
         LEFT JOIN (SELECT sha256, arg_max(cluster, rank) AS cluster FROM clusters JOIN r USING (run_id)
                    WHERE method = {cluster} GROUP BY sha256) c USING (sha256)
         LEFT JOIN (SELECT sha256, arg_max(x, rank) AS x, arg_max(y, rank) AS y FROM projections

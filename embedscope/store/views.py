@@ -33,6 +33,7 @@ COLOR_CONTAMINATION = "contamination"
 COLOR_DROP = "drop"
 COLOR_DATE = "ingest_date"
 COLOR_CLUSTER_PREFIX = "cluster:"
+COLOR_TAG_PREFIX = "tag:"  # curation: tagged with <name> or not
 
 
 def is_sha256(value: Any) -> bool:
@@ -74,7 +75,15 @@ def color_options(db: Database, run: Run | None) -> list[tuple[str, str]]:
         opts += [(COLOR_CLUSTER_PREFIX + m, f"cluster ({m})") for m in methods]
     opts += [(COLOR_LABEL, "label"), (COLOR_NOVELTY, "novelty score"), (COLOR_CONTAMINATION, "contamination"),
              (COLOR_DROP, "drop folder"), (COLOR_DATE, "ingest date")]
-    return opts
+    return opts + [(COLOR_TAG_PREFIX + t, f"tag {t}") for t in _tag_names(db)]
+
+
+def _tag_names(db: Database) -> list[str]:
+    if not db.has_table(S.TAGS):  # no curation yet: skip the SQL connection
+        return []
+    from embedscope.store.tags import current_tags
+
+    return sorted(set(current_tags(db).column("tag").to_pylist()))
 
 
 # -- map ------------------------------------------------------------------------------------
@@ -146,6 +155,12 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
         if color_by == COLOR_DATE:
             return [m[s].strftime("%Y-%m-%d") if m.get(s) else None for s in shas], False
         return [m.get(s) for s in shas], False
+    if color_by.startswith(COLOR_TAG_PREFIX):
+        from embedscope.store.tags import current_tags
+
+        tag = color_by[len(COLOR_TAG_PREFIX):]
+        tagged = {r["sha256"] for r in current_tags(db).to_pylist() if r["tag"] == tag}
+        return [tag if s in tagged else "untagged" for s in shas], False
     raise NotFoundError(f"unknown colour {color_by!r}", "pick one from the dropdown")
 
 

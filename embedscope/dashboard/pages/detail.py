@@ -8,7 +8,7 @@ from typing import Any
 from dash import Input, Output, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, ids, shaping
+from embedscope.dashboard import context, curation, ids, shaping
 
 
 def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
@@ -56,6 +56,8 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                 html.H4("Source paths"),
                 html.Ul([html.Li(f"{s['path']}  (drop {s.get('drop')}, seen {s.get('seen_at')})") for s in d["sources"]],
                         id=ids.DETAIL_SOURCES, style={"fontSize": "13px"}),
+                html.H4("Tags"),
+                curation.image_tag_panel(db, sha),
                 html.H4("Embeddings"),
                 html.Ul([html.Li(f"{e['model']}/{e['variant']} · dim {e['dim']} · weights {e['weights']}") for e in d["embeddings"]],
                         style={"fontSize": "13px"}),
@@ -82,6 +84,8 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
+    curation.register_image_callbacks(app, ctx)
+
     @app.callback(Output(ids.DETAIL_IMAGE, "src"), Input(ids.DETAIL_OVERLAY, "value"), Input(ids.DETAIL_SHA, "data"),
                   prevent_initial_call=True)
     def _overlay(value: list[str] | None, sha: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, figures, ids, shaping
+from embedscope.dashboard import context, curation, figures, ids, shaping
 
 GALLERY_MAX = 60  # thumbnails shown for a selection (the CSV has all of it)
 
@@ -60,6 +60,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
                 html.Div([html.Button("Export CSV of paths", id=ids.MAP_EXPORT, n_clicks=0),
                           html.Button("Clear selection", id=ids.MAP_CLEAR, n_clicks=0, style={"marginLeft": "6px"})]),
                 dcc.Download(id=ids.MAP_DOWNLOAD),
+                curation.tag_panel(),
                 html.Div(id=ids.MAP_GALLERY, style={"maxHeight": "520px", "overflowY": "auto"}),
             ], style={"flex": "0 0 33%", "paddingLeft": "10px", "minWidth": "0"}),
         ], style={"display": "flex"}),
@@ -70,6 +71,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.errors import EmbedscopeError
     from embedscope.store import views
     from embedscope.store.runs import run_by_id
+
+    curation.register_callbacks(app, ctx)
 
     @app.callback(Output(ids.MAP_PROJECTION, "options"), Output(ids.MAP_PROJECTION, "value"),
                   Output(ids.MAP_COLOR, "options"), Output(ids.MAP_COLOR, "value"),
