@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.dashboard_db import N_IMAGES, cached_dashboard_db, running_dashboard
 from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _choose, _js, _open_map, _pointer, _type, _wait
-from tests.test_dashboard_browser import browser, shots  # noqa: F401  (fixtures; `browser` uses this module's `server`)  # noqa: F401  (pytest fixtures)
+from tests.test_dashboard_browser import browser, shots  # noqa: F401  (fixtures; `browser` uses this module's `server`)
 
 pytestmark = pytest.mark.browser
 
