@@ -35,7 +35,7 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help=dflt("decode threads", "workers", "0: CPU count, at most 8"))
     p.add_argument("--label-from-folder", action="store_true", default=None,
                    help="store each image's parent folder name as its label")
-    p.add_argument("--image-size", type=int, help=dflt("model input side in pixels (DINOv2: a multiple of 14)", "image_size"))
+    p.add_argument("--image-size", type=int, help=dflt("model input side in pixels; 0 = the model's own (DINOv2: a multiple of 14; CLIP: its own size only)", "image_size"))
     p.add_argument("--preprocess", choices=["default", "xray"],
                    help=dflt("xray = grayscale + CLAHE before the model", "preprocess"))
     p.add_argument("--store-patch-mean", action="store_true", default=None,
@@ -57,13 +57,14 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
 def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSettings:
     """IngestSettings from flags > EMBEDSCOPE_* > the TOML [ingest] section > defaults."""
     from embedscope.config import load_settings
+    from embedscope.ingest.encoders import with_model_image_size
     from embedscope.models.factory import check_encoder_options
     from embedscope.objectstore import as_items, parse_options
 
     flags = {k: v for k, v in vars(args).items()
              if k not in ("drops", "command", "handler", "config", "json", "wait_lock")}
     flags["drops"] = tuple(drops)
-    settings = load_settings(IngestSettings, flags, section="ingest", config_file=args.config)
+    settings = with_model_image_size(load_settings(IngestSettings, flags, section="ingest", config_file=args.config))
     # the family's own rules (e.g. DINOv2's ×14 image size) fail here, before any database work
     check_encoder_options(settings.model, image_size=settings.image_size, precision=settings.precision)
     if getattr(args, "storage_option", None):  # per key, over the env / TOML ones

@@ -23,6 +23,18 @@ class Encoders:
     stages: list[VariantStage]
 
 
+def with_model_image_size(settings: IngestSettings) -> IngestSettings:
+    """``settings`` with ``image_size`` 0 ("the model's own") replaced by the model's registry
+    size (224 for DINOv2 and most CLIPs, 256 for MobileCLIP2-S0); a given size is kept."""
+    if settings.image_size:
+        return settings
+    from dataclasses import replace
+
+    from embedscope.models.registry import get_encoder_config
+
+    return replace(settings, image_size=get_encoder_config(settings.model).image_size)
+
+
 def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoders:
     """Resolve weights (failing before any database work), load DINOv2 (and SAM2).
 

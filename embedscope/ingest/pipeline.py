@@ -37,7 +37,7 @@ from embedscope.ingest.decode_stage import (
     draft_size,
 )
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, VariantStage, encode_batch, stage_timings
-from embedscope.ingest.encoders import Encoders, load_encoders
+from embedscope.ingest.encoders import Encoders, load_encoders, with_model_image_size
 from embedscope.ingest.hash_stage import timed_hash
 from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
 from embedscope.ingest.scan import FileEntry, scan_drops
@@ -254,6 +254,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSum
         from embedscope.ingest.ray_executor import run_ingest_ray
 
         return run_ingest_ray(settings, wait_lock=wait_lock)
+    settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
