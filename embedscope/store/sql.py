@@ -44,7 +44,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -86,6 +86,16 @@ class SqlLimits:
         if self.threads:
             out.append(f"SET threads = {int(self.threads)}")
         return out
+
+
+@dataclass(frozen=True)
+class SqlFunction:
+    """A Python function a query may call, registered before the lockdown: ``params`` and
+    ``returns`` are DuckDB type names; NULL arguments reach ``fn`` as ``None``."""
+
+    fn: Callable[..., Any]
+    params: tuple[str, ...]
+    returns: str
 
 
 CLI_LIMITS = SqlLimits()  # `embedscope query`, the Python API
@@ -153,24 +163,44 @@ _MACROS = (
 )
 
 
-def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS) -> pa.Table:
+# with the functions ``_text_vector(text, model)`` and ``_text_model(model)`` (a NULL model = the
+# caller's default text model); the query vector is computed once, in the CTE
+_TEXT_MACROS = (
+    """CREATE MACRO text_vector(t, model_name := NULL) AS _text_vector(t, model_name)""",
+    """CREATE MACRO similar_to_text(t, k := 20, model_name := NULL, variant_name := 'full') AS TABLE
+        WITH q AS (SELECT _text_model(model_name) AS q_model, _text_vector(t, model_name) AS q_vector)
+        SELECT e.sha256, e.model, e.variant,
+               greatest(1.0 - list_cosine_similarity(e.vector, q.q_vector), 0.0) AS distance
+        FROM embeddings e JOIN q ON e.model = q.q_model
+        WHERE e.variant = variant_name
+        ORDER BY distance, e.sha256 LIMIT k""",
+)
+
+
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS,
+            functions: Mapping[str, SqlFunction] | None = None) -> pa.Table:
     """Run one read-only ``SELECT`` over the database's tables; at most ``limit`` rows.
 
     Raises :class:`QueryError` for anything that is not a single ``SELECT``, for anything
     the sandbox refuses (files, network, extensions), for SQL errors and when a query passes
     one of ``limits`` (time, memory, spill). When rows were cut at ``limit`` the result's
-    schema metadata has ``embedscope.truncated = "true"``.
+    schema metadata has ``embedscope.truncated = "true"``. ``functions``: see :func:`connect`.
     """
-    con = connect(db, limits=limits)
+    con = connect(db, limits=limits, functions=functions)
     try:
         return execute(con, sql, limit=limit)
     finally:
         con.close()
 
 
-def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
+def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS,
+            functions: Mapping[str, SqlFunction] | None = None) -> Sandbox:
     """An in-memory DuckDB connection with every table registered, limited by ``limits`` and
-    locked down read-only. Close it (it owns a spill folder)."""
+    locked down read-only. Close it (it owns a spill folder).
+
+    ``functions``: Python functions by name, registered before the lockdown; given
+    ``_text_vector`` and ``_text_model`` the text macros (``text_vector``, ``similar_to_text``)
+    are defined too."""
     try:
         import duckdb
     except ImportError:  # pragma: no cover - a dependency
@@ -181,6 +211,7 @@ def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
         _register_tables(box.con, db)
         for stmt in _MACROS:
             box.execute(stmt)
+        _register_functions(box.con, functions or {})
         box.execute(_images_latest_view(db))
         for stmt in (*limits.settings(temp_dir), *_LOCKDOWN):
             box.execute(stmt)
@@ -286,6 +317,18 @@ def _register_tables(con: Any, db: Database) -> None:
         con.register("_embeddings_empty", empty)
         parts.append("SELECT * FROM _embeddings_empty")
     con.execute("CREATE VIEW embeddings AS " + " UNION ALL BY NAME ".join(parts))
+
+
+def _register_functions(con: Any, functions: Mapping[str, SqlFunction]) -> None:
+    import duckdb
+    from duckdb.func import FunctionNullHandling
+
+    for name, f in functions.items():
+        con.create_function(name, f.fn, [duckdb.sqltype(p) for p in f.params], duckdb.sqltype(f.returns),
+                            null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
+    if {"_text_vector", "_text_model"} <= set(functions):
+        for stmt in _TEXT_MACROS:
+            con.execute(stmt)
 
 
 def _flexible_embeddings_schema() -> pa.Schema:

@@ -1,0 +1,52 @@
+"""``search-text``: images by what a text describes, through a CLIP table; and the text
+functions a SQL query may call (``text_vector``, ``similar_to_text``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from embedscope.cli.common import add_db, add_output, emit, open_db
+
+
+def text_vectors(args: argparse.Namespace) -> Any:
+    """A :class:`~embedscope.ingest.embed_text.TextVectors` cache for one command."""
+    from embedscope.ingest.embed_text import TextVectors
+
+    return TextVectors(weights=getattr(args, "weights", None), device=getattr(args, "device", None) or "auto")
+
+
+def sql_text_functions(db: Any, sql: str, args: argparse.Namespace | None = None) -> dict[str, Any] | None:
+    """The text functions for ``sql`` when it names ``text_vector`` / ``similar_to_text``, else
+    None (no model is loaded for a query that does not use them)."""
+    from embedscope.ingest.embed_text import names_text_functions
+
+    if not names_text_functions(sql):
+        return None
+    return text_vectors(args or argparse.Namespace()).sql_functions(db)
+
+
+def cmd_search_text(args: argparse.Namespace) -> int:
+    from embedscope.ingest.embed_text import pick_text_model
+    from embedscope.store.search import similar
+
+    db = open_db(args)
+    model = pick_text_model(db, args.model)
+    vector = text_vectors(args).vector(db, args.text, model)
+    print(f"searching {model} for {args.text!r}", file=sys.stderr)
+    emit(similar(db, vector, k=args.k, model=model, where=args.where), args)
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("search-text", help="images that match a text, through a CLIP model's table")
+    add_db(p)
+    p.add_argument("text", metavar="TEXT", help='what to look for, e.g. "a chest x-ray with a pacemaker"')
+    p.add_argument("--model", help="which CLIP table (default: the only one)")
+    p.add_argument("--k", type=int, default=20, help="how many images (default 20)")
+    p.add_argument("--where", metavar="SQL", help="condition on images_latest columns, e.g. \"label = 'cats'\"")
+    p.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    add_output(p)
+    p.set_defaults(handler=cmd_search_text)
