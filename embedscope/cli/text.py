@@ -17,14 +17,9 @@ def text_vectors(args: argparse.Namespace) -> Any:
     return TextVectors(weights=getattr(args, "weights", None), device=getattr(args, "device", None) or "auto")
 
 
-def sql_text_functions(db: Any, sql: str, args: argparse.Namespace | None = None) -> dict[str, Any] | None:
-    """The text functions for ``sql`` when it names ``text_vector`` / ``similar_to_text``, else
-    None (no model is loaded for a query that does not use them)."""
-    from embedscope.ingest.embed_text import names_text_functions
-
-    if not names_text_functions(sql):
-        return None
-    return text_vectors(args or argparse.Namespace()).sql_functions(db)
+def sql_text_functions(db: Any, sql: str) -> dict[str, Any] | None:
+    """SQL's text functions for ``embedscope query`` (None unless ``sql`` names them)."""
+    return text_vectors(argparse.Namespace()).functions_for(db, sql)
 
 
 def cmd_search_text(args: argparse.Namespace) -> int:

@@ -30,6 +30,8 @@ class DashboardContext:
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     # the app's one encoder cache (search by upload, within-image patches): built in create_app
     encoders: EncoderCache | None = field(default=None, repr=False)
+    # the app's text-vector cache (SQL's text_vector / similar_to_text), made on first use
+    _text_vectors: Any = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -38,6 +40,16 @@ class DashboardContext:
         from embedscope.store.db import Database
 
         return Database(self.db_path, storage_options=self.storage_options)
+
+    def text_vectors(self) -> Any:
+        """The server's :class:`~embedscope.ingest.embed_text.TextVectors` (one per app)."""
+        from embedscope.ingest.embed_text import TextVectors
+
+        with self._lock:
+            if self._text_vectors is None:
+                flags = self.encoders.flags if self.encoders is not None else {}
+                self._text_vectors = TextVectors(weights=flags.get("weights"), device=flags.get("device") or "auto")
+            return self._text_vectors
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

@@ -124,6 +124,11 @@ class TextVectors:
             self._encoders[key] = enc
         return self._encoders[key]
 
+    def functions_for(self, db: Any, sql: str) -> dict[str, Any] | None:
+        """:meth:`sql_functions` when ``sql`` names ``text_vector`` / ``similar_to_text``, else
+        None (a query that does not use them never loads a model)."""
+        return self.sql_functions(db) if names_text_functions(sql or "") else None
+
     def sql_functions(self, db: Any) -> dict[str, Any]:
         """The DuckDB functions behind SQL's ``text_vector(text, model_name := NULL)`` and
         ``similar_to_text(text, k)`` (see :mod:`embedscope.store.sql`): the vector of a text, and
