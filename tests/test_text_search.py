@@ -94,3 +94,43 @@ def test_a_dinov2_only_database_says_to_ingest_with_an_openclip_model(tmp_path):
     assert out.returncode != 0
     error = out.stderr.strip().splitlines()[-1]
     assert "openclip" in error and "no CLIP-family embeddings" in error
+
+
+def test_zero_shot_tags_are_the_argmax_of_the_brute_force_softmax(clip_db):
+    tags = ["cat", "dogs", "x-ray", "document"]
+    out = run_cli("analyze", "--db", str(clip_db), "--zero-shot", ",".join(tags), "--prompt", "a picture of {}",
+                  "--json")
+    run_id = json.loads(out.stdout)["run_id"]
+    es = embedscope.open(clip_db)
+    ids, X = es.embeddings(MODEL)
+    enc = create_encoder(MODEL, weights="random", device="cpu", precision="fp32")
+    T = enc.text.embed_texts([f"a picture of {t}" for t in tags])
+    logits = 100.0 * (X @ T.T)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows = es.sql(f"SELECT * FROM zero_shot WHERE run_id = '{run_id}'").set_index("sha256").loc[ids]
+    assert list(rows["tag"]) == [tags[i] for i in p.argmax(axis=1)]
+    np.testing.assert_allclose(rows["probability"], p.max(axis=1), atol=1e-4)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    np.testing.assert_allclose(rows["margin"], top2[:, 1] - top2[:, 0], atol=1e-4)
+    latest = es.sql("SELECT sha256, zero_shot_tag FROM images_latest").set_index("sha256").loc[ids]
+    assert list(latest["zero_shot_tag"]) == list(rows["tag"])
+    run = es.sql(f"SELECT kind, model FROM runs WHERE run_id = '{run_id}'").iloc[0]
+    assert (run["kind"], run["model"]) == ("zero_shot", MODEL)
+
+
+def test_label_disagreement_needs_a_label_naming_another_tag_and_confidence():
+    from embedscope.analysis.zero_shot import label_disagreements, tag_key, zero_shot_tags
+
+    assert tag_key("Cats") == tag_key("cat") and tag_key("x_ray") == tag_key("X-Ray")
+    T = np.eye(3, 8, dtype=np.float32)  # tags: cat, dog, x-ray
+    X = np.array([T[1], T[1], T[0] * 0.6 + T[1] * 0.8, T[2]], np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    result = zero_shot_tags(X, T)
+    labels = ["cats", "dogs", "Cats", "radiograph"]
+    marked = label_disagreements(labels, ["cat", "dog", "x-ray"], result)
+    # 0: labelled cat, confidently a dog; 1: agrees; 2: a dog at cosine 0.8 vs 0.6 (×100: confident);
+    # 3: the label names no tag, never marked
+    assert list(result.best) == [1, 1, 1, 2]
+    assert list(marked) == [True, False, True, False]
+    assert not label_disagreements(labels, ["cat", "dog", "x-ray"], result, min_probability=1.01).any()

@@ -34,6 +34,32 @@ def cmd_search_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zero_shot(args: argparse.Namespace) -> int:
+    """``analyze --zero-shot TAGS``: one ``kind='zero_shot'`` run over a CLIP table."""
+    import json
+
+    from embedscope.analysis.zero_shot import parse_tags, prompts, run_zero_shot
+    from embedscope.ingest.embed_text import pick_text_model
+    from embedscope.store.filters import eq
+    from embedscope.store.runs import run_by_id
+
+    db = open_db(args)
+    model = pick_text_model(db, args.model)
+    tags = parse_tags(args.zero_shot)
+    tag_vectors = text_vectors(args).vectors(db, prompts(tags, args.prompt), model)
+    run = run_by_id(db, run_zero_shot(db, model=model, tags=tags, prompt=args.prompt, tag_vectors=tag_vectors,
+                                      variant=args.variant or "full"))
+    counts = db.read("zero_shot", ["tag"], where=eq("run_id", run.run_id)).column("tag").to_pylist()
+    summary = {tag: counts.count(tag) for tag in tags}
+    print(f"zero_shot run {run.run_id}: {run.n_images} images of {model} tagged "
+          f"({', '.join(f'{t} {n}' for t, n in summary.items())}); "
+          f"{run.params['label_disagreements']} label disagreements", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"run_id": run.run_id, "kind": run.kind, "n_images": run.n_images, "tags": summary,
+                          "label_disagreements": run.params["label_disagreements"]}))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("search-text", help="images that match a text, through a CLIP model's table")
     add_db(p)

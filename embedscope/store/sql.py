@@ -27,6 +27,8 @@ Views and macros defined on top of the tables:
 - ``images_latest``: ``images`` plus the latest ``analyze`` run's ``cluster``, ``x``, ``y``,
   ``novelty_score``, ``is_novel``, ``is_contaminated``, ``dup_group`` (nulls before any run),
   overlaid with the novelty-only runs scored against it, so images the daemon scored show up;
+  and the latest ``analyze --zero-shot`` run's ``zero_shot_tag``, ``zero_shot_probability``,
+  ``zero_shot_margin``, ``label_disagreement`` (nulls before any);
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
 - ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
@@ -52,7 +54,7 @@ from embedscope.errors import DependencyError, QueryError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import ident, literal
-from embedscope.store.runs import latest_run, overlay_runs
+from embedscope.store.runs import KIND_ZERO_SHOT, latest_run, overlay_runs
 
 TRUNCATED_KEY = b"embedscope.truncated"
 
@@ -345,9 +347,11 @@ def _images_latest_view(db: Database) -> str:
     cluster = literal(run.primary_cluster if run else None)
     projection = literal(run.primary_projection if run else None)
     dims = literal(run.primary_dims if run else 2)
+    zero_shot = latest_run(db, kind=KIND_ZERO_SHOT)
     return f"""CREATE VIEW images_latest AS
         WITH r(run_id, rank) AS (VALUES {runs})
-        SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group
+        SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group,
+               z.zero_shot_tag, z.zero_shot_probability, z.zero_shot_margin, z.label_disagreement
         FROM images i
         LEFT JOIN (SELECT sha256, arg_max(cluster, rank) AS cluster FROM clusters JOIN r USING (run_id)
                    WHERE method = {cluster} GROUP BY sha256) c USING (sha256)
@@ -357,7 +361,10 @@ def _images_latest_view(db: Database) -> str:
         LEFT JOIN (SELECT sha256, arg_max(novelty_score, rank) AS novelty_score,
                           arg_max(is_novel, rank) AS is_novel, arg_max(is_contaminated, rank) AS is_contaminated,
                           arg_max(dup_group, rank) AS dup_group
-                   FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)"""
+                   FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)
+        LEFT JOIN (SELECT sha256, tag AS zero_shot_tag, probability AS zero_shot_probability,
+                          margin AS zero_shot_margin, label_disagreement FROM zero_shot
+                   WHERE run_id = {literal(zero_shot.run_id if zero_shot else None)}) z USING (sha256)"""
 
 
 def _limit_error(exc: BaseException, limits: SqlLimits, *, timed_out: bool) -> BaseException:
@@ -390,5 +397,5 @@ def _hint_for(exc: BaseException) -> str:
     text = str(exc)
     if "does not exist" in text and ("Table" in text or "Catalog" in text):
         return ("tables: images, sources, quarantine, embeddings, embeddings_<model>, masks, runs, "
-                "clusters, projections, flags, metrics, images_latest")
+                "clusters, projections, flags, zero_shot, metrics, images_latest")
     return ""
