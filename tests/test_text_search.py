@@ -117,6 +117,11 @@ def test_zero_shot_tags_are_the_argmax_of_the_brute_force_softmax(clip_db):
     assert list(latest["zero_shot_tag"]) == list(rows["tag"])
     run = es.sql(f"SELECT kind, model FROM runs WHERE run_id = '{run_id}'").iloc[0]
     assert (run["kind"], run["model"]) == ("zero_shot", MODEL)
+    from embedscope.store import views  # the map can be coloured by the tag
+
+    db = Database(clip_db)
+    assert ("zero_shot_tag", "zero-shot tag") in views.color_options(db, None)
+    assert views.point_colors(db, "", ids, "zero_shot_tag") == (list(rows["tag"]), False)
 
 
 def test_label_disagreement_needs_a_label_naming_another_tag_and_confidence():
