@@ -89,3 +89,17 @@ def test_map_text_box_rings_the_brute_force_top_k(browser, server, tmp_path):
     cards = _js(browser, "return document.querySelectorAll('#map-gallery-cards img').length")
     assert cards == len(expected)
     browser.save_screenshot(str(tmp_path / "map-text-search.png"))
+
+
+def test_search_page_text_section_lists_the_brute_force_top_k_in_order(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server["url"] + "/search")
+    box = _wait(browser, lambda d: d.find_element("id", "search-text"), "the text box")
+    _type(box, TEXT)
+    box.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#search-text-gallery [data-sha256]').length > 0"),
+          "hits")
+    shas = _js(browser, "return [...document.querySelectorAll('#search-text-gallery [data-sha256]')]"
+                        ".map(e => e.dataset.sha256)")
+    assert shas == brute_force_top(server["db"], 12)  # the page's k (12), nearest first

@@ -110,6 +110,10 @@ SEARCH_QUERY_THUMB = "search-query-thumb"
 SEARCH_DONE = "search-done"
 SEARCH_CHECK_FAILED = "search-check-failed"
 SEARCH_GALLERY = "search-gallery"
+SEARCH_TEXT = "search-text"  # search by text through a CLIP table
+SEARCH_TEXT_MODEL = "search-text-model"
+SEARCH_TEXT_RESULTS = "search-text-results"
+SEARCH_TEXT_GALLERY = "search-text-gallery"
 
 # clusters page: dendrogram and the k-means / k-medoids animation
 CLUSTERS_DENDROGRAM = "clusters-dendrogram"
