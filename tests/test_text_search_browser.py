@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import make_photo, run_cli, save_jpeg
 from tests.dashboard_db import running_dashboard
-from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, WAIT, _js, _type, _wait
+from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _js, _type, _wait
+from tests.test_dashboard_browser import browser  # noqa: F401  (the fixture, on this module's server)
 
 pytestmark = pytest.mark.browser
 
@@ -31,22 +32,6 @@ def server(tmp_path_factory):
     run_cli("analyze", "--db", str(db), "--project", "pca", "--cluster", "kmeans", "--k", "2")
     with running_dashboard(db, tmp / "server.log", start_timeout=90) as url:
         yield {"url": url, "db": db}
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--enable-unsafe-swiftshader", "--window-size=1500,1100"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(WAIT)
-    yield driver
-    driver.quit()
 
 
 def brute_force_top(db_dir, k: int) -> list[str]:
