@@ -240,6 +240,7 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
     """An :class:`IngestRun` for loaded encoders. ``decode_device`` overrides where the
     batched JPEG decode runs (internal: the tests run the GPU path's code with ``"cpu"``)."""
     enc = encoders.encoder
+    settings = with_model_image_size(settings)
     batch_decoder = batch_decoder_for(settings, enc.preprocessor, device=decode_device)
     return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
                      weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision),
