@@ -30,15 +30,18 @@ class KnownState:
         images = set(db.read(S.IMAGES, ["sha256"]).column("sha256").to_pylist())
         q = db.read(S.QUARANTINE, ["sha256", "reason"])
         quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
+        from embedscope.ingest.model_stage import split_key
+
         embedded: dict[str, set[str]] = {}
-        table = S.embeddings_table_name(model)
-        for variant in variants:
+        for key in variants:  # a plain variant of ``model``, or "<other model>:<variant>"
+            other, variant = split_key(key)
+            table = S.embeddings_table_name(other or model)
             if db.has_table(table):
                 col = db.read(table, ["sha256"], where=filters.both(filters.eq("variant", variant),
-                                                                     filters.eq("model", model)))
-                embedded[variant] = set(col.column("sha256").to_pylist())
+                                                                     filters.eq("model", other or model)))
+                embedded[key] = set(col.column("sha256").to_pylist())
             else:
-                embedded[variant] = set()
+                embedded[key] = set()
         return cls(images, quarantined, embedded)
 
     def missing_variants(self, sha: str, variants: Sequence[str]) -> tuple[str, ...]:
