@@ -75,8 +75,9 @@ def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoder
 
         if settings.sam2 or settings.store_patch_mean:
             raise ConfigError("--sam2 / --store-patch-mean take one --model", "ingest the other models in a second run")
+        other_weights = settings.weights if settings.weights in ("hub", "random") else "hub"  # a file is the first's
         for name in others:
-            other = create_encoder(name, weights=settings.weights, device=settings.device, precision=settings.precision,
+            other = create_encoder(name, weights=other_weights, device=settings.device, precision=settings.precision,
                                    preprocess=settings.preprocess, torch_threads=settings.torch_threads)
             if other.weights.is_random and announce:
                 warn_random(f"{other.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
