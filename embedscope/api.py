@@ -36,6 +36,7 @@ class EmbedscopeDB:
 
         self.db = db
         self.search_cache = search_cache if search_cache is not None else SearchIndexCache()
+        self._text_vectors: Any = None  # the text-vector cache, made on the first search_text
 
     def __repr__(self) -> str:
         return f"embedscope.open({self.db.uri!r})"
@@ -62,6 +63,22 @@ class EmbedscopeDB:
         tables = similar_many(self.db, queries, k=k, model=model, variant=variant, where=where,
                               cache=self.search_cache)
         return tables if arrow else [t.to_pandas() for t in tables]
+
+    def search_text(self, text: str, *, k: int = 20, model: str | None = None, where: str | None = None,
+                    weights: str | None = None, arrow: bool = False) -> Any:
+        """Images matching ``text`` through a CLIP table (default: the only one), nearest first;
+        the text is embedded with the table's recorded weights (``weights``: a file's path when
+        the table was embedded from a local file) and cached for this object's lifetime."""
+        from embedscope.ingest.embed_text import TextVectors, pick_text_model
+        from embedscope.store.queries import similar
+
+        self.db.refresh()
+        if self._text_vectors is None or self._text_vectors.weights != weights:
+            self._text_vectors = TextVectors(weights=weights)
+        model = pick_text_model(self.db, model)
+        vector = self._text_vectors.vector(self.db, text, model)
+        table = similar(self.db, vector, k=k, model=model, where=where)
+        return table if arrow else table.to_pandas()
 
     @property
     def images(self) -> Any:

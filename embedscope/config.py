@@ -45,7 +45,7 @@ class IngestSettings:
     batch_size: int = 0  # 0 = auto: 32 on CPU, from free memory on CUDA
     workers: int = 0  # 0 = choose from the CPU count
     label_from_folder: bool = False
-    image_size: int = 224
+    image_size: int = 0  # 0 = the model's own input size (its registry entry; resolved by ingest)
     preprocess: str = "default"
     store_patch_mean: bool = False
     max_pixels: int = 178_956_970  # decoded pixels per image (header-checked before decoding)
@@ -89,8 +89,9 @@ class IngestSettings:
         for name in ("batch_size", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 (auto) or more")
-        for name in ("image_size", "thumbnail_size", "prefetch_batches", "sam2_max_side", "max_pixels",
-                     "max_file_bytes"):
+        if self.image_size < 0:
+            raise ConfigError("--image-size must be 0 (the model's own size) or more")
+        for name in ("thumbnail_size", "prefetch_batches", "sam2_max_side", "max_pixels", "max_file_bytes"):
             if getattr(self, name) < 1:
                 flag = "max-file-size" if name == "max_file_bytes" else name.replace("_", "-")
                 raise ConfigError(f"--{flag} must be at least 1")

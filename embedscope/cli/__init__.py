@@ -16,13 +16,13 @@ import sys
 from typing import Sequence
 
 from embedscope import __version__
-from embedscope.cli import analyze, check, curate, dashboard, ingest, query, verdicts
+from embedscope.cli import analyze, check, curate, dashboard, ingest, query, text, verdicts
 from embedscope.cli.ingest import ingest_settings
 from embedscope.errors import EmbedscopeError
 
 __all__ = ["build_parser", "ingest_settings", "main"]
 
-GROUPS = (ingest, query, dashboard, analyze, verdicts, curate, check)
+GROUPS = (ingest, query, text, dashboard, analyze, verdicts, curate, check)
 
 
 def build_parser() -> argparse.ArgumentParser:

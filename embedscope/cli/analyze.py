@@ -63,6 +63,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from embedscope.errors import ConfigError
     from embedscope.store.runs import run_by_id
 
+    if args.zero_shot is not None:
+        from embedscope.cli.text import cmd_zero_shot
+
+        return cmd_zero_shot(args)
     db = open_db(args)
     t0 = time.perf_counter()
     if args.novelty_only:
@@ -225,3 +229,8 @@ def _add_analyze_options(p: argparse.ArgumentParser) -> None:
                    help="with --novelty-only: images embedded after this run or time (default: not yet scored)")
     p.add_argument("--config", metavar="FILE", help="TOML file with an [analyze] section")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.add_argument("--zero-shot", metavar="TAGS",
+                   help='instead of clustering: tag each image with the best of these comma-separated texts through '
+                        'a CLIP table (--model; default the only one), e.g. "cat,dog,x-ray,document,screenshot"')
+    p.add_argument("--prompt", default="a photo of a {}", help="with --zero-shot: the text per tag (default %(default)r)")
+    p.add_argument("--weights", help="with --zero-shot: the text tower's weights (default: what the table records)")

@@ -61,7 +61,7 @@ def add_query_embedding_options(p: argparse.ArgumentParser, title: str) -> None:
 
     g = p.add_argument_group(title)
     g.add_argument("--weights", help="default: what the table records (random, hub); a file needs PATH")
-    g.add_argument("--image-size", type=int, help=with_default("model input side used at ingest", IngestSettings, "image_size"))
+    g.add_argument("--image-size", type=int, help=with_default("model input side used at ingest; 0 = the model's own", IngestSettings, "image_size"))
     g.add_argument("--preprocess", choices=["default", "xray"])
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
     g.add_argument("--config", metavar="FILE", help="TOML file with an [ingest] section")

@@ -21,7 +21,7 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
         return with_default(text, IngestSettings, name, shown)
 
     add_db(p)
-    p.add_argument("--model", help=dflt(f"encoder: {', '.join(list_encoders())}", "model"))
+    p.add_argument("--model", help=dflt(f"encoder, or several comma-separated (each image decoded once, one table each): {', '.join(list_encoders())}", "model"))
     p.add_argument("--weights", help=dflt("hub | random | PATH to a weights file", "weights"))
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=dflt("", "device"))
     p.add_argument("--batch-size", type=int,
@@ -36,7 +36,7 @@ def _add_ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help=dflt("decode threads", "workers", "0: CPU count, at most 8"))
     p.add_argument("--label-from-folder", action="store_true", default=None,
                    help="store each image's parent folder name as its label")
-    p.add_argument("--image-size", type=int, help=dflt("model input side in pixels (DINOv2: a multiple of 14)", "image_size"))
+    p.add_argument("--image-size", type=int, help=dflt("model input side in pixels; 0 = the model's own (DINOv2: a multiple of 14; CLIP: its own size only)", "image_size"))
     p.add_argument("--preprocess", choices=["default", "xray"],
                    help=dflt("xray = grayscale + CLAHE before the model", "preprocess"))
     p.add_argument("--store-patch-mean", action="store_true", default=None,
@@ -82,15 +82,19 @@ def parse_size(text: str) -> int:
 def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSettings:
     """IngestSettings from flags > EMBEDSCOPE_* > the TOML [ingest] section > defaults."""
     from embedscope.config import load_settings
+    from embedscope.ingest.encoders import model_names, with_model_image_size
     from embedscope.models.factory import check_encoder_options
     from embedscope.objectstore import as_items, parse_options
 
     flags = {k: v for k, v in vars(args).items()
              if k not in ("drops", "command", "handler", "config", "json", "wait_lock", *VERDICT_FLAGS)}
     flags["drops"] = tuple(drops)
-    settings = load_settings(IngestSettings, flags, section="ingest", config_file=args.config)
+    settings = with_model_image_size(load_settings(IngestSettings, flags, section="ingest", config_file=args.config))
     # the family's own rules (e.g. DINOv2's ×14 image size) fail here, before any database work
-    check_encoder_options(settings.model, image_size=settings.image_size, precision=settings.precision)
+    first, *others = model_names(settings)
+    check_encoder_options(first, image_size=settings.image_size, precision=settings.precision)
+    for name in others:  # each other model at its own input size
+        check_encoder_options(name, precision=settings.precision)
     if getattr(args, "storage_option", None):  # per key, over the env / TOML ones
         merged = {**settings.storage_option_dict(), **parse_options(args.storage_option)}
         settings = dataclasses.replace(settings, storage_options=as_items(merged))

@@ -29,9 +29,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from embedscope.cli.text import sql_text_functions
     from embedscope.store.sql import is_truncated, run_sql
 
-    table = run_sql(open_db(args), args.sql, limit=args.limit or None, limits=sql_limits(args))
+    db = open_db(args)
+    table = run_sql(db, args.sql, limit=args.limit or None, limits=sql_limits(args),
+                    functions=sql_text_functions(db, args.sql))
     note = f" (stopped at --limit {args.limit} rows; --limit 0 for all)" if is_truncated(table) else ""
     emit(table, args, note=note)
     return 0

@@ -35,6 +35,8 @@ class DashboardContext:
     search: SearchIndexCache | None = field(default=None, repr=False)
     # curation: the dashboard writes (only the tags log) when bound to loopback or behind auth
     writes_allowed: bool = False
+    # the app's text-vector cache (SQL's text_vector / similar_to_text), made on first use
+    _text_vectors: Any = field(default=None, repr=False)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -54,6 +56,16 @@ class DashboardContext:
             raise ConfigError("this dashboard is read-only: it is served off-loopback without auth",
                               "serve it on 127.0.0.1 or with --auth-file to tag images")
         return tag_images(self.db(), shas, tag, note=note, remove=remove, source="dashboard", wait_lock=10.0)
+
+    def text_vectors(self) -> Any:
+        """The server's :class:`~embedscope.ingest.embed_text.TextVectors` (one per app)."""
+        from embedscope.ingest.embed_text import TextVectors
+
+        with self._lock:
+            if self._text_vectors is None:
+                flags = self.encoders.flags if self.encoders is not None else {}
+                self._text_vectors = TextVectors(weights=flags.get("weights"), device=flags.get("device") or "auto")
+            return self._text_vectors
 
     def map_points(self, run_id: str, method: str, dims: int) -> Any:
         """The map's coordinates for one projection, cached per projections-table version so

@@ -4,7 +4,7 @@
 URL = "es-url"
 BANNER = "es-random-weights-banner"
 NAV = "es-nav"
-SELECTION = "es-selection"  # session store: {"source": "map"|"sql", "sha256": [...]}
+SELECTION = "es-selection"  # session store: {"source": "map"|"sql"|"text", "sha256": [...]}
 RUN_ERROR = "run-error"  # the one-line message of a page given an unknown ?run= id
 CALLBACK_ERROR = "es-callback-error"  # the one-line message of a callback given malformed input
 
@@ -28,6 +28,9 @@ MAP_EXPORT = "map-export"
 MAP_DOWNLOAD = "map-download"
 MAP_CLEAR = "map-clear-selection"
 MAP_GALLERY_CARDS = "map-gallery-cards"
+MAP_TEXT = "map-text"  # the text query box (CLIP text search)
+MAP_TEXT_GO = "map-text-go"
+MAP_TEXT_STATUS = "map-text-status"
 MAP_TOOLTIP_CONTENT = "map-tooltip-content"
 MAP_POINT_NAME = "map-point-name"
 MAP_OPEN_DETAIL = "map-open-detail"
@@ -107,6 +110,10 @@ SEARCH_QUERY_THUMB = "search-query-thumb"
 SEARCH_DONE = "search-done"
 SEARCH_CHECK_FAILED = "search-check-failed"
 SEARCH_GALLERY = "search-gallery"
+SEARCH_TEXT = "search-text"  # search by text through a CLIP table
+SEARCH_TEXT_MODEL = "search-text-model"
+SEARCH_TEXT_RESULTS = "search-text-results"
+SEARCH_TEXT_GALLERY = "search-text-gallery"
 
 # clusters page: dendrogram and the k-means / k-medoids animation
 CLUSTERS_DENDROGRAM = "clusters-dendrogram"

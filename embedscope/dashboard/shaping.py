@@ -147,14 +147,15 @@ def map_options(run: Any, projections: Sequence[tuple[str, int]], colours: Seque
 
 
 def sql_highlight(selection: dict | None) -> list[str]:
-    """The sha256 to ring on the map: the current selection when it came from a SQL query."""
+    """The sha256 to ring on the map: the current selection when it came from a SQL query or a
+    text search."""
     selection = selection or {}
-    return list(selection.get("sha256") or []) if selection.get("source") == "sql" else []
+    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text") else []
 
 
 def selection_title(n: int, source: str, shown_max: int) -> str:
     """The heading of the map's selection gallery."""
-    return (f"Selection: {n:,} images" + (" (from SQL)" if source == "sql" else "")
+    return (f"Selection: {n:,} images" + {"sql": " (from SQL)", "text": " (text search)"}.get(source, "")
             + (f", first {shown_max} shown" if n > shown_max else ""))
 
 

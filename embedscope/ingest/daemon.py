@@ -82,7 +82,9 @@ class Watcher:
     ) -> None:
         if watch.on_batch_analyze and analyze is None:
             raise ConfigError("--on-batch-analyze needs an analysis to run (none was given to the daemon)")
-        self.settings = dataclasses.replace(settings, progress=False)  # one log line per batch instead
+        from embedscope.ingest.encoders import with_model_image_size
+
+        self.settings = with_model_image_size(dataclasses.replace(settings, progress=False))  # one log line per batch
         self.watch = watch
         self.stop = stop
         self.wait_lock = wait_lock

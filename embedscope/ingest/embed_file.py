@@ -65,7 +65,9 @@ def query_settings(model: str, weights_label: str, flags: Mapping[str, Any], *,
 
     values = {**{k: v for k, v in flags.items() if v is not None}, "model": model, "batch_size": 2,
               "weights": weights_spec_for(weights_label, flags.get("weights"))}
-    return load_settings(IngestSettings, values, section="ingest", config_file=config_file)
+    from embedscope.ingest.encoders import with_model_image_size
+
+    return with_model_image_size(load_settings(IngestSettings, values, section="ingest", config_file=config_file))
 
 
 def embed_files(paths: Sequence[str], settings: IngestSettings, *, variant: str, expect_weights: str) -> np.ndarray:

@@ -23,13 +23,32 @@ class Encoders:
     stages: list[VariantStage]
 
 
+def with_model_image_size(settings: IngestSettings) -> IngestSettings:
+    """``settings`` with ``image_size`` 0 ("the model's own") replaced by the model's registry
+    size (224 for DINOv2 and most CLIPs, 256 for MobileCLIP2-S0); a given size is kept."""
+    if settings.image_size:
+        return settings
+    from dataclasses import replace
+
+    from embedscope.models.registry import get_encoder_config
+
+    return replace(settings, image_size=get_encoder_config(model_names(settings)[0]).image_size)
+
+
+def model_names(settings: IngestSettings) -> list[str]:
+    """``--model a,b``: the models of one ingest; the first drives decoding and ``--image-size``,
+    each other one preprocesses the decoded image its own way (:mod:`embedscope.ingest.model_stage`)."""
+    return [m.strip() for m in settings.model.split(",") if m.strip()]
+
+
 def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoders:
     """Resolve weights (failing before any database work), load DINOv2 (and SAM2).
 
     ``announce=False`` skips the random-weights warnings (Ray actors: the driver has said it)."""
     from embedscope.models.factory import create_encoder
 
-    encoder = create_encoder(settings.model, weights=settings.weights, device=settings.device,
+    first, *others = model_names(settings)
+    encoder = create_encoder(first, weights=settings.weights, device=settings.device,
                              precision=settings.precision, image_size=settings.image_size,
                              preprocess=settings.preprocess, compile=settings.compile,
                              torch_threads=settings.torch_threads)
@@ -50,6 +69,19 @@ def load_encoders(settings: IngestSettings, *, announce: bool = True) -> Encoder
             warn_random(f"{sam2.segmenter.name}: using RANDOM SAM2 weights (--sam2-weights random); "
                         "masks are not meaningful")
         stages.append(sam2)
+    if others:
+        from embedscope.errors import ConfigError
+        from embedscope.ingest.model_stage import OtherModelStage
+
+        if settings.sam2 or settings.store_patch_mean:
+            raise ConfigError("--sam2 / --store-patch-mean take one --model", "ingest the other models in a second run")
+        other_weights = settings.weights if settings.weights in ("hub", "random") else "hub"  # a file is the first's
+        for name in others:
+            other = create_encoder(name, weights=other_weights, device=settings.device, precision=settings.precision,
+                                   preprocess=settings.preprocess, torch_threads=settings.torch_threads)
+            if other.weights.is_random and announce:
+                warn_random(f"{other.name}: using RANDOM weights (--weights random); embeddings are not meaningful")
+            stages.append(OtherModelStage(other))
     return Encoders(encoder, stages)
 
 

@@ -38,7 +38,7 @@ from embedscope.ingest.decode_stage import (
     draft_size,
 )
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, VariantStage, encode_isolated, stage_timings
-from embedscope.ingest.encoders import Encoders, load_encoders
+from embedscope.ingest.encoders import Encoders, load_encoders, with_model_image_size
 from embedscope.ingest.hash_stage import timed_hash
 from embedscope.ingest.reading import UnreadableFile
 from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
@@ -246,6 +246,7 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
     """An :class:`IngestRun` for loaded encoders. ``decode_device`` overrides where the
     batched JPEG decode runs (internal: the tests run the GPU path's code with ``"cpu"``)."""
     enc = encoders.encoder
+    settings = with_model_image_size(settings)
     batch_decoder = batch_decoder_for(settings, enc.preprocessor, device=decode_device)
     return IngestRun(db, settings, encoders.stages, enc.preprocessor, model=enc.name,
                      weights=enc.weights.label, describe_device=lambda: (enc.device_name, enc.precision),
@@ -263,6 +264,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
         from embedscope.ingest.ray_executor import run_ingest_ray
 
         return run_ingest_ray(settings, wait_lock=wait_lock)
+    settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)

@@ -50,7 +50,7 @@ from embedscope.errors import ConfigError, DependencyError, EmbedscopeError
 from embedscope.ingest.commit import Committer
 from embedscope.ingest.decode_stage import DecodedItem, decode_or_error, draft_size
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, encode_batch, stage_timings
-from embedscope.ingest.encoders import load_encoders
+from embedscope.ingest.encoders import load_encoders, with_model_image_size
 from embedscope.ingest.hash_stage import hash_entry
 from embedscope.ingest.reading import UnreadableFile
 from embedscope.ingest.progress import IngestSummary, Progress, StageTimes
@@ -172,6 +172,7 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> Inges
     writing from this process. Joins ``settings.ray_address`` (or the Ray already initialised
     in this process, or starts a local one)."""
     ray = require_ray()
+    settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before anything else
     encoders = load_encoders(settings)  # weights resolved (and announced) here; no network built

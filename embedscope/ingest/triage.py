@@ -37,15 +37,18 @@ class KnownState:
         quarantined_paths: dict[str, set[str]] = {}
         for sha, path in zip(shas, paths):
             quarantined_paths.setdefault(path, set()).add(sha)
+        from embedscope.ingest.model_stage import split_key
+
         embedded: dict[str, set[str]] = {}
-        table = S.embeddings_table_name(model)
-        for variant in variants:
+        for key in variants:  # a plain variant of ``model``, or "<other model>:<variant>"
+            other, variant = split_key(key)
+            table = S.embeddings_table_name(other or model)
             if db.has_table(table):
                 col = db.read(table, ["sha256"], where=filters.both(filters.eq("variant", variant),
-                                                                     filters.eq("model", model)))
-                embedded[variant] = set(col.column("sha256").to_pylist())
+                                                                     filters.eq("model", other or model)))
+                embedded[key] = set(col.column("sha256").to_pylist())
             else:
-                embedded[variant] = set()
+                embedded[key] = set()
         return cls(images, quarantined, embedded, quarantined_paths)
 
     def missing_variants(self, sha: str, variants: Sequence[str]) -> tuple[str, ...]:

@@ -31,13 +31,15 @@ def stats(db: Database) -> dict[str, Any]:
     }
 
 
-def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: Any = None) -> "pa.Table":
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: Any = None,
+            functions: Any = None) -> "pa.Table":
     """One read-only ``SELECT`` over the tables (see :mod:`embedscope.store.sql`), within
-    ``limits`` (a :class:`~embedscope.store.sql.SqlLimits`; default: the CLI's)."""
+    ``limits`` (a :class:`~embedscope.store.sql.SqlLimits`; default: the CLI's); ``functions``:
+    Python functions a query may call (:func:`embedscope.store.sql.connect`)."""
     from embedscope.store.sql import CLI_LIMITS
     from embedscope.store.sql import run_sql as _run_sql
 
-    return _run_sql(db, sql, limit=limit, limits=limits or CLI_LIMITS)
+    return _run_sql(db, sql, limit=limit, limits=limits or CLI_LIMITS, functions=functions)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ from embedscope.store.filters import both, eq
 
 KIND_ANALYZE = "analyze"
 KIND_NOVELTY = "novelty"
+KIND_ZERO_SHOT = "zero_shot"  # analyze --zero-shot: per-image tags from CLIP text prompts
 
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 

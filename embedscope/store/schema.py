@@ -32,6 +32,7 @@ RUNS = "runs"
 CLUSTERS = "clusters"
 PROJECTIONS = "projections"
 FLAGS = "flags"
+ZERO_SHOT = "zero_shot"
 METRICS = "metrics"
 RUN_MODELS = "run_models"  # per analyze run: the fitted model of the data (for novelty-only scoring)
 QUALITY = "quality"
@@ -171,6 +172,18 @@ FLAGS_SCHEMA = pa.schema(
     ]
 )
 
+# one row per image and zero-shot run (``analyze --zero-shot``; see embedscope.analysis.zero_shot)
+ZERO_SHOT_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("tag", pa.string()),  # the most probable of the run's tags
+        pa.field("probability", pa.float32()),  # softmax over the tags of cosine × 100 (CLIP's logit scale)
+        pa.field("margin", pa.float32()),  # probability of the best tag minus that of the runner-up
+        pa.field("label_disagreement", pa.bool_()),  # the label names another tag and the best is confident
+    ]
+)
+
 METRICS_SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
@@ -279,6 +292,7 @@ FIXED_SCHEMAS: dict[str, pa.Schema] = {
     CLUSTERS: CLUSTERS_SCHEMA,
     PROJECTIONS: PROJECTIONS_SCHEMA,
     FLAGS: FLAGS_SCHEMA,
+    ZERO_SHOT: ZERO_SHOT_SCHEMA,
     METRICS: METRICS_SCHEMA,
     RUN_MODELS: RUN_MODELS_SCHEMA,
     QUALITY: QUALITY_SCHEMA,
@@ -300,6 +314,7 @@ KEYS: dict[str, list[str]] = {
     CLUSTERS: ["run_id", "method", "sha256"],
     PROJECTIONS: ["run_id", "method", "dims", "sha256"],
     FLAGS: ["run_id", "sha256"],
+    ZERO_SHOT: ["run_id", "sha256"],
     METRICS: ["run_id", "name", "method", "space", "k"],
     RUN_MODELS: ["run_id"],
     QUALITY: ["sha256"],

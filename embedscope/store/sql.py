@@ -29,6 +29,8 @@ Views and macros defined on top of the tables:
   overlaid with the novelty-only runs scored against it, so images the daemon scored show up;
 - ``image_tags``: the current tags (sha256, tag, note, tagged_at) from the ``tags`` log, and
   ``images_latest.tags`` their names as a list;
+  and the latest ``analyze --zero-shot`` run's ``zero_shot_tag``, ``zero_shot_probability``,
+  ``zero_shot_margin``, ``label_disagreement`` (nulls before any);
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
 - ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
@@ -46,7 +48,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -54,7 +56,7 @@ from embedscope.errors import DependencyError, QueryError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import ident, literal
-from embedscope.store.runs import latest_run, overlay_runs
+from embedscope.store.runs import KIND_ZERO_SHOT, latest_run, overlay_runs
 
 TRUNCATED_KEY = b"embedscope.truncated"
 
@@ -88,6 +90,16 @@ class SqlLimits:
         if self.threads:
             out.append(f"SET threads = {int(self.threads)}")
         return out
+
+
+@dataclass(frozen=True)
+class SqlFunction:
+    """A Python function a query may call, registered before the lockdown: ``params`` and
+    ``returns`` are DuckDB type names; NULL arguments reach ``fn`` as ``None``."""
+
+    fn: Callable[..., Any]
+    params: tuple[str, ...]
+    returns: str
 
 
 CLI_LIMITS = SqlLimits()  # `embedscope query`, the Python API
@@ -162,24 +174,44 @@ IMAGE_TAGS_VIEW = """CREATE VIEW image_tags AS
     WHERE newest = 1 AND action = 'add'"""
 
 
-def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS) -> pa.Table:
+# with the functions ``_text_vector(text, model)`` and ``_text_model(model)`` (a NULL model = the
+# caller's default text model); the query vector is computed once, in the CTE
+_TEXT_MACROS = (
+    """CREATE MACRO text_vector(t, model_name := NULL) AS _text_vector(t, model_name)""",
+    """CREATE MACRO similar_to_text(t, k := 20, model_name := NULL, variant_name := 'full') AS TABLE
+        WITH q AS (SELECT _text_model(model_name) AS q_model, _text_vector(t, model_name) AS q_vector)
+        SELECT e.sha256, e.model, e.variant,
+               greatest(1.0 - list_cosine_similarity(e.vector, q.q_vector), 0.0) AS distance
+        FROM embeddings e JOIN q ON e.model = q.q_model
+        WHERE e.variant = variant_name
+        ORDER BY distance, e.sha256 LIMIT k""",
+)
+
+
+def run_sql(db: Database, sql: str, *, limit: int | None = 10_000, limits: SqlLimits = CLI_LIMITS,
+            functions: Mapping[str, SqlFunction] | None = None) -> pa.Table:
     """Run one read-only ``SELECT`` over the database's tables; at most ``limit`` rows.
 
     Raises :class:`QueryError` for anything that is not a single ``SELECT``, for anything
     the sandbox refuses (files, network, extensions), for SQL errors and when a query passes
     one of ``limits`` (time, memory, spill). When rows were cut at ``limit`` the result's
-    schema metadata has ``embedscope.truncated = "true"``.
+    schema metadata has ``embedscope.truncated = "true"``. ``functions``: see :func:`connect`.
     """
-    con = connect(db, limits=limits)
+    con = connect(db, limits=limits, functions=functions)
     try:
         return execute(con, sql, limit=limit)
     finally:
         con.close()
 
 
-def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
+def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS,
+            functions: Mapping[str, SqlFunction] | None = None) -> Sandbox:
     """An in-memory DuckDB connection with every table registered, limited by ``limits`` and
-    locked down read-only. Close it (it owns a spill folder)."""
+    locked down read-only. Close it (it owns a spill folder).
+
+    ``functions``: Python functions by name, registered before the lockdown; given
+    ``_text_vector`` and ``_text_model`` the text macros (``text_vector``, ``similar_to_text``)
+    are defined too."""
     try:
         import duckdb
     except ImportError:  # pragma: no cover - a dependency
@@ -191,6 +223,7 @@ def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS) -> Sandbox:
         for stmt in _MACROS:
             box.execute(stmt)
         box.execute(IMAGE_TAGS_VIEW)
+        _register_functions(box.con, functions or {})
         box.execute(_images_latest_view(db))
         for stmt in (*limits.settings(temp_dir), *_LOCKDOWN):
             box.execute(stmt)
@@ -298,6 +331,18 @@ def _register_tables(con: Any, db: Database) -> None:
     con.execute("CREATE VIEW embeddings AS " + " UNION ALL BY NAME ".join(parts))
 
 
+def _register_functions(con: Any, functions: Mapping[str, SqlFunction]) -> None:
+    import duckdb
+    from duckdb.func import FunctionNullHandling
+
+    for name, f in functions.items():
+        con.create_function(name, f.fn, [duckdb.sqltype(p) for p in f.params], duckdb.sqltype(f.returns),
+                            null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
+    if {"_text_vector", "_text_model"} <= set(functions):
+        for stmt in _TEXT_MACROS:
+            con.execute(stmt)
+
+
 def _flexible_embeddings_schema() -> pa.Schema:
     fixed = S.embeddings_schema(1)
     return pa.schema([pa.field("vector", pa.list_(pa.float32())) if f.name == "vector" else f for f in fixed])
@@ -312,10 +357,12 @@ def _images_latest_view(db: Database) -> str:
     cluster = literal(run.primary_cluster if run else None)
     projection = literal(run.primary_projection if run else None)
     dims = literal(run.primary_dims if run else 2)
+    zero_shot = latest_run(db, kind=KIND_ZERO_SHOT)
     return f"""CREATE VIEW images_latest AS
         WITH r(run_id, rank) AS (VALUES {runs})
         SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group,
-               COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
+               COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags,
+               z.zero_shot_tag, z.zero_shot_probability, z.zero_shot_margin, z.label_disagreement
         FROM images i
         LEFT JOIN (SELECT sha256, list(tag ORDER BY tag) AS tags FROM image_tags GROUP BY sha256) t USING (sha256)
         LEFT JOIN (SELECT sha256, arg_max(cluster, rank) AS cluster FROM clusters JOIN r USING (run_id)
@@ -326,7 +373,10 @@ def _images_latest_view(db: Database) -> str:
         LEFT JOIN (SELECT sha256, arg_max(novelty_score, rank) AS novelty_score,
                           arg_max(is_novel, rank) AS is_novel, arg_max(is_contaminated, rank) AS is_contaminated,
                           arg_max(dup_group, rank) AS dup_group
-                   FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)"""
+                   FROM flags JOIN r USING (run_id) GROUP BY sha256) f USING (sha256)
+        LEFT JOIN (SELECT sha256, tag AS zero_shot_tag, probability AS zero_shot_probability,
+                          margin AS zero_shot_margin, label_disagreement FROM zero_shot
+                   WHERE run_id = {literal(zero_shot.run_id if zero_shot else None)}) z USING (sha256)"""
 
 
 def _limit_error(exc: BaseException, limits: SqlLimits, *, timed_out: bool) -> BaseException:
@@ -359,5 +409,5 @@ def _hint_for(exc: BaseException) -> str:
     text = str(exc)
     if "does not exist" in text and ("Table" in text or "Catalog" in text):
         return ("tables: images, sources, quarantine, embeddings, embeddings_<model>, masks, runs, "
-                "clusters, projections, flags, metrics, images_latest")
+                "clusters, projections, flags, zero_shot, metrics, images_latest")
     return ""

@@ -20,7 +20,7 @@ from embedscope.errors import NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import both, eq, isin
-from embedscope.store.runs import Run, list_runs, run_or_latest
+from embedscope.store.runs import KIND_ZERO_SHOT, Run, latest_run, list_runs, run_or_latest
 from embedscope.store.vectors import vectors_to_numpy
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -34,6 +34,8 @@ COLOR_DROP = "drop"
 COLOR_DATE = "ingest_date"
 COLOR_CLUSTER_PREFIX = "cluster:"
 COLOR_TAG_PREFIX = "tag:"  # curation: tagged with <name> or not
+COLOR_ZERO_SHOT = "zero_shot_tag"  # the latest `analyze --zero-shot` run's best tag
+COLOR_LABEL_DISAGREEMENT = "label_disagreement"  # ... and whether it contradicts the label
 
 
 def is_sha256(value: Any) -> bool:
@@ -75,6 +77,8 @@ def color_options(db: Database, run: Run | None) -> list[tuple[str, str]]:
         opts += [(COLOR_CLUSTER_PREFIX + m, f"cluster ({m})") for m in methods]
     opts += [(COLOR_LABEL, "label"), (COLOR_NOVELTY, "novelty score"), (COLOR_CONTAMINATION, "contamination"),
              (COLOR_DROP, "drop folder"), (COLOR_DATE, "ingest date")]
+    if latest_run(db, kind=KIND_ZERO_SHOT) is not None:
+        opts += [(COLOR_ZERO_SHOT, "zero-shot tag"), (COLOR_LABEL_DISAGREEMENT, "label vs zero-shot tag")]
     return opts + [(COLOR_TAG_PREFIX + t, f"tag {t}") for t in _tag_names(db)]
 
 
@@ -142,6 +146,8 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
         if color_by == COLOR_NOVELTY:
             return [m.get(s) for s in shas], True
         return [None if m.get(s) is None else ("contaminated" if m[s] else "clean") for s in shas], False
+    if color_by in (COLOR_ZERO_SHOT, COLOR_LABEL_DISAGREEMENT):
+        return _zero_shot_colors(db, shas, color_by), False
     if color_by == COLOR_DROP:
         img = db.read(S.IMAGES, ["sha256", "path"])
         first = dict(zip(img.column("sha256").to_pylist(), img.column("path").to_pylist()))
@@ -162,6 +168,20 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
         tagged = {r["sha256"] for r in current_tags(db).to_pylist() if r["tag"] == tag}
         return [tag if s in tagged else "untagged" for s in shas], False
     raise NotFoundError(f"unknown colour {color_by!r}", "pick one from the dropdown")
+
+
+def _zero_shot_colors(db: Database, shas: Sequence[str], color_by: str) -> list[Any]:
+    """The latest zero-shot run's tag per sha, or "disagrees"/"agrees or no matching label"."""
+    run = latest_run(db, kind=KIND_ZERO_SHOT)
+    if run is None:
+        return [None] * len(shas)
+    col = "tag" if color_by == COLOR_ZERO_SHOT else "label_disagreement"
+    t = db.read(S.ZERO_SHOT, ["sha256", col], where=eq("run_id", run.run_id))
+    m = dict(zip(t.column("sha256").to_pylist(), t.column(col).to_pylist()))
+    if color_by == COLOR_ZERO_SHOT:
+        return [m.get(s) for s in shas]
+    return [None if m.get(s) is None else ("disagrees with label" if m[s] else "agrees / no matching label")
+            for s in shas]
 
 
 # -- images ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, curation, figures, ids, shaping
+from embedscope.dashboard import context, curation, figures, ids, shaping, text_search
 
 GALLERY_MAX = 60  # thumbnails shown for a selection (the CSV has all of it)
 
@@ -47,6 +47,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
                                                             clearable=False)], style=dd),
         ]),
         html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
+        text_search.text_box(),
         html.Div([
             html.Div([dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
                                 clear_on_unhover=True),
@@ -85,15 +86,28 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   Input(ids.MAP_RUN, "value"), Input(ids.MAP_PROJECTION, "value"), Input(ids.MAP_COLOR, "value"),
                   State(ids.SELECTION, "data"))
     def _figure(run_id: str, proj: str | None, color: str | None, selection: dict | None) -> tuple:
-        parsed = shaping.parse_projection(proj)
-        if not run_id or parsed is None or not color:
-            return figures.go.Figure(), "This run has no projection to show."
-        points = ctx.map_points(run_id, *parsed)
-        values, continuous = views.point_colors(ctx.db(), run_id, points.sha256, color)
-        highlight = shaping.sql_highlight(selection)
-        fig = figures.map_figure(dataclasses.replace(points, color=values, continuous=continuous),
-                                 color_title=color.replace("cluster:", "cluster "), highlight=highlight)
-        return fig, figures.map_notice(points, ctx.max_points, len(highlight))
+        return _map_figure(ctx, run_id, proj, color, shaping.sql_highlight(selection))
+
+    @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
+                  Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
+                  Output(ids.MAP_GALLERY_TITLE, "children", allow_duplicate=True),
+                  Output(ids.MAP_GALLERY, "children", allow_duplicate=True),
+                  Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.MAP_TEXT_STATUS, "children"),
+                  Input(ids.MAP_TEXT_GO, "n_clicks"), Input(ids.MAP_TEXT, "n_submit"), State(ids.MAP_TEXT, "value"),
+                  State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"), State(ids.MAP_COLOR, "value"),
+                  prevent_initial_call=True)
+    def _text(_n: int, _submit: int, text: str | None, run_id: str, proj: str | None, color: str | None) -> tuple:
+        if not (text or "").strip():
+            return (no_update,) * 5 + ("",)
+        try:
+            shas, model = text_search.text_hits(ctx, text.strip())
+        except EmbedscopeError as exc:
+            return (no_update,) * 5 + (C.notice(exc.one_line(), kind="error"),)
+        fig, notice = _map_figure(ctx, run_id, proj, color, shas)
+        title, gallery = _gallery(ctx, shas, "text")
+        status = html.Span(f"top {len(shas)} for {text.strip()!r} in {model}", id=ids.MAP_TEXT_STATUS + "-done",
+                           **{"data-hits": ",".join(shas)})
+        return fig, notice, title, gallery, {"source": "text", "sha256": shas}, status
 
     @app.callback(Output(ids.MAP_TOOLTIP, "show"), Output(ids.MAP_TOOLTIP, "bbox"), Output(ids.MAP_TOOLTIP, "children"),
                   Input(ids.MAP_GRAPH, "hoverData"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"))
@@ -136,10 +150,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         else:  # page load: show what the SQL page (or an earlier lasso) selected
             new = stored
             shas = (stored or {}).get("sha256") or []
-        rows = views.image_rows(ctx.db(), shas[:GALLERY_MAX])
-        cards = [C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")) for r in rows]
-        title = shaping.selection_title(len(shas), (new or {}).get("source", "map"), GALLERY_MAX)
-        return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected"), new
+        return (*_gallery(ctx, shas, (new or {}).get("source", "map")), new)
 
     @app.callback(Output(ids.MAP_DOWNLOAD, "data"), Input(ids.MAP_EXPORT, "n_clicks"), State(ids.SELECTION, "data"),
                   prevent_initial_call=True)
@@ -149,6 +160,30 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update
         rows = views.image_rows(ctx.db(), shas)
         return {"content": shaping.rows_csv(rows), "filename": f"embedscope-selection-{len(rows)}.csv", "type": "text/csv"}
+
+
+def _map_figure(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str]) -> tuple:
+    """The map figure of a run's projection coloured by ``color``, ``highlight`` ringed; and its notice."""
+    from embedscope.store import views
+
+    parsed = shaping.parse_projection(proj)
+    if not run_id or parsed is None or not color:
+        return figures.go.Figure(), "This run has no projection to show."
+    points = ctx.map_points(run_id, *parsed)
+    values, continuous = views.point_colors(ctx.db(), run_id, points.sha256, color)
+    fig = figures.map_figure(dataclasses.replace(points, color=values, continuous=continuous),
+                             color_title=color.replace("cluster:", "cluster "), highlight=highlight)
+    return fig, figures.map_notice(points, ctx.max_points, len(highlight))
+
+
+def _gallery(ctx: Any, shas: list[str], source: str) -> tuple[str, Any]:
+    """The selection gallery's title and thumbnails (the first ``GALLERY_MAX``)."""
+    from embedscope.store import views
+
+    rows = views.image_rows(ctx.db(), shas[:GALLERY_MAX])
+    cards = [C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")) for r in rows]
+    title = shaping.selection_title(len(shas), source, GALLERY_MAX)
+    return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
 
 
 def _resolve(ctx: Any, event: dict | None, run_id: str, proj: str | None) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 from dash import Input, Output, State, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import ids
+from embedscope.dashboard import context, ids, text_search
 
 UPLOAD_STYLE = {"width": "560px", "height": "90px", "lineHeight": "90px", "borderWidth": "2px", "borderStyle": "dashed",
                 "borderRadius": "6px", "textAlign": "center", "background": "#fafafa", "cursor": "pointer", "margin": "6px 0"}
@@ -26,6 +26,7 @@ def layout(**_: Any) -> Any:
         html.Div([html.Span("neighbours ", style={"fontSize": "13px"}),
                   dcc.Input(id=ids.SEARCH_K, type="number", min=1, max=100, step=1, value=12, style={"width": "70px"})]),
         dcc.Loading(html.Div([html.Div(id=ids.SEARCH_STATUS), html.Div(id=ids.SEARCH_RESULTS)])),
+        text_search.search_section(context.current().db()),
     ])
 
 
@@ -60,6 +61,8 @@ def render(result: Any, filename: str | None) -> tuple[Any, Any]:
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
+    text_search.register_search_callbacks(app, ctx)
+
     @app.callback(Output(ids.SEARCH_STATUS, "children"), Output(ids.SEARCH_RESULTS, "children"),
                   Input(ids.SEARCH_UPLOAD, "contents"), Input(ids.SEARCH_K, "value"), State(ids.SEARCH_UPLOAD, "filename"),
                   prevent_initial_call=True)

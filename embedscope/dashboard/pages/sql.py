@@ -41,7 +41,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         from embedscope.store.sql import DASHBOARD_LIMITS
 
         try:  # at most MAX_ROWS + 1 rows read: the +1 tells that there were more
-            result = run_sql(ctx.db(), sql or "", limit=MAX_ROWS + 1, limits=ctx.sql_limits or DASHBOARD_LIMITS)
+            db = ctx.db()
+            result = run_sql(db, sql or "", limit=MAX_ROWS + 1, limits=ctx.sql_limits or DASHBOARD_LIMITS,
+                             functions=ctx.text_vectors().functions_for(db, sql or ""))
         except EmbedscopeError as exc:
             return [], [], C.notice(exc.one_line(), kind="error", id=ids.SQL_ERROR), None, True
         cols, data, shas = shaping.table_payload(result, MAX_ROWS)

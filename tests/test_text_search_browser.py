@@ -1,0 +1,90 @@
+"""Browser tier: the Map page's text box, in real headless Chromium against a real
+`embedscope dashboard` on a CLIP (random open_clip weights) database: typing a query rings
+exactly the brute-force top k of the image·text ranking and fills the gallery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_photo, run_cli, save_jpeg
+from tests.dashboard_db import running_dashboard
+from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _js, _type, _wait
+from tests.test_dashboard_browser import browser  # noqa: F401  (the fixture, on this module's server)
+
+pytestmark = pytest.mark.browser
+
+MODEL = "openclip_vitb32"
+TEXT = "a red bicycle"
+N = 30
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromedriver are not installed")
+    tmp = tmp_path_factory.mktemp("textmap")
+    for i in range(N):
+        save_jpeg(make_photo(i, (120 + 3 * i, 96)), tmp / "drop" / ("cats" if i % 2 else "dogs") / f"{i}.jpg")
+    db = tmp / "db"
+    run_cli("ingest", str(tmp / "drop"), "--db", str(db), "--model", MODEL, "--weights", "random",
+            "--label-from-folder", "--batch-size", "16")
+    run_cli("analyze", "--db", str(db), "--project", "pca", "--cluster", "kmeans", "--k", "2")
+    with running_dashboard(db, tmp / "server.log", start_timeout=90) as url:
+        yield {"url": url, "db": db}
+
+
+def brute_force_top(db_dir, k: int) -> list[str]:
+    import embedscope
+    from embedscope.models.factory import create_encoder
+
+    ids, X = embedscope.open(db_dir).embeddings(MODEL)
+    t = create_encoder(MODEL, weights="random", device="cpu", precision="fp32").text.embed_texts([TEXT])[0]
+    return [ids[i] for i in np.argsort(-(X @ t), kind="stable")[:k]]
+
+
+def test_map_text_box_rings_the_brute_force_top_k(browser, server, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    from embedscope.dashboard.text_search import TEXT_K
+    from embedscope.store.db import Database
+    from embedscope.store.runs import latest_run
+    from embedscope.store.views import map_coordinates
+
+    browser.get(server["url"] + "/")
+    _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                    "return g && g._fullData && g._fullData.length > 0"), "the map")
+    box = browser.find_element("id", "map-text")
+    _type(box, TEXT)
+    box.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: _js(d, "return !!document.getElementById('map-text-status-done')"), "the text hits")
+    _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                    "return g._fullData.some(t => t.name.startsWith('selection ('))"), "the rings")
+    ringed = _js(browser, "return document.querySelector('#map-graph .js-plotly-plot')._fullData"
+                          ".find(t => t.name.startsWith('selection (')).customdata")
+    db = Database(server["db"])
+    run = latest_run(db)
+    points = map_coordinates(db, run.run_id, run.primary_projection, run.primary_dims, max_points=10**6)
+    expected = brute_force_top(server["db"], min(TEXT_K, N))
+    assert sorted(points.sha256[int(i)] for i in ringed) == sorted(expected)
+    hits = _js(browser, "return document.getElementById('map-text-status-done').dataset.hits").split(",")
+    assert hits == expected  # nearest first
+    title = browser.find_element("id", "map-gallery-title").text
+    assert title.startswith(f"Selection: {len(expected)} images (text search)")
+    cards = _js(browser, "return document.querySelectorAll('#map-gallery-cards img').length")
+    assert cards == len(expected)
+    browser.save_screenshot(str(tmp_path / "map-text-search.png"))
+
+
+def test_search_page_text_section_lists_the_brute_force_top_k_in_order(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server["url"] + "/search")
+    box = _wait(browser, lambda d: d.find_element("id", "search-text"), "the text box")
+    _type(box, TEXT)
+    box.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#search-text-gallery [data-sha256]').length > 0"),
+          "hits")
+    shas = _js(browser, "return [...document.querySelectorAll('#search-text-gallery [data-sha256]')]"
+                        ".map(e => e.dataset.sha256)")
+    assert shas == brute_force_top(server["db"], 12)  # the page's k (12), nearest first
