@@ -127,7 +127,23 @@ class TextVectors:
     def functions_for(self, db: Any, sql: str) -> dict[str, Any] | None:
         """:meth:`sql_functions` when ``sql`` names ``text_vector`` / ``similar_to_text``, else
         None (a query that does not use them never loads a model)."""
-        return self.sql_functions(db) if names_text_functions(sql or "") else None
+        if not names_text_functions(sql or ""):
+            return None
+        self._warm_default(db)
+        return self.sql_functions(db)
+
+    def _warm_default(self, db: Any) -> None:
+        """Build the default text model's network before the query starts, so that a SQL
+        statement timeout measures the query, not the model's loading."""
+        from embedscope.errors import EmbedscopeError
+        from embedscope.ingest.embed_file import table_weights_label
+
+        try:
+            model = pick_text_model(db, None)
+            encoder = self._encoder(model, table_weights_label(db, model, S.VARIANT_FULL))
+        except EmbedscopeError:  # several CLIP tables, or none: the query names its model, or fails itself
+            return
+        encoder.load()
 
     def sql_functions(self, db: Any) -> dict[str, Any]:
         """The DuckDB functions behind SQL's ``text_vector(text, model_name := NULL)`` and
