@@ -12,6 +12,7 @@ from PIL import Image
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from embedscope.hashing import sha256_file
 from embedscope.models.masking import decode_mask_png, mask_bbox
 from embedscope.models.sam2 import (
     SAM2_MODELS,
@@ -169,7 +170,8 @@ def test_sam2_end_to_end_added_to_known_images_then_a_noop(tmp_path):
     assert (second["new"], second["completed"], second["duplicates"]) == (0, 4, 0)
     assert second["embedded"] == {"sam2_masked": 4}
     assert second["stage_seconds"]["sam2"] > 0
-    assert "SAM2" in proc.stderr.splitlines()[-1] and "RANDOM SAM2 weights" in proc.stderr
+    summary_line = next(line for line in proc.stderr.splitlines() if line.startswith("ingest"))
+    assert "SAM2" in summary_line and "RANDOM SAM2 weights" in proc.stderr
     db.refresh()
     assert db.version(S.IMAGES) == images_version  # no image row rewritten
     assert db.embedding_counts() == {"dinov2_vits14/full": 4, "dinov2_vits14/sam2_masked": 4}
@@ -241,11 +243,12 @@ def test_stage_feeds_the_encoder_exactly_the_masked_image(tmp_path):
     drop.mkdir()
     make_photo(7, (90, 70)).save(drop / "photo.png")  # PNG: decoded at its original size
     Image.new("RGB", (50, 40), (0, 0, 0)).save(drop / "black.png")
-    items = []
+    items, sha = [], {}
     for name in ("photo.png", "black.png"):
         path = drop / name
+        sha[name] = sha256_file(path)  # the decode checks that the bytes it reads are the ones hashed
         entry = FileEntry(str(path), str(drop), path.stat().st_size, dt.datetime.now(dt.timezone.utc))
-        items.append(decode_entry(entry, name, preprocessor=dino.preprocessor, settings=settings, keep_image=True,
+        items.append(decode_entry(entry, sha[name], preprocessor=dino.preprocessor, settings=settings, keep_image=True,
                                   draft_to=64, variants=(S.VARIANT_SAM2,)))
     stage = Sam2MaskedStage.build(settings, encoder, resolve_sam2_weights("sam2.1_hiera_tiny", "random"))
     for mode in ("mean_fill", "crop"):
@@ -255,14 +258,14 @@ def test_stage_feeds_the_encoder_exactly_the_masked_image(tmp_path):
         assert {r["mask_mode"] for r in masks.values()} == {mode}
         vectors = out[S.embeddings_table_name("dinov2_vits14")]
         assert vectors.column("variant").to_pylist() == ["sam2_masked", "sam2_masked"]
-        assert vectors.column("sha256").to_pylist() == ["photo.png", "black.png"]
+        assert vectors.column("sha256").to_pylist() == [sha["photo.png"], sha["black.png"]]
         fed = encoder.batches[-1]
-        assert masks["photo.png"]["fallback"] is False
-        mask = decode_mask_png(masks["photo.png"]["mask_png"])
+        assert masks[sha["photo.png"]]["fallback"] is False
+        mask = decode_mask_png(masks[sha["photo.png"]]["mask_png"])
         expected = dino.preprocessor(Image.fromarray(apply_mask(np.asarray(items[0].image), mask, mode=mode,
                                                                 fill=(124, 116, 104))))
         np.testing.assert_array_equal(fed[0], expected)
-        assert masks["black.png"]["fallback"] is True
+        assert masks[sha["black.png"]]["fallback"] is True
         np.testing.assert_array_equal(fed[1], items[1].pixels)
     assert stage.take_timings()["sam2"] > 0 and stage.take_timings() == {"sam2": 0.0}
 

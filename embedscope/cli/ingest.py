@@ -102,22 +102,27 @@ def ingest_settings(args: argparse.Namespace, drops: Sequence[str]) -> IngestSet
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from embedscope.analysis.arrival_data import source_pairs
+    from embedscope.analysis.arrival_data import arrived_since, source_pairs
     from embedscope.ingest.pipeline import run_ingest
 
     settings = ingest_settings(args, args.drops)
-    before: set | None = None
+    before: set = set()
+    arrived: list | None = None
 
-    def note_sources(db: Any) -> None:  # under the writer lock: what an earlier writer added is not ours
-        nonlocal before
-        before = source_pairs(db)
+    def note_before(db: Any) -> None:  # under the writer lock: what another writer adds is not ours
+        before.update(source_pairs(db))
+
+    def note_after(db: Any) -> None:  # still under the same lock
+        nonlocal arrived
+        arrived = arrived_since(db, before)
 
     check = args.verdicts and settings.executor == "local"
-    summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_sources if check else None)
+    summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_before if check else None,
+                         on_done=note_after if check else None)
     print(summary.one_line(), file=sys.stderr)
     out = summary.as_dict()
-    if before is not None:
-        result = check_ingested(settings, before, model=summary.model, args=args, wait_lock=args.wait_lock)
+    if arrived is not None:
+        result = check_ingested(settings, arrived, model=summary.model, args=args, wait_lock=args.wait_lock)
         print(result.one_line(), file=sys.stderr)
         out["verdicts"] = {"drop_id": result.drop_id, "counts": result.counts}
     if args.json:

@@ -39,15 +39,14 @@ def verdict_config(args: argparse.Namespace) -> Any:
                          split_from=args.split_from)
 
 
-def check_ingested(settings: Any, before: set, *, model: str, args: argparse.Namespace, wait_lock: float) -> Any:
-    """`ingest`'s check: the (sha256, path) rows ``sources`` gained since ``before``."""
-    from embedscope.analysis.arrival_data import arrived_since
+def check_ingested(settings: Any, arrived: list, *, model: str, args: argparse.Namespace, wait_lock: float) -> Any:
+    """`ingest`'s check of the (sha256, path) rows its run added to ``sources``."""
     from embedscope.analysis.jobs import check_arrivals
     from embedscope.store.db import Database
 
     db = Database(settings.db, storage_options=settings.storage_option_dict())
     with db.writer_lock(wait=wait_lock, owner="ingest"):
-        return check_arrivals(db, arrived_since(db, before), model=model, config=verdict_config(args),
+        return check_arrivals(db, arrived, model=model, config=verdict_config(args),
                               label_from_folder=settings.label_from_folder, kind="ingest", sources=settings.drops)
 
 

@@ -255,11 +255,13 @@ def make_run(db: Database, settings: IngestSettings, encoders: Encoders, *,
 
 
 def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
-               on_locked: Callable[[Database], None] | None = None) -> IngestSummary:
+               on_locked: Callable[[Database], None] | None = None,
+               on_done: Callable[[Database], None] | None = None) -> IngestSummary:
     """The one-shot ``embedscope ingest``: everything from the settings to a summary
     (``settings.executor == "ray"``: the same stages on a Ray cluster). ``on_locked(db)`` runs
-    once the writer lock is held, before anything is written (the CLI notes what ``sources``
-    held, to know what this run added)."""
+    once the writer lock is held, before anything is written, and ``on_done(db)`` after the run,
+    still under the lock (the CLI notes what ``sources`` held before and after, so what another
+    writer adds around this run is never counted as this run's)."""
     if settings.executor == "ray":
         from embedscope.ingest.ray_executor import run_ingest_ray
 
@@ -273,4 +275,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
         with db.writer_lock(wait=wait_lock, owner="ingest"):
             if on_locked is not None:
                 on_locked(db)
-            return make_run(db, settings, encoders).run(entries)
+            summary = make_run(db, settings, encoders).run(entries)
+            if on_done is not None:
+                on_done(db)
+            return summary
