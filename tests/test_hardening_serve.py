@@ -512,3 +512,13 @@ def test_check_repairs_planted_orphan_embeddings_and_stale_quarantine(tiny):
         assert repair(db, lock_held=True).problems == 0
     assert db.read("embeddings_m", ["sha256"]).column("sha256").to_pylist() == [shas[0]]
     assert db.read(S.QUARANTINE, ["path"]).column("path").to_pylist() == ["/gone.jpg"]
+
+
+def test_an_object_store_original_is_refused_by_its_size_before_it_is_read(s3):
+    from embedscope.dashboard.originals import Refused, read_remote
+
+    uri = s3.prefix("originals") + "/big.jpg"
+    s3.upload(uri, b"\xff\xd8" + b"\0" * 3000)
+    with pytest.raises(Refused, match=r"2\.9 KiB > the 1000 bytes cap"):
+        read_remote(uri, {}, max_bytes=1000)  # credentials: the environment the `s3` fixture set
+    assert read_remote(uri, {}, max_bytes=10_000)[:2] == b"\xff\xd8"

@@ -79,19 +79,36 @@ class Original:
     note: str | None = None
 
 
+def read_remote(uri: str, options: Any, max_bytes: int = MAX_ORIGINAL_BYTES) -> bytes:
+    """The bytes of an object-store original (``s3://...``), refused by its listed size before any
+    read, and never more than ``max_bytes`` read even if the listing lied."""
+    from embedscope.ingest.reading import human_size
+    from embedscope.objectstore import filesystem
+
+    pafs, path = filesystem(uri, options)
+    size = pafs.get_file_info(path).size
+    if size is not None and size > max_bytes:
+        raise Refused(f"original refused ({human_size(size)} > the {human_size(max_bytes)} cap)")
+    with pafs.open_input_stream(path) as stream:
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise Refused(f"original refused (more than the {human_size(max_bytes)} cap)")
+    return data
+
+
 def load_original(db: Any, sha256: str, *, max_bytes: int = MAX_ORIGINAL_BYTES,
                   draft_longest: int | None = None) -> Original:
     """The decoded image of the first stored path whose bytes still hash to ``sha256``."""
     from embedscope.errors import DecodeError, EmbedscopeError
     from embedscope.ingest.decode import decode_bytes
-    from embedscope.objectstore import is_uri, read_bytes
+    from embedscope.objectstore import is_uri
     from embedscope.store import views
 
     note = "original unavailable (no stored path)"
     for path in views.stored_paths(db, sha256):
         try:
             # an object-store source (s3://...): same credentials as the database
-            data = read_bytes(path, db.storage_options) if is_uri(path) else read_local(path, max_bytes)
+            data = read_remote(path, db.storage_options, max_bytes) if is_uri(path) else read_local(path, max_bytes)
         except Refused as exc:
             note = str(exc)
             continue
