@@ -155,13 +155,37 @@ def choose_precision_measured(model: Any, device: str, image_size: int, *, batch
 class LazyNetwork:
     """What every family's encoder shares about its network: built on first use (``load()``
     builds it now, ``model`` returns it), on ``device_name`` (``auto`` until then), with
-    ``torch_threads`` intra-op threads. A subclass sets ``device_name``, ``torch_threads`` and
-    ``_model = None`` in ``__init__`` and implements ``_build`` (which starts with
-    :meth:`_start_build`) and ``embed``."""
+    ``torch_threads`` intra-op threads. A subclass sets ``config``, ``image_size``,
+    ``device_name``, ``torch_threads`` and ``_model = None`` in ``__init__`` and implements
+    ``_build`` (which starts with :meth:`_start_build`), ``_probe`` (one image forward, for the
+    CUDA batch size) and ``embed``."""
 
+    config: Any
+    image_size: int
     device_name: str
     torch_threads: int
     _model: Any
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def choose_batch_size(self, requested: int) -> int:
+        """``requested`` if given (> 0); else :data:`CPU_BATCH` on CPU (measured: larger batches
+        gain little there) or, on CUDA, what fits in 60% of the free memory."""
+        if requested > 0:
+            return requested
+        self.load()
+        if self.device.type != "cuda":
+            return CPU_BATCH
+        return cuda_batch_from_free_memory(self._probe, self.device, self.image_size)
+
+    def _probe(self, batch: Any) -> Any:
+        raise NotImplementedError
 
     @property
     def device(self) -> Any:

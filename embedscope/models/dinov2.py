@@ -29,11 +29,9 @@ import numpy as np
 
 from embedscope.errors import ConfigError
 from embedscope.models.device import (
-    CPU_BATCH,
     LazyNetwork,
     check_precision,
     choose_precision_measured,
-    cuda_batch_from_free_memory,
     to_device,
 )
 from embedscope.models.encoder import Embeddings
@@ -134,14 +132,6 @@ class DinoV2Encoder(LazyNetwork):
             except Exception as exc:  # e.g. an unsupported platform: the flag is an optimisation
                 self._compile_failed(exc)
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
     def tokens(self, batch: Any) -> Any:
         """All output tokens (B, prefix + patches, dim) of a preprocessed batch, as a float32
         tensor on the model's device."""
@@ -204,15 +194,8 @@ class DinoV2Encoder(LazyNetwork):
             mean = mean.cpu().numpy()
         return Embeddings(cls.cpu().numpy().astype(np.float32), mean)
 
-    def choose_batch_size(self, requested: int) -> int:
-        """``requested`` if given (> 0); else 32 on CPU (measured: larger batches gain little
-        there) or, on CUDA, what fits in 60% of the free memory, as a power of two ≤ 1024."""
-        if requested > 0:
-            return requested
-        _ = self.model
-        if self.device.type != "cuda":
-            return CPU_BATCH
-        return cuda_batch_from_free_memory(self.tokens, self.device, self.image_size)
+    def _probe(self, batch: Any) -> Any:
+        return self.tokens(batch)
 
 
 def check_image_size(config: EncoderConfig, image_size: int) -> None:

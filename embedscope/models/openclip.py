@@ -29,11 +29,9 @@ from PIL import Image
 
 from embedscope.errors import ConfigError
 from embedscope.models.device import (
-    CPU_BATCH,
     LazyNetwork,
     check_precision,
     choose_precision_measured,
-    cuda_batch_from_free_memory,
     to_device,
 )
 from embedscope.models.encoder import Embeddings
@@ -160,14 +158,6 @@ class OpenClipEncoder(LazyNetwork):
         self._model: Any = None
         self._text: OpenClipTextEncoder | None = None
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
     def _build(self) -> None:
         import torch
 
@@ -210,16 +200,8 @@ class OpenClipEncoder(LazyNetwork):
         vectors = F.normalize(self.run(self.model.encode_image, batch), dim=-1)
         return Embeddings(vectors.cpu().numpy().astype(np.float32), None)
 
-    def choose_batch_size(self, requested: int) -> int:
-        """``requested`` if given (> 0); else 32 on CPU or, on CUDA, what fits in 60% of the
-        free memory (as for DINOv2)."""
-        if requested > 0:
-            return requested
-        self.load()
-        if self.device.type != "cuda":
-            return CPU_BATCH
-        return cuda_batch_from_free_memory(lambda x: self.run(self._model.encode_image, x), self.device,
-                                           self.image_size)
+    def _probe(self, batch: Any) -> Any:
+        return self.run(self._model.encode_image, batch)
 
     @property
     def text(self) -> OpenClipTextEncoder:
