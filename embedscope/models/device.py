@@ -187,6 +187,23 @@ class LazyNetwork:
     def _probe(self, batch: Any) -> Any:
         raise NotImplementedError
 
+    def run(self, forward: Any, x: Any) -> Any:
+        """``forward(x)`` on the model's device, in its precision, as float32. ``x`` is a float
+        batch (images) or token ids (texts, which stay integers)."""
+        import torch
+
+        self.load()
+        device = self.device
+        self._keep_threads()
+        x = to_device(x, device)
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                if x.is_floating_point():
+                    x = x.to(torch.bfloat16)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                    return forward(x).float()
+            return forward(x).float()
+
     @property
     def device(self) -> Any:
         import torch

@@ -32,7 +32,6 @@ from embedscope.models.device import (
     LazyNetwork,
     check_precision,
     choose_precision_measured,
-    to_device,
 )
 from embedscope.models.encoder import Embeddings
 from embedscope.models.preprocess import Preprocessor
@@ -135,19 +134,7 @@ class DinoV2Encoder(LazyNetwork):
     def tokens(self, batch: Any) -> Any:
         """All output tokens (B, prefix + patches, dim) of a preprocessed batch, as a float32
         tensor on the model's device."""
-        import torch
-
-        self.load()
-        device = self.device
-        self._keep_threads()
-        x = to_device(batch, device)
-        with torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    out = self._call_forward(x.to(torch.bfloat16))
-            else:
-                out = self._call_forward(x)
-        return out.float()
+        return self.run(self._call_forward, batch)
 
     def _call_forward(self, x: Any) -> Any:
         """The forward pass; with ``compile``, smaller batches are padded to the compiled batch

@@ -32,7 +32,6 @@ from embedscope.models.device import (
     LazyNetwork,
     check_precision,
     choose_precision_measured,
-    to_device,
 )
 from embedscope.models.encoder import Embeddings
 from embedscope.models.preprocess import Preprocessor, clahe_rgb
@@ -172,23 +171,6 @@ class OpenClipEncoder(LazyNetwork):
         if self.precision == "bf16":
             model = model.to(torch.bfloat16)
         self._model = model
-
-    def run(self, forward: Any, x: Any) -> Any:
-        """``forward(x)`` on the model's device, in its precision, as float32. ``x`` is a float
-        batch (images) or token ids (texts, which stay integers)."""
-        import torch
-
-        self.load()
-        device = self.device
-        self._keep_threads()
-        x = to_device(x, device)
-        with torch.inference_mode():
-            if self.precision == "bf16":
-                if x.is_floating_point():
-                    x = x.to(torch.bfloat16)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    return forward(x).float()
-            return forward(x).float()
 
     def embed(self, batch: Any, *, patch_mean: bool = False) -> Embeddings:
         """Embed a preprocessed batch (B, 3, S, S) float32 array or tensor."""
