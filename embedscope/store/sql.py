@@ -31,6 +31,7 @@ Views and macros defined on top of the tables:
   ``images_latest.tags`` their names as a list;
   and the latest ``analyze --zero-shot`` run's ``zero_shot_tag``, ``zero_shot_probability``,
   ``zero_shot_margin``, ``label_disagreement`` (nulls before any);
+- ``label_conflicts``: every content seen under more than one label (sha256, labels, paths, n_labels);
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
 - ``cosine_distance(a, b)``: ``1 - cosine similarity`` of two vectors (0 = identical);
@@ -173,6 +174,12 @@ IMAGE_TAGS_VIEW = """CREATE VIEW image_tags AS
         SELECT *, row_number() OVER (PARTITION BY sha256, tag ORDER BY tagged_at DESC) AS newest FROM tags)
     WHERE newest = 1 AND action = 'add'"""
 
+# Content seen under more than one label (``labels`` keeps every label per sha256), first-seen first.
+LABEL_CONFLICTS_VIEW = """CREATE VIEW label_conflicts AS
+    SELECT sha256, list(label ORDER BY first_seen, label) AS labels, list(path ORDER BY first_seen, label) AS paths,
+           count(DISTINCT label) AS n_labels
+    FROM labels GROUP BY sha256 HAVING count(DISTINCT label) > 1"""
+
 
 # with the functions ``_text_vector(text, model)`` and ``_text_model(model)`` (a NULL model = the
 # caller's default text model); the query vector is computed once, in the CTE
@@ -223,6 +230,7 @@ def connect(db: Database, *, limits: SqlLimits = CLI_LIMITS,
         for stmt in _MACROS:
             box.execute(stmt)
         box.execute(IMAGE_TAGS_VIEW)
+        box.execute(LABEL_CONFLICTS_VIEW)
         _register_functions(box.con, functions or {})
         box.execute(_images_latest_view(db))
         for stmt in (*limits.settings(temp_dir), *_LOCKDOWN):
@@ -310,7 +318,7 @@ def is_truncated(table: pa.Table) -> bool:
 
 def visible_tables(db: Database) -> list[str]:
     """The names a query can use, fixed tables and views first, then ``embeddings_<model>``."""
-    return [*S.FIXED_SCHEMAS, "embeddings", "images_latest", "image_tags", *db.embedding_table_names()]
+    return [*S.FIXED_SCHEMAS, "embeddings", "images_latest", "image_tags", "label_conflicts", *db.embedding_table_names()]
 
 
 # -- registration ----------------------------------------------------------------------------
