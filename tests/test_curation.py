@@ -139,7 +139,11 @@ def test_export_flags_parquet_and_keep_override(db_dir, tmp_path):
     assert all(r["score"] is not None for r in excluded if r["reason"] == "flag:novel")
     for r in excluded:
         if r["reason"] in ("flag:exact_dup", "flag:near_dup"):
-            assert r["partner"] and r["partner"] != r["sha256"] and r["group"] is not None
+            assert r["partner"] and r["partner"] != r["sha256"]
+        if r["reason"] == "flag:exact_dup":  # analyze's phash group
+            assert r["group"] is not None
+        if r["reason"] == "flag:near_dup":  # the pairs table: partner, distances and the rule in the detail
+            assert r["distance"] is not None and r["hamming"] is not None and "cosine distance" in r["detail"]
     # the perceptual near-copy of cats_01 ('small cats_01.jpg') duplicates cats_01 or the other way round
     small, cats_01 = _sha_of(db, "small cats_01.jpg"), _sha_of(db, "cats_01.jpg")
     dup_pairs = {(r["sha256"], r["partner"]) for r in excluded if r["reason"] == "flag:exact_dup"}

@@ -65,6 +65,7 @@ def register(sub: Any) -> None:
     p.add_argument("--exclude-tags", default="exclude", metavar="TAGS",
                    help="comma-separated tags that leave an image out (default exclude; '' for none)")
     p.add_argument("--exclude-flags", default="", metavar="FLAGS",
-                   help="comma-separated: exact_dup,near_dup,novel,contaminated (default none); a keep tag overrides them")
+                   help="comma-separated: exact_dup,near_dup,novel,contaminated,label_conflict,leak,low_quality "
+                        "(default none); a keep tag overrides them, a not_dup tag dismisses a near-duplicate pair")
     p.add_argument("--where", metavar="SQL", help="only consider images_latest rows matching this condition")
     p.set_defaults(handler=cmd_export)

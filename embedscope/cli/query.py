@@ -13,13 +13,18 @@ from embedscope.cli.common import add_db, add_output, add_query_embedding_option
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from embedscope.store.queries import stats
+    from embedscope.store.review import label_conflict_count
 
-    result = stats(open_db(args))
+    db = open_db(args)
+    result = stats(db)
+    result["label_conflicts"] = label_conflict_count(db)  # contents seen under more than one label
     if args.json:
         print(json.dumps(result))
         return 0
     for key, value in result.items():
-        if isinstance(value, dict):
+        if key == "label_conflicts":
+            print(f"label conflicts: {value} images")
+        elif isinstance(value, dict):
             print(f"{key}:")
             for k, v in value.items():
                 print(f"  {k}: {v}")

@@ -8,11 +8,8 @@ Lives in ``store`` because it only reads tables (through the read-only SQL views
 Why an image is left out (one row per reason in the excluded list):
 
 - ``tag:<name>``: it carries one of ``exclude_tags`` (detail: the tag's note);
-- ``flag:novel``: ``is_novel`` in the latest run (score: ``novelty_score``; detail: ``novelty_reason``);
-- ``flag:contaminated``: ``is_contaminated`` (detail: ``contamination_reason``);
-- ``flag:exact_dup``: in a perceptual-hash group (``phash_group``: the same picture resized or
-  recompressed) and not its first-ingested member (partner: that member);
-- ``flag:near_dup``: in an embedding near-duplicate group (``dup_group``), likewise.
+- ``flag:<flag>``: one of ``exclude_flags`` (:data:`FLAGS`), read by
+  :mod:`embedscope.store.exclusions` (analyze's flags, the ``pairs`` and ``arrivals`` tables).
 
 A ``keep`` tag overrides the flags (never the tags). Formats: ``csv`` / ``parquet`` (two
 files), ``imagefolder`` (``DIR/<label>/<file>`` hard links, copies across file systems, plus
@@ -35,14 +32,14 @@ from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import isin
-from embedscope.store.runs import latest_run, overlay_runs
+from embedscope.store.exclusions import FLAGS, FlagReasons
 from embedscope.store.tags import EXCLUDE, KEEP, relabel_target
 
 FORMATS = ("csv", "parquet", "imagefolder")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-FLAGS = ("exact_dup", "near_dup", "novel", "contaminated")
 KEPT_COLUMNS = ("sha256", "label", "original_label", "path", "paths", "n_paths", "tags")
-EXCLUDED_COLUMNS = ("sha256", "label", "path", "paths", "reason", "detail", "score", "group", "partner")
+EXCLUDED_COLUMNS = ("sha256", "label", "path", "paths", "reason", "detail", "score", "group", "partner",
+                    "distance", "hamming")
 
 
 @dataclass
@@ -104,8 +101,7 @@ def curated_lists(db: Database, *, exclude_tags: Sequence[str] = (EXCLUDE,), exc
     shas = [r["sha256"] for r in images]
     paths = _paths_by_sha(db, shas)
     current = _current_tags(db, shas)
-    flags = _latest_flags(db, shas)
-    partners = _group_partners(images, flags, exclude_flags)
+    flags = FlagReasons(db, images, exclude_flags, exclude_tags)
     kept_rows, excluded_rows = [], []
     for img in images:
         sha, tags = img["sha256"], list(img["tags"] or [])
@@ -116,10 +112,10 @@ def curated_lists(db: Database, *, exclude_tags: Sequence[str] = (EXCLUDE,), exc
         label = relabels[-1][1] if relabels else img["label"]  # the latest relabel: tag wins
         reasons = [{"reason": f"tag:{t}", "detail": current.get((sha, t), {}).get("note")} for t in exclude_tags if t in tags]
         if KEEP not in tags:
-            reasons += _flag_reasons(flags.get(sha, {}), exclude_flags, partners.get(sha, {}))
+            reasons += flags.of(sha)
         base = {"sha256": sha, "label": label, "path": all_paths[0], "paths": all_paths}
         if reasons:
-            excluded_rows += [{**base, "score": None, "group": None, "partner": None, **r} for r in reasons]
+            excluded_rows += [{**base, **dict.fromkeys(_REASON_FIELDS), **r} for r in reasons]
         else:
             kept_rows.append({**base, "original_label": img["label"], "n_paths": len(all_paths), "tags": tags})
     kept = pa.Table.from_pylist(kept_rows, schema=_KEPT_SCHEMA)
@@ -132,7 +128,9 @@ _KEPT_SCHEMA = pa.schema([("sha256", pa.string()), ("label", pa.string()), ("ori
                           ("tags", pa.list_(pa.string()))])
 _EXCLUDED_SCHEMA = pa.schema([("sha256", pa.string()), ("label", pa.string()), ("path", pa.string()),
                               ("paths", pa.list_(pa.string())), ("reason", pa.string()), ("detail", pa.string()),
-                              ("score", pa.float64()), ("group", pa.int64()), ("partner", pa.string())])
+                              ("score", pa.float64()), ("group", pa.int64()), ("partner", pa.string()),
+                              ("distance", pa.float64()), ("hamming", pa.int64())])
+_REASON_FIELDS = ("score", "group", "partner", "distance", "hamming")
 
 
 def _paths_by_sha(db: Database, shas: list[str]) -> dict[str, list[str]]:
@@ -151,58 +149,6 @@ def _current_tags(db: Database, shas: list[str]) -> dict[tuple[str, str], dict[s
 
     wanted = set(shas)
     return {(r["sha256"], r["tag"]): r for r in current_tags(db).to_pylist() if r["sha256"] in wanted}
-
-
-def _latest_flags(db: Database, shas: list[str]) -> dict[str, dict[str, Any]]:
-    """Each image's ``flags`` row of the latest analyze run, overlaid with its novelty-only runs
-    (the same precedence as ``images_latest``: a later run wins)."""
-    run = latest_run(db)
-    if run is None:
-        return {}
-    ranked = overlay_runs(db, run)
-    rank = {r.run_id: i for i, r in enumerate(ranked)}
-    out: dict[str, dict[str, Any]] = {}
-    wanted = set(shas)
-    rows = db.read(S.FLAGS, where=isin("run_id", list(rank))).to_pylist()
-    for r in sorted(rows, key=lambda r: rank[r["run_id"]]):
-        if r["sha256"] in wanted:
-            out[r["sha256"]] = r
-    return out
-
-
-_GROUP_OF = {"exact_dup": "phash_group", "near_dup": "dup_group"}
-
-
-def _group_partners(images: list[dict], flags: dict[str, dict], wanted: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Per sha256 and duplicate flag: the group's first-ingested member it duplicates (that one
-    itself has none and stays)."""
-    order = {img["sha256"]: (img["ingested_at"] is None, img["ingested_at"], img["sha256"]) for img in images}
-    out: dict[str, dict[str, str]] = {}
-    for flag, column in _GROUP_OF.items():
-        if flag not in wanted:
-            continue
-        groups: dict[int, list[str]] = {}
-        for sha, row in flags.items():
-            if row.get(column) is not None and row[column] >= 0:
-                groups.setdefault(row[column], []).append(sha)
-        for members in groups.values():
-            first, *rest = sorted(members, key=order.__getitem__)
-            for sha in rest:
-                out.setdefault(sha, {})[flag] = first
-    return out
-
-
-def _flag_reasons(row: dict[str, Any], wanted: Sequence[str], partners: dict[str, str]) -> list[dict[str, Any]]:
-    reasons = []
-    if "novel" in wanted and row.get("is_novel"):
-        reasons.append({"reason": "flag:novel", "detail": row.get("novelty_reason"), "score": row.get("novelty_score")})
-    if "contaminated" in wanted and row.get("is_contaminated"):
-        reasons.append({"reason": "flag:contaminated", "detail": row.get("contamination_reason")})
-    for flag, column in _GROUP_OF.items():
-        if flag in partners:
-            reasons.append({"reason": f"flag:{flag}", "detail": f"duplicates {partners[flag]} ({column})",
-                            "group": row.get(column), "partner": partners[flag]})
-    return reasons
 
 
 # -- writing ------------------------------------------------------------------------------------
