@@ -140,3 +140,20 @@ DETAIL_TAG_NAME = "detail-tag-name"
 DETAIL_TAG_ADD = "detail-tag-add"
 DETAIL_TAG_REMOVE = "detail-tag-remove"
 DETAIL_TAGS = "detail-tags"
+
+# review page (near-duplicate pairs, exact duplicates, label conflicts, novel, contaminated)
+REVIEW_TAB = "review-tab"
+REVIEW_SORT = "review-sort"
+REVIEW_SHOW_DECIDED = "review-show-decided"
+REVIEW_PREV = "review-prev"
+REVIEW_NEXT = "review-next"
+REVIEW_PAGE = "review-page"  # store: the page's first row (offset)
+REVIEW_PAGE_TEXT = "review-page-text"
+REVIEW_TOTAL = "review-total"  # store: rows in the current queue view
+REVIEW_REFRESH = "review-refresh"  # store: bumped after each decision
+REVIEW_COUNTS = "review-counts"
+REVIEW_STATUS = "review-status"
+REVIEW_CONTENT = "review-content"
+REVIEW_PAIR_ACTION = "review-pair-action"  # pattern id type: {type, action, left, right, cos, ham}
+REVIEW_RELABEL = "review-relabel"  # pattern id type: {type, sha}
+REVIEW_RELABEL_LABEL = "review-relabel-label"  # pattern id type: {type, sha}

@@ -22,7 +22,7 @@ from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import isin, literal
 from embedscope.store.runs import latest_run, overlay_runs
-from embedscope.store.tags import EXCLUDE, KEEP, REVIEWED
+from embedscope.store.tags import EXCLUDE, KEEP, RELABEL_PREFIX, REVIEWED, check_tag
 
 NOT_DUP = "not_dup"  # on a pair's later image: "not a duplicate of its partner"
 
@@ -204,3 +204,9 @@ def pair_decision(action: str, left: str, right: str, *, cosine: float | None = 
         "not_dup": [TagWrite((right,), NOT_DUP, f"not a duplicate of {left}")],
     }[action]
     return [*writes, TagWrite((left, right), REVIEWED, f"pair decision: {action.replace('_', ' ')}")]
+
+
+def relabel_decision(sha: str, label: str | None) -> list[TagWrite]:
+    """A label conflict resolved: ``relabel:<label>`` (the export's label) and ``reviewed``."""
+    tag = check_tag(RELABEL_PREFIX + (label or "").strip())
+    return [TagWrite((sha,), tag, "label conflict resolved"), TagWrite((sha,), REVIEWED, f"label conflict: {tag}")]
