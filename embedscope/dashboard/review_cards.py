@@ -26,8 +26,9 @@ _WARN = {"color": "#b35c00", "fontWeight": "bold"}
 
 
 def image_box(row_id: str, has_thumb: bool, path: str | None, *, size: int = 200) -> html.A:
-    """The row's thumbnail linking to its image page, or a grey placeholder naming it."""
-    style = {"maxWidth": f"{size}px", "maxHeight": f"{size}px", "display": "block"}
+    """The row's thumbnail (``size`` px wide, so two sides compare at one scale) linking to its
+    image page, or a grey placeholder naming it."""
+    style = {"width": f"{size}px", "maxHeight": f"{size * 2}px", "objectFit": "contain", "display": "block"}
     if has_thumb:
         inner: Any = html.Img(src=thumb_url(row_id), style=style, title=path or row_id, alt=image_name(row_id, path))
     else:
@@ -42,10 +43,18 @@ def _tags_line(tags: Sequence[str]) -> html.Div:
     return html.Div("tags: " + (", ".join(tags) if tags else "none"), className="es-tags", style={"color": "#555"})
 
 
-def _side(title: str, row_id: str, has_thumb: bool, path: str | None, label: str | None, tags: Sequence[str]) -> html.Div:
-    return html.Div([html.Div(title, style={"fontWeight": "bold"}), image_box(row_id, has_thumb, path),
-                     html.Div(f"label: {label or '—'}"), html.Div(path or row_id, className="es-path"),
-                     _tags_line(tags)], style=_SIDE)
+def _size_text(width: int | None, height: int | None, n_bytes: int | None) -> str:
+    pixels = f"{width}×{height} px" if width and height else "size unknown"
+    return pixels + (f", {n_bytes / 1024:.1f} KiB" if n_bytes else "")
+
+
+def _side(title: str, row: dict[str, Any], end: str) -> html.Div:
+    """One side of a pair (``end``: ``a`` the later image, ``b`` the earlier)."""
+    row_id, path = row[f"sha_{end}"], row[f"path_{end}"]
+    return html.Div([html.Div(title, style={"fontWeight": "bold"}), image_box(row_id, row[f"has_thumb_{end}"], path),
+                     html.Div(f"label: {row[f'label_{end}'] or '—'}"),
+                     html.Div(_size_text(row.get(f"width_{end}"), row.get(f"height_{end}"), row.get(f"bytes_{end}"))),
+                     html.Div(path or row_id, className="es-path"), _tags_line(row[f"tags_{end}"])], style=_SIDE)
 
 
 def pair_card(row: dict[str, Any]) -> html.Div:
@@ -65,9 +74,7 @@ def pair_card(row: dict[str, Any]) -> html.Div:
         html.Div("decided", style={"color": "#2e7d32", "fontWeight": "bold"}) if row["decided"] else None,
     ], style=_MID)
     return html.Div([
-        _side("left (earlier)", left, row["has_thumb_b"], row["path_b"], row["label_b"], row["tags_b"]),
-        middle,
-        _side("right (later)", right, row["has_thumb_a"], row["path_a"], row["label_a"], row["tags_a"]),
+        _side("left (earlier)", row, "b"), middle, _side("right (later)", row, "a"),
         html.Div(buttons, style={"marginTop": "6px"}),
     ], className="es-pair", style=_CARD, **{"data-left": left, "data-right": right})
 
@@ -131,3 +138,15 @@ def counts_line(counts: dict[str, int]) -> str:
     """``near-duplicate pairs to review: 3 · exact duplicates: 1 · ...``"""
     return " · ".join(f"{QUEUE_NAMES[q].lower()}{' to review' if q == 'pairs' else ''}: {n:,}"
                       for q, n in counts.items())
+
+
+def page_ids(queue: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """What a page's bulk actions act on: per pair its two sides and distances, else the row ids."""
+    if queue == "pairs":
+        return [{"left": r["sha_b"], "right": r["sha_a"], "cos": r["cosine"], "ham": r["hamming"]} for r in rows]
+    return [r["sha256"] for r in rows]
+
+
+def page_shas(page: Sequence[Any]) -> list[str]:
+    """Every image id in :func:`page_ids`' list (both sides of pairs)."""
+    return [s for p in page for s in ((p["left"], p["right"]) if isinstance(p, dict) else (p,))]

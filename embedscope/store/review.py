@@ -50,6 +50,8 @@ NEAR_PAIRS_SQL = f"""
                       arg_min(rule, cosine) AS rule, arg_min(run_id, cosine) AS run_id
                FROM pairs WHERE kind = 'near' AND sha_a <> sha_b GROUP BY sha_a, sha_b),
          q AS (SELECT p.*, ia.label AS label_a, ib.label AS label_b,
+                      ia.width AS width_a, ia.height AS height_a, ia.size_bytes AS bytes_a,
+                      ib.width AS width_b, ib.height AS height_b, ib.size_bytes AS bytes_b,
                       ia.thumbnail IS NOT NULL AS has_thumb_a, ib.thumbnail IS NOT NULL AS has_thumb_b,
                       COALESCE(ta.tags, CAST([] AS VARCHAR[])) AS tags_a,
                       COALESCE(tb.tags, CAST([] AS VARCHAR[])) AS tags_b
@@ -210,3 +212,11 @@ def relabel_decision(sha: str, label: str | None) -> list[TagWrite]:
     """A label conflict resolved: ``relabel:<label>`` (the export's label) and ``reviewed``."""
     tag = check_tag(RELABEL_PREFIX + (label or "").strip())
     return [TagWrite((sha,), tag, "label conflict resolved"), TagWrite((sha,), REVIEWED, f"label conflict: {tag}")]
+
+
+def merge_writes(writes: list[TagWrite]) -> list[TagWrite]:
+    """The same writes with one per (tag, note): many decisions in few appends to the tag log."""
+    merged: dict[tuple[str, str | None], list[str]] = {}
+    for w in writes:
+        merged.setdefault((w.tag, w.note), []).extend(w.shas)
+    return [TagWrite(tuple(dict.fromkeys(shas)), tag, note) for (tag, note), shas in merged.items()]

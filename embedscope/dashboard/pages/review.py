@@ -15,6 +15,9 @@ from embedscope.dashboard import context, ids
 from embedscope.dashboard import review_cards as RC
 
 PAGE_SIZE = 20
+_SHOWN = {"display": "inline-block", "marginLeft": "16px"}
+_HIDDEN = {"display": "none"}
+_INPUT = {"width": "130px", "marginRight": "4px"}
 
 
 def layout(queue: str = "pairs", **_: Any) -> Any:
@@ -32,16 +35,25 @@ def layout(queue: str = "pairs", **_: Any) -> Any:
             html.Div(dcc.Dropdown(id=ids.REVIEW_SORT, clearable=False),
                      style={"display": "inline-block", "width": "180px", "verticalAlign": "middle"}),
             dcc.Checklist(id=ids.REVIEW_SHOW_DECIDED, options=[{"label": " show decided pairs", "value": "yes"}],
-                          value=[], inline=True, style={"display": "inline-block", "marginLeft": "16px"}),
+                          value=[], inline=True, style=_SHOWN),
             html.Button("◀ previous", id=ids.REVIEW_PREV, n_clicks=0, style={"marginLeft": "16px"}),
             html.Span(id=ids.REVIEW_PAGE_TEXT, style={"margin": "0 8px", "fontSize": "13px"}),
             html.Button("next ▶", id=ids.REVIEW_NEXT, n_clicks=0),
         ], style={"margin": "8px 0"}),
+        html.Div([
+            html.Span([
+                dcc.Input(id=ids.REVIEW_BULK_TAG, type="text", value="exclude", placeholder="tag", style=_INPUT),
+                dcc.Input(id=ids.REVIEW_BULK_NOTE, type="text", placeholder="note (why)", style=_INPUT),
+                html.Button("tag every image on this page", id=ids.REVIEW_BULK_ADD, n_clicks=0),
+            ], id=ids.REVIEW_BULK_TAGGING),
+            html.Button("keep left on every pair of this page", id=ids.REVIEW_BULK_KEEP_LEFT, n_clicks=0),
+        ], style={"margin": "4px 0"}),
         html.Div(id=ids.REVIEW_STATUS, style={"fontSize": "13px", "color": "#555", "minHeight": "18px"}),
         dcc.Loading(html.Div(id=ids.REVIEW_CONTENT)),
         dcc.Store(id=ids.REVIEW_PAGE, data=0),
         dcc.Store(id=ids.REVIEW_TOTAL, data=0),
         dcc.Store(id=ids.REVIEW_REFRESH, data=0),
+        dcc.Store(id=ids.REVIEW_PAGE_ROWS, data=[]),
     ])
 
 
@@ -49,10 +61,15 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.errors import EmbedscopeError
     from embedscope.store import review as R
 
-    @app.callback(Output(ids.REVIEW_SORT, "options"), Output(ids.REVIEW_SORT, "value"), Input(ids.REVIEW_TAB, "value"))
+    @app.callback(Output(ids.REVIEW_SORT, "options"), Output(ids.REVIEW_SORT, "value"),
+                  Output(ids.REVIEW_SHOW_DECIDED, "style"), Output(ids.REVIEW_BULK_KEEP_LEFT, "style"),
+                  Output(ids.REVIEW_BULK_TAGGING, "style"), Input(ids.REVIEW_TAB, "value"))
     def _sorts(queue: str) -> tuple:
+        """The queue's sort orders; pairs get their own controls, the other queues a bulk tag."""
         names = list(R.SORTS.get(queue, {}))
-        return names, (names[0] if names else None)
+        pairs = queue == "pairs"
+        return names, (names[0] if names else None), _SHOWN if pairs else _HIDDEN, \
+            _SHOWN if pairs else _HIDDEN, _HIDDEN if pairs else {}
 
     @app.callback(Output(ids.REVIEW_PAGE, "data"), Input(ids.REVIEW_TAB, "value"), Input(ids.REVIEW_SORT, "value"),
                   Input(ids.REVIEW_SHOW_DECIDED, "value"), Input(ids.REVIEW_PREV, "n_clicks"),
@@ -67,6 +84,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
 
     @app.callback(Output(ids.REVIEW_CONTENT, "children"), Output(ids.REVIEW_PAGE_TEXT, "children"),
                   Output(ids.REVIEW_TOTAL, "data"), Output(ids.REVIEW_COUNTS, "children"),
+                  Output(ids.REVIEW_PAGE_ROWS, "data"),
                   Input(ids.REVIEW_TAB, "value"), Input(ids.REVIEW_SORT, "value"), Input(ids.REVIEW_PAGE, "data"),
                   Input(ids.REVIEW_SHOW_DECIDED, "value"), Input(ids.REVIEW_REFRESH, "data"))
     def _render(queue: str, sort: str | None, offset: int, decided: list | None, _refresh: int) -> tuple:
@@ -77,22 +95,33 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         last = min(page.offset + PAGE_SIZE, shown)
         text = f"{page.offset + 1 if shown else 0}–{last} of {shown:,}"
         if queue == "pairs":
-            text += f" ({page.open:,} to review, {page.total:,} pairs in all)"
+            text += f" ({page.open:,} to review; pairs in all: {page.total:,})"
         empty = "nothing to review here" if queue == "pairs" else "none"
-        return RC.queue_cards(queue, page.rows, empty), text, shown, RC.counts_line(R.queue_counts(db))
+        return (RC.queue_cards(queue, page.rows, empty), text, shown, RC.counts_line(R.queue_counts(db)),
+                RC.page_ids(queue, page.rows))
 
     @app.callback(Output(ids.REVIEW_STATUS, "children"), Output(ids.REVIEW_REFRESH, "data"),
                   Input({"type": ids.REVIEW_PAIR_ACTION, "action": ALL, "left": ALL, "right": ALL, "cos": ALL,
                          "ham": ALL}, "n_clicks"),
                   Input({"type": ids.REVIEW_RELABEL, "sha": ALL}, "n_clicks"),
-                  State({"type": ids.REVIEW_RELABEL_LABEL, "sha": ALL}, "value"), State(ids.REVIEW_REFRESH, "data"),
-                  prevent_initial_call=True)
-    def _decide(pair_clicks: list, relabel_clicks: list, labels: list, refresh: int) -> tuple:
+                  Input(ids.REVIEW_BULK_ADD, "n_clicks"), Input(ids.REVIEW_BULK_KEEP_LEFT, "n_clicks"),
+                  State({"type": ids.REVIEW_RELABEL_LABEL, "sha": ALL}, "value"), State(ids.REVIEW_PAGE_ROWS, "data"),
+                  State(ids.REVIEW_BULK_TAG, "value"), State(ids.REVIEW_BULK_NOTE, "value"),
+                  State(ids.REVIEW_REFRESH, "data"), prevent_initial_call=True)
+    def _decide(_pairs: list, _relabels: list, _bulk: int, _keep_left: int, _labels: list, page_rows: list,
+                bulk_tag: str | None, bulk_note: str | None, refresh: int) -> tuple:
         trigger = callback_context.triggered_id
         if not trigger or not callback_context.triggered[0].get("value"):  # buttons (re)drawn, not clicked
             return no_update, no_update
         try:
-            if trigger["type"] == ids.REVIEW_PAIR_ACTION:
+            if trigger == ids.REVIEW_BULK_ADD:
+                writes = [R.TagWrite(tuple(RC.page_shas(page_rows)), bulk_tag or "", bulk_note or None)]
+                what = f"every image on this page ({len(writes[0].shas)})"
+            elif trigger == ids.REVIEW_BULK_KEEP_LEFT:
+                writes = [w for p in page_rows if isinstance(p, dict)
+                          for w in R.pair_decision("keep_left", p["left"], p["right"], cosine=p["cos"], hamming=p["ham"])]
+                what = f"keep left on {sum(isinstance(p, dict) for p in page_rows)} pair(s)"
+            elif trigger["type"] == ids.REVIEW_PAIR_ACTION:
                 writes = R.pair_decision(trigger["action"], trigger["left"], trigger["right"],
                                          cosine=trigger["cos"] if trigger["cos"] >= 0 else None,
                                          hamming=trigger["ham"] if trigger["ham"] >= 0 else None)
@@ -102,9 +131,10 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 label = next(s.get("value") for s in states if s["id"]["sha"] == trigger["sha"])
                 writes = R.relabel_decision(trigger["sha"], label)
                 what = f"relabel:{label}"
-            for w in writes:
-                ctx.tag(list(w.shas), w.tag, note=w.note)
+            done: dict[str, int] = {}
+            for w in R.merge_writes(writes):
+                done[w.tag] = done.get(w.tag, 0) + ctx.tag(list(w.shas), w.tag, note=w.note)
         except EmbedscopeError as exc:
             return exc.one_line(), no_update
-        done = "; ".join(f"{w.tag} on {len(w.shas)}" for w in writes)
-        return f"{what}: {done}", (refresh or 0) + 1
+        done_text = "; ".join(f"{tag} on {n}" for tag, n in done.items())
+        return f"{what}: {done_text}", (refresh or 0) + 1
