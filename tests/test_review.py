@@ -5,7 +5,6 @@ real CLI entry point."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from embedscope.store.db import Database
 from embedscope.store.sql import run_sql
 from embedscope.store.tags import current_tags, tag_images
 from tests.conftest import make_photo, run_cli, save_jpeg, vectors_parquet
-from tests.dashboard_db import cached_dashboard_db
+from tests.test_curation import _sha_of, db_dir  # noqa: F401  (db_dir: a private copy of the dashboard db)
 
 pytestmark = pytest.mark.slow
 
@@ -30,22 +29,11 @@ SQL_COUNTS = {
 }
 
 
-@pytest.fixture
-def db_dir(tmp_path_factory, tmp_path) -> Path:
-    copy = tmp_path / "db"
-    shutil.copytree(cached_dashboard_db(tmp_path_factory), copy)
-    return copy
-
-
-def _sha_of(db: Database, name: str) -> str:
-    return run_sql(db, f"SELECT sha256 FROM sources WHERE path LIKE '%/{name}'").column("sha256")[0].as_py()
-
-
 def _tags(db: Database) -> dict[tuple[str, str], str | None]:
     return {(r["sha256"], r["tag"]): r["note"] for r in current_tags(db).to_pylist()}
 
 
-def test_queue_counts_equal_sql_and_pages_sort(db_dir):
+def test_queue_counts_equal_sql_and_pages_sort(db_dir):  # noqa: F811
     db = Database(db_dir)
     counts = R.queue_counts(db)
     for queue, sql in SQL_COUNTS.items():
@@ -64,7 +52,7 @@ def test_queue_counts_equal_sql_and_pages_sort(db_dir):
     assert page.offset == 1 and len(page.rows) == (1 if counts["novel"] > 1 else 0)
 
 
-def test_pair_decisions_write_tags_and_leave_the_queue(db_dir, tmp_path):
+def test_pair_decisions_write_tags_and_leave_the_queue(db_dir, tmp_path):  # noqa: F811
     db = Database(db_dir)
     pair = R.queue_page(db, "pairs").rows[0]
     left, right = pair["sha_b"], pair["sha_a"]
@@ -94,7 +82,7 @@ def test_pair_decisions_write_tags_and_leave_the_queue(db_dir, tmp_path):
     assert not list(csv.DictReader((out / "excluded.csv").open(newline="")))
 
 
-def test_export_arrival_flags_and_relabel_resolves_a_conflict(db_dir, tmp_path):
+def test_export_arrival_flags_and_relabel_resolves_a_conflict(db_dir, tmp_path):  # noqa: F811
     db = Database(db_dir)
     conflict = _sha_of(db, "copy of cats_00.jpg")
     out = tmp_path / "x"

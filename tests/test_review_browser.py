@@ -6,7 +6,6 @@ listed with the count SQL gives, and relabelled from the page."""
 from __future__ import annotations
 
 import csv
-import shutil
 
 import pytest
 
@@ -14,21 +13,11 @@ from embedscope.store.db import Database
 from embedscope.store.sql import run_sql
 from embedscope.store.tags import current_tags, tag_log
 from tests.conftest import run_cli
-from tests.dashboard_db import cached_dashboard_db, running_dashboard
-from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _js, _wait
+from tests.test_curation_browser import server  # noqa: F401  (a private copy of the dashboard db, per module)
+from tests.test_dashboard_browser import _js, _wait
 from tests.test_dashboard_browser import browser, shots  # noqa: F401  (fixtures; `browser` uses this module's `server`)
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
-    db = tmp_path_factory.mktemp("review") / "db"  # a private copy: this test writes tags
-    shutil.copytree(cached_dashboard_db(tmp_path_factory), db)
-    with running_dashboard(db, tmp_path_factory.mktemp("server") / "server.log", start_timeout=90) as url:
-        yield {"url": url, "db": db}
 
 
 def _open(driver, server, queue: str) -> None:

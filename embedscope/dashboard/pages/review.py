@@ -60,6 +60,7 @@ def layout(queue: str = "pairs", **_: Any) -> Any:
 def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.errors import EmbedscopeError
     from embedscope.store import review as R
+    from embedscope.store.runs import latest_run
 
     @app.callback(Output(ids.REVIEW_SORT, "options"), Output(ids.REVIEW_SORT, "value"),
                   Output(ids.REVIEW_SHOW_DECIDED, "style"), Output(ids.REVIEW_BULK_KEEP_LEFT, "style"),
@@ -97,6 +98,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         if queue == "pairs":
             text += f" ({page.open:,} to review; pairs in all: {page.total:,})"
         empty = "nothing to review here" if queue == "pairs" else "none"
+        if queue in R.FLAG_COLUMNS and latest_run(db) is None:
+            empty = "No analysis run yet: run `embedscope analyze --db DIR` to flag novel and contaminated images."
         return (RC.queue_cards(queue, page.rows, empty), text, shown, RC.counts_line(R.queue_counts(db)),
                 RC.page_ids(queue, page.rows))
 
