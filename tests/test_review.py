@@ -64,6 +64,16 @@ def test_pair_decisions_write_tags_and_leave_the_queue(db_dir, tmp_path):  # noq
     assert (left, "keep") in tags and (left, "reviewed") in tags and (right, "reviewed") in tags
     assert R.queue_counts(db)["pairs"] == 0
     assert R.queue_page(db, "pairs", include_decided=True).rows[0]["decided"]
+    # the dashboard's export button: the same lists, the decision's exclusion with its note
+    import base64
+    import io
+    import zipfile
+
+    from embedscope.dashboard.curation import curated_zip
+
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(curated_zip(db)))) as zf:
+        rows = list(csv.DictReader(io.TextIOWrapper(zf.open("excluded.csv"), encoding="utf-8")))
+    assert [(r["sha256"], r["reason"], r["detail"]) for r in rows] == [(right, "tag:exclude", tags[(right, "exclude")])]
 
     # undo, then "not a duplicate": the export's near_dup flag no longer leaves the later image out
     for tag in ("exclude", "keep"):

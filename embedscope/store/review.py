@@ -14,8 +14,9 @@ images (:data:`PAIR_DECISIONS`); a pair leaves the queue when :data:`PAIR_DECIDE
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from embedscope.errors import ConfigError
 from embedscope.store import schema as S
@@ -35,7 +36,7 @@ EXACT_DUPLICATES_SQL = f"""
                FROM sources GROUP BY sha256 HAVING count(DISTINCT path) > 1),
          l AS (SELECT sha256, list(label ORDER BY label) AS labels FROM labels GROUP BY sha256)
     SELECT s.sha256, i.label, COALESCE(l.labels, [i.label]) AS labels, s.paths, s.n_paths,
-           i.thumbnail IS NOT NULL AS has_thumb, COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
+           COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
     FROM s JOIN images i USING (sha256) LEFT JOIN l USING (sha256) LEFT JOIN {_TAGS} t USING (sha256)"""
 
 # A pair is decided once one side is excluded, the later side is marked not_dup, or both are kept.
@@ -52,7 +53,6 @@ NEAR_PAIRS_SQL = f"""
          q AS (SELECT p.*, ia.label AS label_a, ib.label AS label_b,
                       ia.width AS width_a, ia.height AS height_a, ia.size_bytes AS bytes_a,
                       ib.width AS width_b, ib.height AS height_b, ib.size_bytes AS bytes_b,
-                      ia.thumbnail IS NOT NULL AS has_thumb_a, ib.thumbnail IS NOT NULL AS has_thumb_b,
                       COALESCE(ta.tags, CAST([] AS VARCHAR[])) AS tags_a,
                       COALESCE(tb.tags, CAST([] AS VARCHAR[])) AS tags_b
                FROM p JOIN images ia ON ia.sha256 = p.sha_a JOIN images ib ON ib.sha256 = p.sha_b
@@ -61,13 +61,12 @@ NEAR_PAIRS_SQL = f"""
 
 # Content seen under more than one label (the `label_conflicts` view of store/sql.py).
 LABEL_CONFLICTS_SQL = f"""
-    SELECT c.sha256, i.label, c.labels, c.paths, c.n_labels, i.thumbnail IS NOT NULL AS has_thumb,
-           COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
+    SELECT c.sha256, i.label, c.labels, c.paths, c.n_labels, COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags
     FROM label_conflicts c JOIN images i USING (sha256) LEFT JOIN {_TAGS} t USING (sha256)"""
 
 # Novel / contaminated images of the latest analyze run (the images_latest flags).
 _FLAGGED_SQL = """
-    SELECT sha256, path, label, novelty_score, thumbnail IS NOT NULL AS has_thumb, tags
+    SELECT sha256, path, label, novelty_score, tags
     FROM images_latest WHERE {column}"""
 FLAG_COLUMNS = {"novel": "is_novel", "contaminated": "is_contaminated"}
 
@@ -85,7 +84,8 @@ SORTS: dict[str, dict[str, str]] = {
 
 @dataclass
 class QueuePage:
-    """One page of a queue: its rows, the queue's total (the SQL count), and how many are left to review."""
+    """One page of a queue: its rows, the queue's total (the SQL count), how many are left to
+    review, and every queue's size (:func:`queue_counts`, from the same snapshot)."""
 
     queue: str
     rows: list[dict[str, Any]]
@@ -94,7 +94,7 @@ class QueuePage:
     offset: int
     limit: int
     sort: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def queue_sql(queue: str) -> str:
@@ -110,40 +110,63 @@ def queue_sql(queue: str) -> str:
     raise ConfigError(f"unknown review queue {queue!r}", f"one of: {', '.join(QUEUES)}")
 
 
+@contextmanager
+def _connection(db: Database) -> Iterator[Callable[[str], list[dict[str, Any]]]]:
+    """One read-only SQL connection for several queries (each connection registers every table)."""
+    from embedscope.store.sql import connect, execute
+
+    con = connect(db)
+    try:
+        yield lambda sql: execute(con, sql, limit=None).to_pylist()
+    finally:
+        con.close()
+
+
 def queue_page(db: Database, queue: str, *, sort: str | None = None, offset: int = 0, limit: int = 20,
                include_decided: bool = False) -> QueuePage:
     """One sorted page of ``queue``; near-duplicate pairs already decided are left out unless
     ``include_decided`` (``total`` counts them all, ``open`` the undecided ones)."""
-    from embedscope.store.sql import run_sql
-
     sorts = SORTS[queue] if queue in SORTS else {}
     order = sorts.get(sort or "", next(iter(sorts.values()), "sha256"))
     base = queue_sql(queue)
     decided = "decided" if queue == "pairs" else "FALSE"
-    counts = run_sql(db, f"SELECT count(*) AS total, count(*) FILTER (WHERE {decided}) AS decided FROM ({base})",
-                     limit=None).to_pylist()[0]
     where = "" if include_decided or queue != "pairs" else " WHERE NOT decided"
-    rows = run_sql(db, f"SELECT * FROM ({base}){where} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}",
-                   limit=None).to_pylist()
+    with _connection(db) as query:
+        sizes = query(f"SELECT count(*) AS total, count(*) FILTER (WHERE {decided}) AS decided FROM ({base})")[0]
+        rows = query(f"SELECT * FROM ({base}){where} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}")
+        counts = query(_COUNTS_SQL)[0]
+    _mark_thumbnails(db, rows, ("a", "b") if queue == "pairs" else ("",))
     if queue in FLAG_COLUMNS:
         reasons = flag_reasons(db, [r["sha256"] for r in rows])
         for r in rows:
             r["reason"] = reasons.get(r["sha256"], {}).get(
                 "novelty_reason" if queue == "novel" else "contamination_reason")
-    total = int(counts["total"])
-    return QueuePage(queue, rows, total, total - int(counts["decided"]), int(offset), int(limit),
-                     sort if sort in sorts else next(iter(sorts), ""))
+    total = int(sizes["total"])
+    return QueuePage(queue, rows, total, total - int(sizes["decided"]), int(offset), int(limit),
+                     sort if sort in sorts else next(iter(sorts), ""), {q: int(n) for q, n in counts.items()})
+
+
+def _mark_thumbnails(db: Database, rows: list[dict[str, Any]], ends: tuple[str, ...]) -> None:
+    """Set ``has_thumb`` (pairs: ``has_thumb_a`` / ``_b``) on a page's rows: read for those rows
+    only, since scanning every thumbnail in SQL would read the largest column of ``images``."""
+    key = {e: (f"sha_{e}", f"has_thumb_{e}") if e else ("sha256", "has_thumb") for e in ends}
+    shas = list({r[key[e][0]] for r in rows for e in ends})
+    thumbs = db.read(S.IMAGES, ["sha256", "thumbnail"], where=isin("sha256", shas)).to_pylist() if shas else []
+    have = {t["sha256"] for t in thumbs if t["thumbnail"]}
+    for r in rows:
+        for sha_key, flag_key in key.values():
+            r[flag_key] = r[sha_key] in have
+
+
+# every queue's size in one statement (near-duplicate pairs: the undecided ones)
+_COUNTS_SQL = "SELECT " + ", ".join(
+    f"(SELECT count(*) FROM ({queue_sql(q)}){' WHERE NOT decided' if q == 'pairs' else ''}) AS {q}" for q in QUEUES)
 
 
 def queue_counts(db: Database) -> dict[str, int]:
     """Each queue's size (near-duplicate pairs: the undecided ones)."""
-    from embedscope.store.sql import run_sql
-
-    out = {}
-    for queue in QUEUES:
-        where = " WHERE NOT decided" if queue == "pairs" else ""
-        out[queue] = int(run_sql(db, f"SELECT count(*) AS n FROM ({queue_sql(queue)}){where}").column("n")[0].as_py())
-    return out
+    with _connection(db) as query:
+        return {q: int(n) for q, n in query(_COUNTS_SQL)[0].items()}
 
 
 def label_conflict_count(db: Database) -> int:

@@ -100,7 +100,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         empty = "nothing to review here" if queue == "pairs" else "none"
         if queue in R.FLAG_COLUMNS and latest_run(db) is None:
             empty = "No analysis run yet: run `embedscope analyze --db DIR` to flag novel and contaminated images."
-        return (RC.queue_cards(queue, page.rows, empty), text, shown, RC.counts_line(R.queue_counts(db)),
+        return (RC.queue_cards(queue, page.rows, empty), text, shown, RC.counts_line(page.counts),
                 RC.page_ids(queue, page.rows))
 
     @app.callback(Output(ids.REVIEW_STATUS, "children"), Output(ids.REVIEW_REFRESH, "data"),
