@@ -98,3 +98,35 @@ def test_contaminated_images_are_listed_with_a_placeholder_without_thumbnails(tm
     got = cards(text, "contaminated-images")
     assert sorted(c["sha256"] for c in got) == sorted(contaminated)
     assert not any(c["thumb"] for c in got) and "no thumbnail" in text
+
+
+def test_flags_zero_shot_filters_equal_sql(clip_report):
+    """The Flags page's zero-shot pieces (dashboard/zero_shot_filters.py) against images_latest."""
+    from embedscope.dashboard import zero_shot_filters as Z
+    from embedscope.store.db import Database
+
+    db, es = Database(clip_report["db"]), clip_report["es"]
+    latest = es.sql("SELECT sha256, path, label, zero_shot_tag, zero_shot_probability, label_disagreement "
+                    "FROM images_latest")
+    marked = latest[latest["label_disagreement"]].sort_values(["zero_shot_probability", "sha256"],
+                                                              ascending=[False, True])
+    rows = Z.flag_rows(db, Z.KIND[0], lambda: [], None, None, [])
+    assert [r["sha256"] for r in rows] == list(marked["sha256"]) and len(rows) > 0
+    assert [r["path"] for r in rows] == list(marked["path"])
+    assert all("contradicts the label" in r["reason"] for r in rows)
+    dogs = Z.flag_rows(db, Z.KIND[0], lambda: [], "dogs", None, [])
+    assert [r["sha256"] for r in dogs] == list(marked[marked["label"] == "dogs"]["sha256"])
+
+    every = [{"sha256": s, "reason": "novel"} for s in latest["sha256"]]  # a flag kind's rows
+    assert Z.flag_rows(db, "novel", lambda: every, None, None, []) == every  # no filter: untouched
+    for tag in ("cat", "dog"):
+        kept = Z.flag_rows(db, "novel", lambda: every, None, tag, [])
+        assert {r["sha256"] for r in kept} == set(latest[latest["zero_shot_tag"] == tag]["sha256"])
+    kept = Z.flag_rows(db, "novel", lambda: every, None, None, [Z.DISAGREEMENTS])
+    assert {r["sha256"] for r in kept} == set(marked["sha256"])
+    assert all(r["reason"].startswith("novel; zero-shot ") for r in kept)
+
+    options = Z.controls(db).children[0].options
+    counts = latest["zero_shot_tag"].value_counts()
+    assert [(o["value"], o["label"]) for o in options] == [(t, f"{t} ({int(counts.get(t, 0))})")
+                                                            for t in ("cat", "dog", "x-ray")]

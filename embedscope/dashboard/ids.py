@@ -140,3 +140,6 @@ DETAIL_TAG_NAME = "detail-tag-name"
 DETAIL_TAG_ADD = "detail-tag-add"
 DETAIL_TAG_REMOVE = "detail-tag-remove"
 DETAIL_TAGS = "detail-tags"
+SEARCH_MODEL = "search-model"  # which stored model an uploaded image is embedded with and searched in
+FLAGS_ZERO_SHOT_TAG = "flags-zero-shot-tag"  # dashboard/zero_shot_filters.py
+FLAGS_ZERO_SHOT_DISAGREE = "flags-zero-shot-disagree"
