@@ -3,6 +3,7 @@
 >>> import embedscope
 >>> es = embedscope.open("demo/db")                                  # doctest: +SKIP
 >>> es.sql("SELECT label, count(*) n FROM images GROUP BY label")    # pandas DataFrame
+>>> es.sql("SELECT * FROM similar_to_text('a dog on a sofa', 10)")    # a CLIP table  # doctest: +SKIP
 >>> es.similar("demo/drop/cat.jpg", k=5, where="label = 'cats'")     # doctest: +SKIP
 >>> es.similar_many(vectors, k=10)        # one DataFrame per query row  # doctest: +SKIP
 >>> ids, X = es.embeddings()              # list of sha256, (N, dim) float32 array
@@ -36,17 +37,21 @@ class EmbedscopeDB:
 
         self.db = db
         self.search_cache = search_cache if search_cache is not None else SearchIndexCache()
-        self._text_vectors: Any = None  # the text-vector cache, made on the first search_text
+        self._text_vectors: Any = None  # the text-vector cache, made on the first text query
 
     def __repr__(self) -> str:
         return f"embedscope.open({self.db.uri!r})"
 
     def sql(self, query: str, *, arrow: bool = False, limit: int | None = None) -> Any:
-        """Run one read-only ``SELECT``; a pandas DataFrame, or an Arrow table with ``arrow=True``."""
+        """Run one read-only ``SELECT``; a pandas DataFrame, or an Arrow table with ``arrow=True``.
+
+        A query may call ``similar_to_text('a dog', 20)`` and ``text_vector('a dog')`` over a
+        CLIP table (the text embedded with the table's weights, cached like :meth:`search_text`);
+        a query that names neither loads no model."""
         from embedscope.store.queries import run_sql
 
         self.db.refresh()
-        table = run_sql(self.db, query, limit=limit)
+        table = run_sql(self.db, query, limit=limit, functions=(self._text_vectors or self._text_cache(None)).functions_for(self.db, query))
         return table if arrow else table.to_pandas()
 
     def similar(self, query: "str | np.ndarray", *, k: int = 10, model: str | None = None,
@@ -69,16 +74,23 @@ class EmbedscopeDB:
         """Images matching ``text`` through a CLIP table (default: the only one), nearest first;
         the text is embedded with the table's recorded weights (``weights``: a file's path when
         the table was embedded from a local file) and cached for this object's lifetime."""
-        from embedscope.ingest.embed_text import TextVectors, pick_text_model
+        from embedscope.ingest.embed_text import pick_text_model
         from embedscope.store.queries import similar
 
         self.db.refresh()
-        if self._text_vectors is None or self._text_vectors.weights != weights:
-            self._text_vectors = TextVectors(weights=weights)
         model = pick_text_model(self.db, model)
-        vector = self._text_vectors.vector(self.db, text, model)
+        vector = self._text_cache(weights).vector(self.db, text, model)
         table = similar(self.db, vector, k=k, model=model, where=where)
         return table if arrow else table.to_pandas()
+
+    def _text_cache(self, weights: str | None) -> Any:
+        """The handle's :class:`~embedscope.ingest.embed_text.TextVectors` (a new one when
+        ``weights`` differ from the current one's); made on first use, so nothing loads before."""
+        from embedscope.ingest.embed_text import TextVectors
+
+        if self._text_vectors is None or self._text_vectors.weights != weights:
+            self._text_vectors = TextVectors(weights=weights)
+        return self._text_vectors
 
     @property
     def images(self) -> Any:

@@ -138,3 +138,18 @@ def test_label_disagreement_needs_a_label_naming_another_tag_and_confidence():
     assert list(result.best) == [1, 1, 1, 2]
     assert list(marked) == [True, False, True, False]
     assert not label_disagreements(labels, ["cat", "dog", "x-ray"], result, min_probability=1.01).any()
+
+
+def test_api_sql_runs_the_text_functions_and_loads_no_model_without_them(clip_db):
+    es = embedscope.open(clip_db)
+    assert list(es.sql("SELECT count(*) AS n FROM images")["n"]) == [14]
+    assert es._text_vectors is None or not es._text_vectors._encoders  # no model for plain SQL
+    got = es.sql(f"SELECT sha256 FROM similar_to_text('{TEXT}', {K})")
+    assert list(got["sha256"]) == brute_force(clip_db, TEXT, K)
+    cats = set(es.sql("SELECT sha256 FROM images WHERE label = 'cats'")["sha256"])
+    by_vector = es.sql(f"""SELECT sha256 FROM images_latest WHERE label = 'cats'
+                           ORDER BY cosine_distance((SELECT vector FROM embeddings e WHERE e.sha256 = images_latest.sha256),
+                                                    text_vector('{TEXT}')) LIMIT 3""")
+    assert list(by_vector["sha256"]) == brute_force(clip_db, TEXT, 3, keep=cats)
+    es.search_text(TEXT, k=2)
+    assert es._text_vectors.forwards == 1  # the SQL's text vector served search_text from the cache

@@ -4,55 +4,38 @@ It holds the comparison tables the seed notebooks made by hand (clustering metho
 the embedding space; projection × clustering silhouettes; full vs sam2_masked from the latest
 run of each variant of the same model), the k sweep (elbow and silhouette-vs-k), the
 agglomerative dendrogram, static PNG scatter plots of each projection coloured by the primary
-clustering with novel images marked, and the contaminated clusters with their reasons.
-Images are embedded as base64 PNGs, so the file can be mailed around.
+clustering with novel images marked, the contaminated clusters with their reasons, the
+contaminated and most novel images (thumbnail, path, label, why), the latest zero-shot run
+(:mod:`embedscope.analysis.report_zero_shot`) and the parameters as tables. A red banner on
+top says so when any embeddings were made with random weights. Plots and thumbnails are
+inline (base64), so the file can be mailed around.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embedscope.analysis.report_html import STYLE, image_cards, params_tables, png, table, weights_warning
+from embedscope.analysis.report_zero_shot import zero_shot_section
 from embedscope.errors import NotFoundError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import both, eq
 from embedscope.store.runs import KIND_ANALYZE, latest_run, run_or_latest
 
+IMAGES_SHOWN = 24  # image cards per list (novel, contaminated)
 METRIC_COLUMNS = ("silhouette", "davies_bouldin", "calinski_harabasz", "ari", "nmi", "n_clusters", "noise_fraction")
-
-
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape("" if v is None else str(v))
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _metrics(db: Database, run_id: str) -> list[dict[str, Any]]:
     return db.read(S.METRICS, where=eq("run_id", run_id)).to_pylist()
 
 
-def _method_table(metrics: list[dict[str, Any]], space: str = "embedding") -> tuple[list[str], list[list[Any]]]:
+def _methodtable(metrics: list[dict[str, Any]], space: str = "embedding") -> tuple[list[str], list[list[Any]]]:
     methods = sorted({m["method"] for m in metrics if m["method"] and m["k"] is None})
     names = [n for n in METRIC_COLUMNS if any(m["name"] == n for m in metrics)]
     val = {(m["method"], m["name"]): m["value"] for m in metrics if m["space"] == space and m["k"] is None}
@@ -72,7 +55,7 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
     p = run.params
     rid = run.run_id
     metrics = _metrics(db, rid)
-    parts = [f"<h1>embedscope report — run {html.escape(rid)}</h1>",
+    parts = [f"<h1>embedscope report — run {html.escape(rid)}</h1>", weights_warning(db),
              f"<p>{run.kind} run of <b>{html.escape(str(run.model))}/{html.escape(str(run.variant))}</b>, "
              f"{run.n_images} images, created {run.created_at}, embeddings table version {run.table_version}. "
              f"Primary clustering <b>{html.escape(str(p.get('primary_cluster')))}</b>, primary projection "
@@ -82,18 +65,18 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
         backend = (p.get("backend_resolved") or {}).get("name", "cpu")
         parts.append(f"<p>Sampling: {html.escape(sampling['statement'])} (backend {html.escape(str(backend))}).</p>")
 
-    header, rows = _method_table(metrics)
-    parts += ["<h2>Clustering × metric (embedding space)</h2>", _table(header, rows)]
+    header, rows = _methodtable(metrics)
+    parts += ["<h2>Clustering × metric (embedding space)</h2>", table(header, rows)]
     extra = [[m["name"], m["value"]] for m in metrics if not m["method"] and m["k"] is None]
     if extra:
-        parts += ["<h2>Run-level metrics</h2>", _table(["metric", "value"], extra)]
+        parts += ["<h2>Run-level metrics</h2>", table(["metric", "value"], extra)]
 
     spaces = sorted({m["space"] for m in metrics if m["space"] != "embedding" and m["k"] is None})
     if spaces:
         methods = sorted({m["method"] for m in metrics if m["method"] and m["k"] is None})
         val = {(m["space"], m["method"]): m["value"] for m in metrics if m["name"] == "silhouette"}
         parts += ["<h2>Projection × clustering (silhouette in the projection)</h2>",
-                  _table(["projection", *methods], [[s, *[val.get((s, meth)) for meth in methods]] for s in spaces])]
+                  table(["projection", *methods], [[s, *[val.get((s, meth)) for meth in methods]] for s in spaces])]
 
     # full vs sam2_masked: the latest analyze run of each variant of this model
     variants = []
@@ -104,9 +87,9 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
     if len(variants) > 1:
         rows = []
         for v, r in variants:
-            _, vrows = _method_table(_metrics(db, r))
+            _, vrows = _methodtable(_metrics(db, r))
             rows += [[v, r, *row] for row in vrows]
-        parts += ["<h2>Variants compared (latest analyze run of each)</h2>", _table(["variant", "run", *header], rows)]
+        parts += ["<h2>Variants compared (latest analyze run of each)</h2>", table(["variant", "run", *header], rows)]
 
     sweep = sorted((m for m in metrics if m["k"] is not None), key=lambda m: m["k"])
     if sweep:
@@ -120,7 +103,7 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
         if p.get("k_resolved"):
             for ax in axes:
                 ax.axvline(p["k_resolved"], color="red", ls="--", lw=1)
-        parts += ["<h2>Choosing k</h2>", f"<p>chosen k = {p.get('k_resolved')}</p>", _png(fig)]
+        parts += ["<h2>Choosing k</h2>", f"<p>chosen k = {p.get('k_resolved')}</p>", png(fig)]
 
     dendro = p.get("dendrogram")
     if dendro:
@@ -129,19 +112,18 @@ def write_report(db: Database, *, run_id: str | None = None, out: str | Path = "
         fig, ax = plt.subplots(figsize=(9, 3.5))
         dendrogram(np.asarray(dendro["linkage"]), ax=ax, no_labels=True, color_threshold=None)
         ax.set_title(f"agglomerative ({dendro['method']}) dendrogram of a sample of {len(dendro['sha256'])} images")
-        parts += ["<h2>Dendrogram</h2>", _png(fig)]
+        parts += ["<h2>Dendrogram</h2>", png(fig)]
 
     parts += _projection_plots(db, rid, p)
     parts += _flags_section(db, rid, p)
-    parts.append("<h2>Parameters</h2><pre>" + html.escape(json.dumps(
-        {k: v for k, v in p.items() if k != "dendrogram"}, indent=1, default=str)) + "</pre>")
+    parts += zero_shot_section(db)
+    parts += ["<h2 id=parameters>Parameters</h2>", params_tables(p),
+              f"<p>All of them as JSON: <code>SELECT params FROM runs WHERE run_id = '{html.escape(rid)}'</code></p>"]
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}pre{font-size:11px}")
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>embedscope report {html.escape(rid)}</title>"
-                   f"<style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
+                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
     return out
 
 
@@ -171,22 +153,41 @@ def _projection_plots(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
         if noise.any() or nov.any():
             ax.legend(loc="best", fontsize=7)
         ax.set_title(f"{method} {dims}-D, coloured by {p.get('primary_cluster')}")
-        parts.append(_png(fig))
+        parts.append(png(fig))
     return parts
 
 
 def _flags_section(db: Database, rid: str, p: dict[str, Any]) -> list[str]:
-    flags = db.read(S.FLAGS, ["sha256", "novelty_score", "is_novel", "surprise", "novelty_reason", "dup_group",
-                              "phash_group"], where=eq("run_id", rid)).to_pandas()
-    parts = ["<h2>Contamination</h2>"]
+    flags = db.read(S.FLAGS, ["sha256", "novelty_score", "is_novel", "surprise", "novelty_reason", "is_contaminated",
+                              "contamination_reason", "cluster", "dup_group", "phash_group"],
+                    where=eq("run_id", rid)).to_pandas()
+    parts = ["<h2 id=contamination>Contamination</h2>"]
     cont = p.get("contaminated_clusters") or {}
-    parts.append(_table(["cluster", "reason"], [[c, r] for c, r in cont.items()]) if cont else "<p>no contaminated clusters</p>")
-    parts.append(f"<h2>Novelty</h2><p>rule {html.escape(str((p.get('novelty') or {}).get('rule')))}, threshold "
-                 f"{p.get('novelty_threshold')}; {int(flags['is_novel'].sum())} of {len(flags)} images novel.</p>")
-    top = flags.sort_values("novelty_score", ascending=False).head(20)
-    parts.append(_table(["sha256", "novelty_score", "surprise", "reason"],
-                        [[r.sha256, float(r.novelty_score), float(r.surprise), r.novelty_reason] for r in top.itertuples()]))
+    parts.append(table(["cluster", "reason"], [[c, r] for c, r in cont.items()]) if cont else "<p>no contaminated clusters</p>")
+    contaminated = flags[flags["is_contaminated"].fillna(False).astype(bool)]
+    if len(contaminated):
+        shown = contaminated.sort_values(["cluster", "novelty_score", "sha256"], ascending=[True, False, True])
+        shown = shown.head(IMAGES_SHOWN)
+        parts.append(f"<h3>Contaminated images ({len(contaminated)}"
+                     + (f", the first {len(shown)} by cluster and score" if len(shown) < len(contaminated) else "") + ")</h3>")
+        why = [(r.sha256, f"cluster {r.cluster:.0f}: {r.contamination_reason}") for r in shown.itertuples()]
+        parts.append(image_cards(db, why, grid_id="contaminated-images"))
+    n_novel = int(flags["is_novel"].fillna(False).sum())
+    top = flags.sort_values(["novelty_score", "sha256"], ascending=[False, True]).head(
+        min(max(n_novel, IMAGES_SHOWN // 2), IMAGES_SHOWN))
+    parts.append(f"<h2 id=novelty>Novelty</h2><p>rule {html.escape(str((p.get('novelty') or {}).get('rule')))}, threshold "
+                 f"{p.get('novelty_threshold')}; {n_novel} of {len(flags)} images novel. The {len(top)} highest "
+                 "scores, novel or not:</p>")
+    parts.append(image_cards(db, [(r.sha256, _novelty_why(r)) for r in top.itertuples()], grid_id="novel-images"))
     parts.append(f"<h2>Near-duplicates</h2><p>{flags['dup_group'].nunique()} embedding groups (cosine distance ≤ "
                  f"{(p.get('duplicates') or {}).get('cosine_threshold')}), {flags['phash_group'].nunique()} perceptual-hash "
                  f"groups (Hamming ≤ {(p.get('duplicates') or {}).get('hamming_threshold')}).</p>")
     return parts
+
+
+def _novelty_why(r: Any) -> str:
+    """"NOVEL · score 4.2, surprise 0.9: far from every cluster" (the parts that exist)."""
+    text = ("NOVEL · " if r.is_novel else "") + f"score {r.novelty_score:.3g}"
+    if r.surprise == r.surprise and r.surprise is not None:
+        text += f", surprise {r.surprise:.3g}"
+    return text + (f": {r.novelty_reason}" if r.novelty_reason else "")

@@ -56,11 +56,25 @@ class EncoderCache:
         with self._lock:
             hit = self._items.get(key)
             if hit is None:
-                settings = query_settings(model, weights_label, self.flags, config_file=self.config_file)
+                settings = query_settings(model, weights_label, self._flags_for(model), config_file=self.config_file)
                 hit = LoadedEncoder(QueryEmbedder(settings, variant=variant, expect_weights=weights_label), settings)
                 _self_check(db, hit, model, variant)
                 self._items[key] = hit
             return hit
+
+    def _flags_for(self, model: str) -> dict[str, Any]:
+        """The flags for ``model``: ``image_size`` only where the model takes that size (as in
+        a multi-model ingest, a CLIP model with one trained input size keeps its own)."""
+        from embedscope.errors import ConfigError
+        from embedscope.models.factory import check_encoder_options
+
+        size = self.flags.get("image_size")
+        if size:
+            try:
+                check_encoder_options(model, image_size=size)
+            except ConfigError:
+                return {**self.flags, "image_size": None}
+        return self.flags
 
 
 def _self_check(db: Any, item: LoadedEncoder, model: str, variant: str, tries: int = 3) -> None:

@@ -163,3 +163,6 @@ REVIEW_BULK_TAG = "review-bulk-tag"
 REVIEW_BULK_NOTE = "review-bulk-note"
 REVIEW_BULK_ADD = "review-bulk-add"
 REVIEW_BULK_KEEP_LEFT = "review-bulk-keep-left"  # pairs: keep left on every pair of the page
+SEARCH_MODEL = "search-model"  # which stored model an uploaded image is embedded with and searched in
+FLAGS_ZERO_SHOT_TAG = "flags-zero-shot-tag"  # dashboard/zero_shot_filters.py
+FLAGS_ZERO_SHOT_DISAGREE = "flags-zero-shot-disagree"

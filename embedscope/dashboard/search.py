@@ -88,10 +88,11 @@ class UploadResult:
 
 
 def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: str | None = None, *,
-                  k: int = 12, run: Any = None, max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-                  search_cache: Any = None) -> UploadResult:
+                  k: int = 12, run: Any = None, model: str | None = None,
+                  max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS, search_cache: Any = None) -> UploadResult:
     """Embed an uploaded image (``dcc.Upload`` contents) and find its ``k`` nearest stored images
-    in the embeddings ``run`` was computed on (the only / ``full`` ones without a run).
+    in ``model``'s table (default: the one ``run`` was computed on, else the only one); the
+    variant is ``run``'s when it is that model's run, else ``full``.
 
     Every failure (not an image, truncated, too large, weights that cannot be reproduced) comes
     back as ``UploadResult.error``; nothing raises into the callback.
@@ -106,8 +107,8 @@ def search_upload(db: Any, cache: EncoderCache, contents: str | None, filename: 
         data = upload_bytes(contents)
         check_pixels(data, max_pixels)
         with decode_slot(wait=0):  # the decodes, and loading the encoder the first time
-            model = pick_model(db, run.model if run is not None else None)
-            variant = (run.variant if run is not None else None) or S.VARIANT_FULL
+            model = pick_model(db, model or (run.model if run is not None else None))
+            variant = (run.variant if run is not None and run.model == model else None) or S.VARIANT_FULL
             label = table_weights_label(db, model, variant)
             item = cache.get(db, model, variant, label)
             vec = item.embedder.embed_bytes([data], names=[filename or "upload"])[0]

@@ -45,8 +45,8 @@ def search_section(db: Any) -> Any:
     from embedscope.ingest.embed_text import text_models
 
     models = text_models(db)
-    note = ("Matches by concept through a CLIP table (for look-alikes of an image, upload it above: that "
-            "uses the analysed model, e.g. DINOv2)." if models else
+    note = ("Matches by concept through a CLIP table (for look-alikes of an image, upload it above with a "
+            "DINOv2 model picked)." if models else
             "No CLIP table in this database: ingest with --model openclip_vitb32 to search by text.")
     return html.Div([
         html.H3("Search by text"),

@@ -8,9 +8,9 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, ids, shaping
+from embedscope.dashboard import context, ids, shaping, zero_shot_filters
 
-KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"))
+KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"), zero_shot_filters.KIND)
 GALLERY_MAX = 120
 
 
@@ -38,6 +38,7 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
                       dcc.Slider(id=ids.FLAGS_MIN_SCORE, min=0, max=1, step=0.05, value=0,
                                  marks={0: "0", 0.5: "0.5", 1: "1"})],
                      style={"display": "inline-block", "width": "260px", "verticalAlign": "middle", "marginLeft": "16px"}),
+            zero_shot_filters.controls(db),
             html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
             dcc.Download(id=ids.FLAGS_DOWNLOAD),
         ]),
@@ -47,26 +48,27 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
     ])
 
 
-def _rows(ctx: Any, run_id: str, kind: str, label: str | None, min_score: float) -> list[dict]:
+def _rows(ctx: Any, run_id: str, kind: str, label: str | None, min_score: float, *zero_shot: Any) -> list[dict]:
     from embedscope.store import views
 
-    return shaping.flag_rows(views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0))
+    return zero_shot_filters.flag_rows(ctx.db(), kind, lambda: shaping.flag_rows(
+        views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0)), label, *zero_shot)
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.FLAGS_GALLERY, "children"), Output(ids.FLAGS_COUNT, "children"),
                   Input(ids.FLAGS_KIND, "value"), Input(ids.FLAGS_LABEL, "value"), Input(ids.FLAGS_MIN_SCORE, "value"),
-                  Input(ids.FLAGS_RUN, "data"))
-    def _gallery(kind: str, label: str | None, min_score: float, run_id: str) -> tuple:
-        rows = _rows(ctx, run_id, kind, label, min_score)
+                  Input(ids.FLAGS_RUN, "data"), *zero_shot_filters.dependencies(Input))
+    def _gallery(kind: str, label: str | None, min_score: float, run_id: str, *zero_shot: Any) -> tuple:
+        rows = _rows(ctx, run_id, kind, label, min_score, *zero_shot)
         count = f"{len(rows):,} flagged as {kind}" + (f", first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else "")
         return C.flag_gallery(rows[:GALLERY_MAX], kind), count
 
     @app.callback(Output(ids.FLAGS_DOWNLOAD, "data"), Input(ids.FLAGS_EXPORT, "n_clicks"),
                   State(ids.FLAGS_KIND, "value"), State(ids.FLAGS_LABEL, "value"), State(ids.FLAGS_MIN_SCORE, "value"),
-                  State(ids.FLAGS_RUN, "data"), prevent_initial_call=True)
-    def _export(_n: int, kind: str, label: str | None, min_score: float, run_id: str) -> Any:
-        rows = _rows(ctx, run_id, kind, label, min_score)
+                  State(ids.FLAGS_RUN, "data"), *zero_shot_filters.dependencies(State), prevent_initial_call=True)
+    def _export(_n: int, kind: str, label: str | None, min_score: float, run_id: str, *zero_shot: Any) -> Any:
+        rows = _rows(ctx, run_id, kind, label, min_score, *zero_shot)
         if not rows:
             return no_update
         return {"content": shaping.rows_csv(rows, ("sha256", "path", "label", "score", "reason")),
