@@ -49,8 +49,7 @@ def write_drop_report(db: Database, *, drop: str | None = None, out: str | Path 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if as_json:
-        out.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-        return out
+        return _write_whole(out, json.dumps(data, indent=1, default=str))
     shas = {i["sha256"] for i in data["images"]} | {v["partner_sha256"] for i in data["images"]
                                                     for v in i["verdicts"] if v["partner_sha256"]}
     thumbs = _thumbnails(db, shas)
@@ -68,9 +67,17 @@ def write_drop_report(db: Database, *, drop: str | None = None, out: str | Path 
             parts.append(_verdict_table(verdict, chosen, thumbs))
     parts.append("<h2>Calibration and rules</h2><pre>" + html.escape(json.dumps(d["params"], indent=1, default=str))
                  + "</pre>")
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>embedscope drop "
-                   f"{html.escape(d['drop_id'])}</title><style>{_STYLE}</style></head><body>{''.join(parts)}"
-                   "</body></html>", encoding="utf-8")
+    return _write_whole(out, f"<!doctype html><html><head><meta charset='utf-8'><title>embedscope drop "
+                             f"{html.escape(d['drop_id'])}</title><style>{_STYLE}</style></head><body>"
+                             f"{''.join(parts)}</body></html>")
+
+
+def _write_whole(out: Path, text: str) -> Path:
+    """Write ``out`` under a temporary name, then rename it: a reader (``watch --report-dir``'s
+    consumers) sees the whole file or none."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
     return out
 
 
