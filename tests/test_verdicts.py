@@ -113,6 +113,35 @@ def test_quality_numbers_and_dataset_relative_rules():
     assert not tf["colour_set"] and not any(quality_reasons(r, tf) for r in films)
 
 
+def test_images_latest_lists_the_verdicts_of_each_images_latest_drop(tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from embedscope.store import schema as S
+    from embedscope.store.db import Database
+    from embedscope.store.sql import run_sql
+
+    db = Database(tmp_path / "db", create=True)
+    db.upsert(S.IMAGES, pa.Table.from_pylist([{"sha256": s, "path": f"{s}.jpg"} for s in "abc"], S.IMAGES_SCHEMA))
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def judged(drop: str, minutes: int, rows: list[tuple[str, str, str]]) -> None:
+        db.upsert(S.ARRIVALS, pa.Table.from_pylist(
+            [{"drop_id": drop, "sha256": s, "path": p, "verdict": v, "created_at": t0 + dt.timedelta(minutes=minutes)}
+             for s, p, v in rows], S.ARRIVALS_SCHEMA))
+
+    judged("d1", 0, [("a", "a.jpg", "new"), ("b", "b.jpg", "new")])
+    judged("d2", 5, [("a", "x/a.jpg", "exact_dup"), ("a", "x/a.jpg", "leak"), ("a", "y/a.jpg", "exact_dup"),
+                     ("a", "y/a.jpg", "label_conflict")])
+    got = run_sql(db, "SELECT sha256, verdicts FROM images_latest ORDER BY sha256").to_pylist()
+    assert got == [{"sha256": "a", "verdicts": ["exact_dup", "label_conflict", "leak"]},  # d2, not d1
+                   {"sha256": "b", "verdicts": ["new"]}, {"sha256": "c", "verdicts": None}]  # c: never checked
+    n = run_sql(db, "SELECT count(*) AS n FROM images_latest WHERE list_contains(verdicts, 'leak')").to_pylist()
+    assert n == [{"n": 1}]
+
+
+@pytest.mark.slow
 def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_the_far_off_one(tmp_path):
     from tests.conftest import vectors_parquet
 
@@ -130,6 +159,14 @@ def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_
     assert out["counts"] == {"new": 150, "near_dup": 1, "leak": 1, "novel": 1}
     got, _ = verdicts_by_path(Path(db), Path("."))
     assert got["b/test/copy005"] == {"near_dup", "leak"} and got["c/train/far"] == {"novel"}
+    # images_latest.verdicts: the verdicts of each image's latest checked drop
+    sql = "SELECT path, verdicts FROM images_latest WHERE path IN ('b/test/copy005', 'c/train/far', 'a/train/i000')"
+    rows = json.loads(run_cli("query", "--db", db, "--format", "json", sql).stdout)
+    assert {r["path"]: r["verdicts"] for r in rows} == {"b/test/copy005": ["leak", "near_dup"],
+                                                        "c/train/far": ["novel"], "a/train/i000": ["new"]}
+    run_cli("verdicts", "--db", db, "--split-from", "none")  # a later check without splits: no leak now
+    rows = json.loads(run_cli("query", "--db", db, "--format", "json", sql + " AND path LIKE 'b/%'").stdout)
+    assert rows == [{"path": "b/test/copy005", "verdicts": ["near_dup"]}]
 
 
 # -- planted drops through the real CLI and daemon ----------------------------------------------
