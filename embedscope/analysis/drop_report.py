@@ -16,7 +16,8 @@ from embedscope.store.db import Database
 from embedscope.store.drops import drop_arrivals, drop_or_latest
 from embedscope.store.filters import isin
 
-_ORDER = ("leak", "label_conflict", "exact_dup", "near_dup", "low_quality", "quarantined", "novel", "new")
+REPORT_ORDER = (  # the report's and the Drops page's order: what needs action first
+    "leak", "label_conflict", "exact_dup", "near_dup", "low_quality", "quarantined", "novel", "new")
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1150px}table{border-collapse:collapse;margin:1em 0}"
           "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}th{background:#f3f3f3}"
           "img{max-width:150px;max-height:150px;display:block}.p{font-size:11px;color:#555;word-break:break-all;"
@@ -60,7 +61,7 @@ def write_drop_report(db: Database, *, drop: str | None = None, out: str | Path 
              f"{html.escape(str(d['variant']))}</b>, {d['started_at']} → {d['finished_at']}. "
              f"Largest duplicate group (a star around one earlier image): {data['largest_group']}.</p>",
              _counts_table(data["counts"])]
-    for verdict in _ORDER:
+    for verdict in REPORT_ORDER:
         chosen = [i for i in data["images"] if any(v["verdict"] == verdict for v in i["verdicts"])]
         if chosen:
             parts.append(f"<h2 id='{verdict}'>{verdict} ({len(chosen)})</h2>")

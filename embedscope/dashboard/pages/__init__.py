@@ -25,6 +25,7 @@ PAGES = (
     ("sql", "/sql", "SQL", 6, True),
     ("search", "/search", "Search", 7, True),
     ("detail", "/detail", "Image", 8, False),
+    ("drops", "/drops", "Drops", 9, True),
 )
 
 
