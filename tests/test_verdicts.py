@@ -141,6 +141,29 @@ def test_images_latest_lists_the_verdicts_of_each_images_latest_drop(tmp_path):
     assert n == [{"n": 1}]
 
 
+def test_split_from_a_column_of_imported_vectors(tmp_path):
+    from embedscope.analysis.arrivals import check_table
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 16))
+    copy = X[3] + rng.normal(size=16) * 0.002
+    splits = ["train"] * 40 + ["test"]
+    vectors_parquet(tmp_path / "v.parquet", [f"i{i:02d}" for i in range(40)] + ["z-copy"], np.vstack([X, copy]),
+                    labels=splits)
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, tmp_path / "v.parquet", model="toy")
+    by_column = check_table(db, model="toy", config=VerdictConfig(split_from="column:label"))
+    assert by_column.counts == {"new": 40, "near_dup": 1, "leak": 1}
+    leak = [r for r in db.read("arrivals").to_pylist() if r["drop_id"] == by_column.drop_id and r["verdict"] == "leak"]
+    assert [(r["path"], r["split"]) for r in leak] == [("z-copy", "test")] and "'train'" in leak[0]["reason"]
+    assert check_table(db, model="toy").counts == {"new": 40, "near_dup": 1}  # folder rule: no split in these ids
+    with pytest.raises(ConfigError, match="no such column"):
+        check_table(db, model="toy", config=VerdictConfig(split_from="column:nope"))
+
+
 @pytest.mark.slow
 def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_the_far_off_one(tmp_path):
     from tests.conftest import vectors_parquet

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from embedscope.analysis.reading import read_embeddings
 from embedscope.analysis.verdicts import NO_PHASH
+from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
 from embedscope.store.filters import isin
@@ -112,3 +113,22 @@ def _num(v: Any) -> float:
 
 def table_of(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
+
+
+def split_column(db: Database, name: str) -> dict[str, str | None]:
+    """``--split-from column:<name>``: each stored path's split, from a ``sources`` column (per
+    path, e.g. ``drop``: the drop root it was found under) or an ``images`` column (per content,
+    e.g. ``label`` of imported vectors), as text."""
+    if name in S.SOURCES_SCHEMA.names:
+        t = db.read(S.SOURCES, ["path", name])
+        return {p: None if v is None else str(v) for p, v in zip(t.column("path").to_pylist(), t.column(name).to_pylist())}
+    if name not in S.IMAGES_SCHEMA.names or name in ("thumbnail", "sha256"):
+        known = sorted({*S.SOURCES_SCHEMA.names, *S.IMAGES_SCHEMA.names} - {"thumbnail", "sha256", "path"})
+        raise ConfigError(f"--split-from column:{name}: no such column", f"columns: {', '.join(known)}")
+    imgs = db.read(S.IMAGES, ["sha256", "path", name])
+    by_sha = {s: None if v is None else str(v) for s, v in zip(imgs.column("sha256").to_pylist(),
+                                                               imgs.column(name).to_pylist())}
+    out = {p: by_sha[s] for s, p in zip(imgs.column("sha256").to_pylist(), imgs.column("path").to_pylist())}
+    src = db.read(S.SOURCES, ["sha256", "path"])
+    out.update({p: by_sha.get(s) for s, p in zip(src.column("sha256").to_pylist(), src.column("path").to_pylist())})
+    return out

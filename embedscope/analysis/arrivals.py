@@ -18,12 +18,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from embedscope.analysis.arrival_data import Arrival, ArrivalData, quality_columns, read_arrival_data, table_of
+from embedscope.analysis.arrival_data import (Arrival, ArrivalData, quality_columns, read_arrival_data, split_column,
+                                              table_of)
 from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
-                                          distinct_nn, near_pairs, split_of)
+                                          distinct_nn, near_pairs, parse_split_rule, split_of)
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
 
@@ -72,6 +73,8 @@ def check_arrivals(
     drop_id = drop_id or "drop-" + new_run_id()
     data = read_arrival_data(db, model, variant)
     judge = _Judge(data, arrivals, cfg, label_from_folder)
+    if parse_split_rule(cfg.split_from)[0] == "column":
+        judge.split_by = split_column(db, parse_split_rule(cfg.split_from)[1])
     judge.exact()
     calib = judge.near(search)
     thresholds = judge.quality(qcfg)
@@ -125,6 +128,7 @@ class _Judge:
         self.verdicts: dict[str, list[dict[str, Any]]] = {p: [] for _, p in self.arrivals}
         self.pairs: list[dict[str, Any]] = []
         self.first_path: dict[str, str] = {}  # new content -> its first arrival path (the one judged)
+        self.split_by: dict[str, str | None] | None = None  # path -> split, for --split-from column:<name>
 
     # -- facts about paths ------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class _Judge:
         return PurePath(path).parent.name or None if self.label_from_folder else None
 
     def split(self, path: str) -> str | None:
+        if self.split_by is not None:
+            return self.split_by.get(path)
         return split_of(path, self.cfg.split_from)
 
     def earlier_paths(self, sha: str, path: str) -> list[str]:

@@ -45,7 +45,7 @@ class VerdictConfig:
     calibration_sample: int = 5000  # rows whose NN distance calibrates (seeded sample above this)
     min_calibration_rows: int = 8  # fewer rows: the fallback threshold, and no novelty verdicts
     fallback_cosine: float = 0.03  # the near-duplicate threshold when the table is too small
-    split_from: str = "folder"  # folder | regex:<re> | none
+    split_from: str = "folder"  # folder | regex:<re> | column:<name> | none
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -165,25 +165,31 @@ def near_pairs(
     return found
 
 
-def parse_split_rule(rule: str) -> tuple[str, re.Pattern | None]:
-    """``folder`` | ``regex:<re>`` | ``none`` → (kind, compiled pattern or None)."""
+def parse_split_rule(rule: str) -> tuple[str, Any]:
+    """``folder`` | ``regex:<re>`` | ``column:<name>`` | ``none`` → (kind, compiled pattern,
+    column name or None)."""
     if rule in ("folder", "none"):
         return rule, None
+    if rule.startswith("column:") and rule[len("column:"):].strip():
+        return "column", rule[len("column:"):].strip()
     if rule.startswith("regex:"):
         try:
             return "regex", re.compile(rule[len("regex:"):])
         except re.error as exc:
             raise ConfigError(f"--split-from {rule!r}: bad regular expression ({exc})") from None
-    raise ConfigError(f"--split-from {rule!r}: use folder, regex:<re> or none")
+    raise ConfigError(f"--split-from {rule!r}: use folder, regex:<re>, column:<name> or none")
 
 
 def split_of(path: str, rule: str) -> str | None:
     """The split of ``path``: with ``folder``, the last path component named like a split
     (train/training, val/valid/validation/dev, test/testing/holdout → train, val, test); with
-    ``regex:<re>``, the first group of the first match (or the whole match); None if none."""
+    ``regex:<re>``, the first group of the first match (or the whole match); None if none.
+    ``column:<name>`` needs the tables (:func:`embedscope.analysis.arrival_data.split_column`)."""
     kind, pattern = parse_split_rule(rule)
     if kind == "none":
         return None
+    if kind == "column":
+        raise ValueError("a column split is read from the tables, not from the path")
     if kind == "regex":
         m = pattern.search(path)
         return None if m is None else (m.group(1) if m.groups() else m.group(0))

@@ -23,7 +23,8 @@ def add_verdict_options(p: argparse.ArgumentParser, *, switch: bool = True) -> N
                        help="do not judge the arrived images (new, exact_dup, near_dup, leak, ...)")
     g.add_argument("--split-from", default="folder", metavar="RULE",
                    help="each path's split: folder (a folder named train/val/test/...), regex:<re> (its first "
-                        "group), or none (default folder); a duplicate across splits is a leak")
+                        "group), column:<name> (a sources column, e.g. drop, or an images column, e.g. label), "
+                        "or none (default folder); a duplicate across splits is a leak")
     g.add_argument("--near-z", type=float, default=4.0, metavar="Z",
                    help="near duplicate: nearest-neighbour distance this many robust SDs below the table's "
                         "median (default 4; the threshold comes from the data)")
