@@ -164,6 +164,30 @@ def test_split_from_a_column_of_imported_vectors(tmp_path):
         check_table(db, model="toy", config=VerdictConfig(split_from="column:nope"))
 
 
+def test_novel_by_the_analyze_runs_model_of_the_data_when_there_is_one(tmp_path):
+    from embedscope.analysis.arrivals import check_arrivals
+    from embedscope.analysis.jobs import AnalysisParams, run_analysis
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(4, 16)) * 4
+    X = np.vstack([c + rng.normal(size=(50, 16)) for c in centres])
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, vectors_parquet(tmp_path / "a.parquet", [f"a{i:03d}" for i in range(200)], X), model="toy")
+    run_id = run_analysis(db, AnalysisParams(project=("pca",), cluster=("kmeans",), k=4))
+    far, usual = -centres.sum(0) * 3, centres[1] + rng.normal(size=16)
+    import_vectors(db, vectors_parquet(tmp_path / "b.parquet", ["b-far", "b-usual"], np.vstack([far, usual])), model="toy")
+    imgs = db.read("images", ["sha256", "path"]).to_pylist()
+    result = check_arrivals(db, [(r["sha256"], r["path"]) for r in imgs if r["path"].startswith("b-")], model="toy")
+    rows = {r["path"]: r for r in db.read("arrivals").to_pylist() if r["drop_id"] == result.drop_id}
+    assert {p: r["verdict"] for p, r in rows.items()} == {"b-far": "novel", "b-usual": "new"}
+    assert f"by analyze run {run_id}'s model of the data" in rows["b-far"]["reason"]
+    params = json.loads(db.read("drops").to_pylist()[0]["params"])
+    assert params["novelty"] == f"analyze run {run_id}'s model of the data"
+
+
 @pytest.mark.slow
 def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_the_far_off_one(tmp_path):
     from tests.conftest import vectors_parquet

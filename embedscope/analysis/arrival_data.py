@@ -14,7 +14,7 @@ from embedscope.analysis.verdicts import NO_PHASH
 from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from embedscope.store.filters import isin
+from embedscope.store.filters import eq, isin
 
 Arrival = tuple[str, str]  # (sha256, path); sha256 is '' for a file that could not be read
 
@@ -65,6 +65,7 @@ class ArrivalData:
     quality: dict[str, dict[str, float]]
     sha: list[str] = field(default_factory=list)  # embedding rows
     X: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # L2-normalised
+    data_model: tuple[str, Any] | None = None  # (analyze run id, its DataModel): novelty from it
 
     def phashes(self) -> np.ndarray:
         """The phash of each embedding row (:data:`NO_PHASH` where unknown)."""
@@ -93,6 +94,7 @@ def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
     if db.has_table(S.embeddings_table_name(model)):
         emb = read_embeddings(db, model, variant)
         data.sha, data.X = emb.sha, emb.X
+        data.data_model = latest_data_model(db, model, variant)
     return data
 
 
@@ -132,3 +134,16 @@ def split_column(db: Database, name: str) -> dict[str, str | None]:
     src = db.read(S.SOURCES, ["sha256", "path"])
     out.update({p: by_sha.get(s) for s, p in zip(src.column("sha256").to_pylist(), src.column("path").to_pylist())})
     return out
+
+
+def latest_data_model(db: Database, model: str, variant: str) -> tuple[str, Any] | None:
+    """The latest analyze run of ``model``/``variant`` and its stored model of the data
+    (:class:`~embedscope.analysis.novelty.DataModel`), or None when there is none."""
+    from embedscope.analysis.novelty import DataModel
+    from embedscope.store.runs import KIND_ANALYZE, latest_run
+
+    run = latest_run(db, kind=KIND_ANALYZE, model=model, variant=variant)
+    if run is None:
+        return None
+    blob = db.read(S.RUN_MODELS, ["blob"], where=eq("run_id", run.run_id)).column("blob").to_pylist()
+    return (run.run_id, DataModel.from_bytes(blob[0])) if blob and blob[0] else None

@@ -86,7 +86,8 @@ def check_arrivals(
     db.upsert(S.ARRIVALS, table_of(rows, S.ARRIVALS_SCHEMA))
     params = {"config": cfg.as_dict(), "quality": asdict(qcfg),
               "calibration": calib.as_dict() if calib else None, "quality_thresholds": thresholds,
-              "label_from_folder": label_from_folder}
+              "label_from_folder": label_from_folder,
+              "novelty": f"analyze run {data.data_model[0]}'s model of the data" if data.data_model else "calibration"}
     db.upsert(S.DROPS, table_of([{
         "drop_id": drop_id, "kind": kind, "model": model, "variant": variant, "sources": json.dumps(list(sources)),
         "started_at": started, "finished_at": utc_now(), "n_images": len(judge.arrivals),
@@ -204,19 +205,34 @@ class _Judge:
         by_query: dict[int, list[PairFound]] = {}
         for f in found:
             by_query.setdefault(f.query, []).append(f)
+        novel = self._novelty(queries, dist, nearest_distinct, calib)
         for qi, q in enumerate(queries):
             sha = d.sha[q]
             path = self.first_path[sha]
             mine = sorted(by_query.get(int(q), []), key=lambda f: rank[f.ref])
             if mine:
                 self._near_verdicts(path, sha, mine)
-            else:
-                nearest = float(nearest_distinct[qi])
-                if calib.novel is not None and nearest > calib.novel:
-                    self.add(path, "novel", f"nearest stored image {nearest:.4f} away (> {calib.novel:.4f}, "
-                             f"{self.cfg.novel_z:g} robust SDs above the median {calib.median_nn:.4f})",
-                             cosine=nearest)
+            elif novel[qi] is not None:
+                self.add(path, "novel", novel[qi][0], cosine=novel[qi][1])
         return calib
+
+    def _novelty(self, queries: np.ndarray, dist: np.ndarray, nearest: np.ndarray,
+                 calib: Calibration) -> list[tuple[str, float] | None]:
+        """Per query, (reason, nearest distance) if it is novel: by the latest analyze run's model
+        of the data when there is one (its novelty score from centroid and kNN distances, as
+        ``analyze --novelty-only`` scores), else by the table's calibration."""
+        if self.data.data_model is not None:
+            from embedscope.analysis.novelty import score_with_neighbors
+
+            run_id, dmodel = self.data.data_model
+            scores = score_with_neighbors(self.data.X[queries], dist, dmodel)
+            return [(f"{scores.novelty_reason[i]}; by analyze run {run_id}'s model of the data", float(nearest[i]))
+                    if scores.is_novel[i] else None for i in range(len(queries))]
+        if calib.novel is None:
+            return [None] * len(queries)
+        return [(f"nearest stored image {d:.4f} away (> {calib.novel:.4f}, {self.cfg.novel_z:g} robust SDs above the "
+                 f"median {calib.median_nn:.4f}); by the table's calibration (no analyze run)", float(d))
+                if d > calib.novel else None for d in nearest]
 
     def _near_verdicts(self, path: str, sha: str, mine: list[PairFound]) -> None:
         d = self.data
