@@ -78,6 +78,22 @@ def test_pairs_point_at_earlier_images_so_groups_cannot_chain():
     assert [(f.ref, f.rule, f.hamming) for f in found] == [(0, "phash+cosine", 1)]
 
 
+def test_the_phash_scan_is_chunked_and_gives_the_same_answer_in_any_block_size():
+    from embedscope.analysis.verdicts import phash_close
+
+    rng = np.random.default_rng(2)
+    h = rng.integers(0, 2**63, 500, dtype=np.int64).view(np.uint64)
+    h[10] = h[3] ^ np.uint64(0b1011)  # 3 bits from row 3
+    valid = np.ones(500, bool)
+    valid[7] = False
+    h[7] = h[3]  # an unknown hash never matches
+    queries = np.arange(500)
+    whole = phash_close(h, valid, queries, 8)
+    blocks = phash_close(h, valid, queries, 8, budget=600)  # one query row at a time
+    assert all(np.array_equal(a, b) for a, b in zip(whole, blocks)) and len(blocks) == 500
+    assert set(whole[3]) == {3, 10} and list(whole[7]) == []
+
+
 def test_split_rules():
     assert split_of("/d/train/cat/a.jpg", "folder") == "train"
     assert split_of("/d/Validation/cat/a.jpg", "folder") == "val"
@@ -162,6 +178,30 @@ def test_split_from_a_column_of_imported_vectors(tmp_path):
     assert check_table(db, model="toy").counts == {"new": 40, "near_dup": 1}  # folder rule: no split in these ids
     with pytest.raises(ConfigError, match="no such column"):
         check_table(db, model="toy", config=VerdictConfig(split_from="column:nope"))
+
+
+def test_a_small_drop_reuses_the_last_calibration_until_the_table_has_grown(tmp_path):
+    from embedscope.analysis.arrivals import check_arrivals
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(8)
+    db = Database(tmp_path / "db", create=True)
+
+    def drop(name: str, n: int):
+        ids = [f"{name}{i:03d}" for i in range(n)]
+        import_vectors(db, vectors_parquet(tmp_path / f"{name}.parquet", ids, rng.normal(size=(n, 16))), model="toy")
+        imgs = db.read("images", ["sha256", "path"]).to_pylist()
+        return check_arrivals(db, [(r["sha256"], r["path"]) for r in imgs if r["path"] in ids], model="toy")
+
+    first = drop("a", 100)
+    assert first.calibration["reused_from"] is None and first.calibration["table_rows"] == 100
+    second = drop("b", 5)  # 5% more: the first drop's calibration still holds
+    assert second.calibration == {**first.calibration, "reused_from": first.drop_id}
+    third = drop("c", 10)  # 15% more than when it was drawn: drawn again
+    assert third.calibration["reused_from"] is None and third.calibration["table_rows"] == 115
+    assert check_arrivals(db, [], model="toy").drop_id == ""
 
 
 def test_novel_by_the_analyze_runs_model_of_the_data_when_there_is_one(tmp_path):

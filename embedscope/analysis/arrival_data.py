@@ -52,7 +52,7 @@ class ImageInfo:
     phash: int | None
     width: int
     height: int
-    ingested_at: Any
+    ingested_at: float  # seconds since the epoch (0 when unknown)
 
 
 @dataclass
@@ -84,8 +84,9 @@ def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
     for v in paths.values():
         v.sort()
     imgs = db.read(S.IMAGES, ["sha256", "path", "label", "phash", "width", "height", "ingested_at"])
-    images = {r["sha256"]: ImageInfo(r["path"], r["label"], r["phash"], r["width"] or 0, r["height"] or 0,
-                                     r["ingested_at"]) for r in imgs.to_pylist()}
+    when = imgs.column("ingested_at").cast(pa.int64()).fill_null(0).to_numpy() / 1e6  # column-wise: no datetimes
+    images = {sha: ImageInfo(path, label, ph, w or 0, h or 0, t) for sha, path, label, ph, w, h, t in zip(
+        *(imgs.column(c).to_pylist() for c in ("sha256", "path", "label", "phash", "width", "height")), when.tolist())}
     q = db.read(S.QUARANTINE, ["sha256", "reason"])
     quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
     qual = db.read(S.QUALITY)

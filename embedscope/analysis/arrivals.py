@@ -24,9 +24,11 @@ from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
-                                          distinct_nn, near_pairs, parse_split_rule, split_of)
+                                          distinct_nn, near_pairs, parse_split_rule, reuse_calibration,
+                                          split_of)
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
+from embedscope.store.drops import list_drops
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def check_arrivals(
     if parse_split_rule(cfg.split_from)[0] == "column":
         judge.split_by = split_column(db, parse_split_rule(cfg.split_from)[1])
     judge.exact()
-    calib = judge.near(search)
+    calib = judge.near(search, None if kind == "table" else _previous_calibration(db, model, variant, cfg, len(data.sha)))
     thresholds = judge.quality(qcfg)
     rows, pairs = judge.finish(drop_id, started)
     counts = {v: len({r["path"] for r in rows if r["verdict"] == v}) for v in VERDICTS}
@@ -106,6 +108,17 @@ def check_table(db: Database, *, model: str, variant: str = S.VARIANT_FULL, **kw
                  if s not in seen}
     return check_arrivals(db, sorted(arrivals, key=lambda a: a[1] or ""), model=model, variant=variant, kind="table",
                           **kwargs)
+
+
+def _previous_calibration(db: Database, model: str, variant: str, cfg: VerdictConfig,
+                          table_rows: int) -> Calibration | None:
+    """The newest drop of ``model``/``variant`` with a calibration, if it may be reused
+    (:func:`~embedscope.analysis.verdicts.reuse_calibration`)."""
+    for d in list_drops(db):
+        calib = (d["params"] or {}).get("calibration")
+        if d["model"] == model and d["variant"] == variant and calib:
+            return reuse_calibration(calib, d["params"].get("config") or {}, d["drop_id"], cfg, table_rows)
+    return None
 
 
 def _without_self(nb: Neighbors, rows: np.ndarray) -> np.ndarray:
@@ -186,8 +199,9 @@ class _Judge:
                          **{**extra, "partner_path": other})
                 break
 
-    def near(self, search: Search | None) -> Calibration | None:
-        """Near duplicates (with their label conflicts and leaks) and novelty of new content."""
+    def near(self, search: Search | None, previous: Calibration | None = None) -> Calibration | None:
+        """Near duplicates (with their label conflicts and leaks) and novelty of new content;
+        ``previous``: a calibration still valid for this table (else one is drawn now)."""
         d = self.data
         if not len(d.sha):
             return None
@@ -195,7 +209,7 @@ class _Judge:
         queries = np.array([row_of[s] for s in self.first_path if s in row_of], np.int64)
         rank = self._ranks(row_of)
         search = search or KnnIndex(d.X).search
-        calib = calibrate(self._nn_distances(search), self.cfg)
+        calib = previous or calibrate(self._nn_distances(search), self.cfg, len(d.sha))
         if not len(queries):
             return calib
         nb = search(d.X[queries], min(self.cfg.k + 1, len(d.sha)))
@@ -259,7 +273,7 @@ class _Judge:
         keys = []
         for s in d.sha:
             info = d.images.get(s)
-            when = info.ingested_at.timestamp() if info and info.ingested_at else 0.0
+            when = info.ingested_at if info else 0.0
             keys.append((s in self.first_path, when, self.first_path.get(s) or (info.path if info else "")))
         order = sorted(range(len(keys)), key=keys.__getitem__)
         rank = np.empty(len(keys), np.int64)
