@@ -116,7 +116,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         nonlocal arrived
         arrived = arrived_since(db, before)
 
-    check = args.verdicts and settings.executor == "local"
+    check = args.verdicts  # the local and the Ray executor alike: both write from this process
     summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_before if check else None,
                          on_done=note_after if check else None)
     print(summary.one_line(), file=sys.stderr)

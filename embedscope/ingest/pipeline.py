@@ -265,7 +265,7 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
     if settings.executor == "ray":
         from embedscope.ingest.ray_executor import run_ingest_ray
 
-        return run_ingest_ray(settings, wait_lock=wait_lock)
+        return run_ingest_ray(settings, wait_lock=wait_lock, on_locked=on_locked, on_done=on_done)
     settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models

@@ -40,7 +40,7 @@ import math
 import pickle
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -167,10 +167,12 @@ class BatchResult:
 # -- the driver ---------------------------------------------------------------------------------
 
 
-def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
+def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0,
+                   on_locked: Callable[[Database], None] | None = None,
+                   on_done: Callable[[Database], None] | None = None) -> IngestSummary:
     """``embedscope ingest --executor ray``: list, then hash / decode / encode on the cluster,
     writing from this process. Joins ``settings.ray_address`` (or the Ray already initialised
-    in this process, or starts a local one)."""
+    in this process, or starts a local one). ``on_locked``/``on_done``: as for ``run_ingest``."""
     ray = require_ray()
     settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
@@ -179,7 +181,12 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> Inges
     with _connected(ray, settings):  # before the database: Ray forks its daemons from this process
         db = Database(settings.db, create=True, storage_options=options)
         with db.writer_lock(wait=wait_lock, owner="ingest"):
-            return RayIngest(db, settings, encoders).run(entries)
+            if on_locked is not None:
+                on_locked(db)
+            summary = RayIngest(db, settings, encoders).run(entries)
+            if on_done is not None:
+                on_done(db)
+            return summary
 
 
 @contextlib.contextmanager
