@@ -75,10 +75,12 @@ def check_arrivals(
     drop_id = drop_id or "drop-" + new_run_id()
     data = read_arrival_data(db, model, variant)
     judge = _Judge(data, arrivals, cfg, label_from_folder)
-    if parse_split_rule(cfg.split_from)[0] == "column":
-        judge.split_by = split_column(db, parse_split_rule(cfg.split_from)[1])
+    split_kind, split_name = parse_split_rule(cfg.split_from)
+    if split_kind == "column":
+        judge.split_by = split_column(db, split_name)
     judge.exact()
-    calib = judge.near(search, None if kind == "table" else _previous_calibration(db, model, variant, cfg, len(data.sha)))
+    previous = None if kind == "table" else _previous_calibration(db, model, variant, cfg, len(data.sha))
+    calib = judge.near(search, previous)
     thresholds = judge.quality(qcfg)
     rows, pairs = judge.finish(drop_id, started)
     counts = {v: len({r["path"] for r in rows if r["verdict"] == v}) for v in VERDICTS}
