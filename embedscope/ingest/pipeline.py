@@ -28,7 +28,7 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.commit import Committer, storage_errors
+from embedscope.ingest.commit import Committer, storage_errors, under_writer_lock
 from embedscope.ingest.decode_stage import (
     DecodedItem,
     batch_decoder_for,
@@ -272,10 +272,5 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
     encoders = load_encoders(settings)
     with storage_errors(settings.db):  # disk full, no permission: one line, not a traceback
         db = Database(settings.db, create=True, storage_options=options)
-        with db.writer_lock(wait=wait_lock, owner="ingest"):
-            if on_locked is not None:
-                on_locked(db)
-            summary = make_run(db, settings, encoders).run(entries)
-            if on_done is not None:
-                on_done(db)
-            return summary
+        return under_writer_lock(db, lambda: make_run(db, settings, encoders).run(entries), wait_lock=wait_lock,
+                                 on_locked=on_locked, on_done=on_done)

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, DependencyError, EmbedscopeError
-from embedscope.ingest.commit import Committer
+from embedscope.ingest.commit import Committer, under_writer_lock
 from embedscope.ingest.decode_stage import DecodedItem, decode_or_error, draft_size
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, encode_batch, stage_timings
 from embedscope.ingest.encoders import load_encoders, with_model_image_size
@@ -180,13 +180,8 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0,
     encoders = load_encoders(settings)  # weights resolved (and announced) here; no network built
     with _connected(ray, settings):  # before the database: Ray forks its daemons from this process
         db = Database(settings.db, create=True, storage_options=options)
-        with db.writer_lock(wait=wait_lock, owner="ingest"):
-            if on_locked is not None:
-                on_locked(db)
-            summary = RayIngest(db, settings, encoders).run(entries)
-            if on_done is not None:
-                on_done(db)
-            return summary
+        return under_writer_lock(db, lambda: RayIngest(db, settings, encoders).run(entries), wait_lock=wait_lock,
+                                 on_locked=on_locked, on_done=on_done)
 
 
 @contextlib.contextmanager
