@@ -106,6 +106,8 @@ def test_ray_gives_the_rows_and_vectors_of_the_local_executor_then_a_rerun_is_al
     assert "ingest: 35 new, 3 duplicates, 2 quarantined of 40 files in" in first.stderr  # the local summary line
     assert "ray actors" in out["device"]
     _assert_same(db, local_db, drop)
+    from embedscope.store.drops import verdict_totals  # judged as the local ingest was (#17)
+    assert out["verdicts"]["counts"] == verdict_totals(Database(local_db)) and out["verdicts"]["counts"]["new"] == 35
 
     again = json.loads(run_cli(*args, "--json").stdout)
     assert (again["new"], again["duplicates"], again["quarantined"], again["embedded"]) == (0, 38, 2, {})

@@ -78,6 +78,22 @@ def test_pairs_point_at_earlier_images_so_groups_cannot_chain():
     assert [(f.ref, f.rule, f.hamming) for f in found] == [(0, "phash+cosine", 1)]
 
 
+def test_the_phash_scan_is_chunked_and_gives_the_same_answer_in_any_block_size():
+    from embedscope.analysis.verdicts import phash_close
+
+    rng = np.random.default_rng(2)
+    h = rng.integers(0, 2**63, 500, dtype=np.int64).view(np.uint64)
+    h[10] = h[3] ^ np.uint64(0b1011)  # 3 bits from row 3
+    valid = np.ones(500, bool)
+    valid[7] = False
+    h[7] = h[3]  # an unknown hash never matches
+    queries = np.arange(500)
+    whole = phash_close(h, valid, queries, 8)
+    blocks = phash_close(h, valid, queries, 8, budget=600)  # one query row at a time
+    assert all(np.array_equal(a, b) for a, b in zip(whole, blocks)) and len(blocks) == 500
+    assert set(whole[3]) == {3, 10} and list(whole[7]) == []
+
+
 def test_split_rules():
     assert split_of("/d/train/cat/a.jpg", "folder") == "train"
     assert split_of("/d/Validation/cat/a.jpg", "folder") == "val"
@@ -113,6 +129,106 @@ def test_quality_numbers_and_dataset_relative_rules():
     assert not tf["colour_set"] and not any(quality_reasons(r, tf) for r in films)
 
 
+def test_images_latest_lists_the_verdicts_of_each_images_latest_drop(tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from embedscope.store import schema as S
+    from embedscope.store.db import Database
+    from embedscope.store.sql import run_sql
+
+    db = Database(tmp_path / "db", create=True)
+    db.upsert(S.IMAGES, pa.Table.from_pylist([{"sha256": s, "path": f"{s}.jpg"} for s in "abc"], S.IMAGES_SCHEMA))
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def judged(drop: str, minutes: int, rows: list[tuple[str, str, str]]) -> None:
+        db.upsert(S.ARRIVALS, pa.Table.from_pylist(
+            [{"drop_id": drop, "sha256": s, "path": p, "verdict": v, "created_at": t0 + dt.timedelta(minutes=minutes)}
+             for s, p, v in rows], S.ARRIVALS_SCHEMA))
+
+    judged("d1", 0, [("a", "a.jpg", "new"), ("b", "b.jpg", "new")])
+    judged("d2", 5, [("a", "x/a.jpg", "exact_dup"), ("a", "x/a.jpg", "leak"), ("a", "y/a.jpg", "exact_dup"),
+                     ("a", "y/a.jpg", "label_conflict")])
+    got = run_sql(db, "SELECT sha256, verdicts FROM images_latest ORDER BY sha256").to_pylist()
+    assert got == [{"sha256": "a", "verdicts": ["exact_dup", "label_conflict", "leak"]},  # d2, not d1
+                   {"sha256": "b", "verdicts": ["new"]}, {"sha256": "c", "verdicts": None}]  # c: never checked
+    n = run_sql(db, "SELECT count(*) AS n FROM images_latest WHERE list_contains(verdicts, 'leak')").to_pylist()
+    assert n == [{"n": 1}]
+
+
+def test_split_from_a_column_of_imported_vectors(tmp_path):
+    from embedscope.analysis.arrivals import check_table
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 16))
+    copy = X[3] + rng.normal(size=16) * 0.002
+    splits = ["train"] * 40 + ["test"]
+    vectors_parquet(tmp_path / "v.parquet", [f"i{i:02d}" for i in range(40)] + ["z-copy"], np.vstack([X, copy]),
+                    labels=splits)
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, tmp_path / "v.parquet", model="toy")
+    by_column = check_table(db, model="toy", config=VerdictConfig(split_from="column:label"))
+    assert by_column.counts == {"new": 40, "near_dup": 1, "leak": 1}
+    leak = [r for r in db.read("arrivals").to_pylist() if r["drop_id"] == by_column.drop_id and r["verdict"] == "leak"]
+    assert [(r["path"], r["split"]) for r in leak] == [("z-copy", "test")] and "'train'" in leak[0]["reason"]
+    assert check_table(db, model="toy").counts == {"new": 40, "near_dup": 1}  # folder rule: no split in these ids
+    with pytest.raises(ConfigError, match="no such column"):
+        check_table(db, model="toy", config=VerdictConfig(split_from="column:nope"))
+
+
+def test_a_small_drop_reuses_the_last_calibration_until_the_table_has_grown(tmp_path):
+    from embedscope.analysis.arrivals import check_arrivals
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(8)
+    db = Database(tmp_path / "db", create=True)
+
+    def drop(name: str, n: int):
+        ids = [f"{name}{i:03d}" for i in range(n)]
+        import_vectors(db, vectors_parquet(tmp_path / f"{name}.parquet", ids, rng.normal(size=(n, 16))), model="toy")
+        imgs = db.read("images", ["sha256", "path"]).to_pylist()
+        return check_arrivals(db, [(r["sha256"], r["path"]) for r in imgs if r["path"] in ids], model="toy")
+
+    first = drop("a", 100)
+    assert first.calibration["reused_from"] is None and first.calibration["table_rows"] == 100
+    second = drop("b", 5)  # 5% more: the first drop's calibration still holds
+    assert second.calibration == {**first.calibration, "reused_from": first.drop_id}
+    third = drop("c", 10)  # 15% more than when it was drawn: drawn again
+    assert third.calibration["reused_from"] is None and third.calibration["table_rows"] == 115
+    assert check_arrivals(db, [], model="toy").drop_id == ""
+
+
+def test_novel_by_the_analyze_runs_model_of_the_data_when_there_is_one(tmp_path):
+    from embedscope.analysis.arrivals import check_arrivals
+    from embedscope.analysis.jobs import AnalysisParams, run_analysis
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(4, 16)) * 4
+    X = np.vstack([c + rng.normal(size=(50, 16)) for c in centres])
+    db = Database(tmp_path / "db", create=True)
+    import_vectors(db, vectors_parquet(tmp_path / "a.parquet", [f"a{i:03d}" for i in range(200)], X), model="toy")
+    run_id = run_analysis(db, AnalysisParams(project=("pca",), cluster=("kmeans",), k=4))
+    far, usual = -centres.sum(0) * 3, centres[1] + rng.normal(size=16)
+    import_vectors(db, vectors_parquet(tmp_path / "b.parquet", ["b-far", "b-usual"], np.vstack([far, usual])), model="toy")
+    imgs = db.read("images", ["sha256", "path"]).to_pylist()
+    result = check_arrivals(db, [(r["sha256"], r["path"]) for r in imgs if r["path"].startswith("b-")], model="toy")
+    rows = {r["path"]: r for r in db.read("arrivals").to_pylist() if r["drop_id"] == result.drop_id}
+    assert {p: r["verdict"] for p, r in rows.items()} == {"b-far": "novel", "b-usual": "new"}
+    assert f"by analyze run {run_id}'s model of the data" in rows["b-far"]["reason"]
+    params = json.loads(db.read("drops").to_pylist()[0]["params"])
+    assert params["novelty"] == f"analyze run {run_id}'s model of the data"
+
+
+@pytest.mark.slow
 def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_the_far_off_one(tmp_path):
     from tests.conftest import vectors_parquet
 
@@ -130,6 +246,14 @@ def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_
     assert out["counts"] == {"new": 150, "near_dup": 1, "leak": 1, "novel": 1}
     got, _ = verdicts_by_path(Path(db), Path("."))
     assert got["b/test/copy005"] == {"near_dup", "leak"} and got["c/train/far"] == {"novel"}
+    # images_latest.verdicts: the verdicts of each image's latest checked drop
+    sql = "SELECT path, verdicts FROM images_latest WHERE path IN ('b/test/copy005', 'c/train/far', 'a/train/i000')"
+    rows = json.loads(run_cli("query", "--db", db, "--format", "json", sql).stdout)
+    assert {r["path"]: r["verdicts"] for r in rows} == {"b/test/copy005": ["leak", "near_dup"],
+                                                        "c/train/far": ["novel"], "a/train/i000": ["new"]}
+    run_cli("verdicts", "--db", db, "--split-from", "none")  # a later check without splits: no leak now
+    rows = json.loads(run_cli("query", "--db", db, "--format", "json", sql + " AND path LIKE 'b/%'").stdout)
+    assert rows == [{"path": "b/test/copy005", "verdicts": ["near_dup"]}]
 
 
 # -- planted drops through the real CLI and daemon ----------------------------------------------

@@ -303,3 +303,30 @@ def test_watch_hostile_drop_every_file_its_outcome_half_written_formats_held_and
     assert b.terminate() == 0
     assert b.events("batch") == [], "recorded paths were read again"
     assert table_rows(db) == rows
+
+
+@pytest.mark.slow
+def test_watch_report_dir_gets_one_report_per_checked_batch_listing_its_verdicts(tmp_path, daemons):
+    drop, db, reports = tmp_path / "drop", tmp_path / "db", tmp_path / "reports"
+    first = [photo(drop / "train" / "cat", f"a{i}.jpg", 300 + i) for i in range(4)]
+    d = Daemon(tmp_path, drop, db, "--interval", "0.3", "--settle", "0.3", "--label-from-folder",
+               "--report-dir", str(reports))
+    daemons.append(d)
+    d.ready()
+    d.wait_for("the first batch's verdicts", lambda: len(d.events("arrivals")) == 1)
+    (drop / "test" / "cat").mkdir(parents=True)
+    drop_atomically(drop / "test" / "cat" / "leaked.jpg", first[0].read_bytes())
+    d.wait_for("the second batch's verdicts", lambda: len(d.events("arrivals")) == 2)
+    assert d.terminate() == 0
+    events = d.events("arrivals")
+    assert sorted(p.name for p in reports.iterdir()) == sorted(f"{e['drop_id']}.{ext}" for e in events
+                                                               for ext in ("html", "json"))
+    for event, expected in zip(events, ({str(p): {"new"} for p in first},
+                                        {str(drop / "test/cat/leaked.jpg"): {"exact_dup", "leak"}})):
+        assert event["report"] == str(reports / f"{event['drop_id']}.html")
+        data = json.loads((reports / f"{event['drop_id']}.json").read_text())
+        assert data["drop"]["drop_id"] == event["drop_id"] and data["drop"]["kind"] == "watch"
+        assert {i["path"]: {v["verdict"] for v in i["verdicts"]} for i in data["images"]} == expected
+        page = (reports / f"{event['drop_id']}.html").read_text()
+        assert all(Path(p).name in page for p in expected)
+        assert all(f"<h2 id='{v}'>" in page for vs in expected.values() for v in vs)

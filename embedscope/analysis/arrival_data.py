@@ -11,9 +11,10 @@ import pyarrow as pa
 
 from embedscope.analysis.reading import read_embeddings
 from embedscope.analysis.verdicts import NO_PHASH
+from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from embedscope.store.filters import isin
+from embedscope.store.filters import eq, isin
 
 Arrival = tuple[str, str]  # (sha256, path); sha256 is '' for a file that could not be read
 
@@ -51,7 +52,7 @@ class ImageInfo:
     phash: int | None
     width: int
     height: int
-    ingested_at: Any
+    ingested_at: float  # seconds since the epoch (0 when unknown)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ArrivalData:
     quality: dict[str, dict[str, float]]
     sha: list[str] = field(default_factory=list)  # embedding rows
     X: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # L2-normalised
+    data_model: tuple[str, Any] | None = None  # (analyze run id, its DataModel): novelty from it
 
     def phashes(self) -> np.ndarray:
         """The phash of each embedding row (:data:`NO_PHASH` where unknown)."""
@@ -82,8 +84,9 @@ def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
     for v in paths.values():
         v.sort()
     imgs = db.read(S.IMAGES, ["sha256", "path", "label", "phash", "width", "height", "ingested_at"])
-    images = {r["sha256"]: ImageInfo(r["path"], r["label"], r["phash"], r["width"] or 0, r["height"] or 0,
-                                     r["ingested_at"]) for r in imgs.to_pylist()}
+    when = imgs.column("ingested_at").cast(pa.int64()).fill_null(0).to_numpy() / 1e6  # column-wise: no datetimes
+    images = {sha: ImageInfo(path, label, ph, w or 0, h or 0, t) for sha, path, label, ph, w, h, t in zip(
+        *(imgs.column(c).to_pylist() for c in ("sha256", "path", "label", "phash", "width", "height")), when.tolist())}
     q = db.read(S.QUARANTINE, ["sha256", "reason"])
     quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
     qual = db.read(S.QUALITY)
@@ -92,6 +95,7 @@ def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
     if db.has_table(S.embeddings_table_name(model)):
         emb = read_embeddings(db, model, variant)
         data.sha, data.X = emb.sha, emb.X
+        data.data_model = latest_data_model(db, model, variant)
     return data
 
 
@@ -112,3 +116,35 @@ def _num(v: Any) -> float:
 
 def table_of(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
+
+
+def split_column(db: Database, name: str) -> dict[str, str | None]:
+    """``--split-from column:<name>``: each stored path's split, from a ``sources`` column (per
+    path, e.g. ``drop``: the drop root it was found under) or an ``images`` column (per content,
+    e.g. ``label`` of imported vectors), as text."""
+    if name in S.SOURCES_SCHEMA.names:
+        t = db.read(S.SOURCES, ["path", name])
+        return {p: None if v is None else str(v) for p, v in zip(t.column("path").to_pylist(), t.column(name).to_pylist())}
+    if name not in S.IMAGES_SCHEMA.names or name in ("thumbnail", "sha256"):
+        known = sorted({*S.SOURCES_SCHEMA.names, *S.IMAGES_SCHEMA.names} - {"thumbnail", "sha256", "path"})
+        raise ConfigError(f"--split-from column:{name}: no such column", f"columns: {', '.join(known)}")
+    imgs = db.read(S.IMAGES, ["sha256", "path", name])
+    by_sha = {s: None if v is None else str(v) for s, v in zip(imgs.column("sha256").to_pylist(),
+                                                               imgs.column(name).to_pylist())}
+    out = {p: by_sha[s] for s, p in zip(imgs.column("sha256").to_pylist(), imgs.column("path").to_pylist())}
+    src = db.read(S.SOURCES, ["sha256", "path"])
+    out.update({p: by_sha.get(s) for s, p in zip(src.column("sha256").to_pylist(), src.column("path").to_pylist())})
+    return out
+
+
+def latest_data_model(db: Database, model: str, variant: str) -> tuple[str, Any] | None:
+    """The latest analyze run of ``model``/``variant`` and its stored model of the data
+    (:class:`~embedscope.analysis.novelty.DataModel`), or None when there is none."""
+    from embedscope.analysis.novelty import DataModel
+    from embedscope.store.runs import KIND_ANALYZE, latest_run
+
+    run = latest_run(db, kind=KIND_ANALYZE, model=model, variant=variant)
+    if run is None:
+        return None
+    blob = db.read(S.RUN_MODELS, ["blob"], where=eq("run_id", run.run_id)).column("blob").to_pylist()
+    return (run.run_id, DataModel.from_bytes(blob[0])) if blob and blob[0] else None

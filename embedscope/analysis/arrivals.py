@@ -18,14 +18,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from embedscope.analysis.arrival_data import Arrival, ArrivalData, quality_columns, read_arrival_data, table_of
+from embedscope.analysis.arrival_data import (Arrival, ArrivalData, quality_columns, read_arrival_data, split_column,
+                                              table_of)
 from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
-                                          distinct_nn, near_pairs, split_of)
+                                          distinct_nn, near_pairs, parse_split_rule, reuse_calibration,
+                                          split_of)
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
+from embedscope.store.drops import list_drops
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,12 @@ def check_arrivals(
     drop_id = drop_id or "drop-" + new_run_id()
     data = read_arrival_data(db, model, variant)
     judge = _Judge(data, arrivals, cfg, label_from_folder)
+    split_kind, split_name = parse_split_rule(cfg.split_from)
+    if split_kind == "column":
+        judge.split_by = split_column(db, split_name)
     judge.exact()
-    calib = judge.near(search)
+    previous = None if kind == "table" else _previous_calibration(db, model, variant, cfg, len(data.sha))
+    calib = judge.near(search, previous)
     thresholds = judge.quality(qcfg)
     rows, pairs = judge.finish(drop_id, started)
     counts = {v: len({r["path"] for r in rows if r["verdict"] == v}) for v in VERDICTS}
@@ -83,7 +90,8 @@ def check_arrivals(
     db.upsert(S.ARRIVALS, table_of(rows, S.ARRIVALS_SCHEMA))
     params = {"config": cfg.as_dict(), "quality": asdict(qcfg),
               "calibration": calib.as_dict() if calib else None, "quality_thresholds": thresholds,
-              "label_from_folder": label_from_folder}
+              "label_from_folder": label_from_folder,
+              "novelty": f"analyze run {data.data_model[0]}'s model of the data" if data.data_model else "calibration"}
     db.upsert(S.DROPS, table_of([{
         "drop_id": drop_id, "kind": kind, "model": model, "variant": variant, "sources": json.dumps(list(sources)),
         "started_at": started, "finished_at": utc_now(), "n_images": len(judge.arrivals),
@@ -102,6 +110,17 @@ def check_table(db: Database, *, model: str, variant: str = S.VARIANT_FULL, **kw
                  if s not in seen}
     return check_arrivals(db, sorted(arrivals, key=lambda a: a[1] or ""), model=model, variant=variant, kind="table",
                           **kwargs)
+
+
+def _previous_calibration(db: Database, model: str, variant: str, cfg: VerdictConfig,
+                          table_rows: int) -> Calibration | None:
+    """The newest drop of ``model``/``variant`` with a calibration, if it may be reused
+    (:func:`~embedscope.analysis.verdicts.reuse_calibration`)."""
+    for d in list_drops(db):
+        calib = (d["params"] or {}).get("calibration")
+        if d["model"] == model and d["variant"] == variant and calib:
+            return reuse_calibration(calib, d["params"].get("config") or {}, d["drop_id"], cfg, table_rows)
+    return None
 
 
 def _without_self(nb: Neighbors, rows: np.ndarray) -> np.ndarray:
@@ -125,6 +144,7 @@ class _Judge:
         self.verdicts: dict[str, list[dict[str, Any]]] = {p: [] for _, p in self.arrivals}
         self.pairs: list[dict[str, Any]] = []
         self.first_path: dict[str, str] = {}  # new content -> its first arrival path (the one judged)
+        self.split_by: dict[str, str | None] | None = None  # path -> split, for --split-from column:<name>
 
     # -- facts about paths ------------------------------------------------------------------
 
@@ -132,6 +152,8 @@ class _Judge:
         return PurePath(path).parent.name or None if self.label_from_folder else None
 
     def split(self, path: str) -> str | None:
+        if self.split_by is not None:
+            return self.split_by.get(path)
         return split_of(path, self.cfg.split_from)
 
     def earlier_paths(self, sha: str, path: str) -> list[str]:
@@ -179,8 +201,9 @@ class _Judge:
                          **{**extra, "partner_path": other})
                 break
 
-    def near(self, search: Search | None) -> Calibration | None:
-        """Near duplicates (with their label conflicts and leaks) and novelty of new content."""
+    def near(self, search: Search | None, previous: Calibration | None = None) -> Calibration | None:
+        """Near duplicates (with their label conflicts and leaks) and novelty of new content;
+        ``previous``: a calibration still valid for this table (else one is drawn now)."""
         d = self.data
         if not len(d.sha):
             return None
@@ -188,7 +211,7 @@ class _Judge:
         queries = np.array([row_of[s] for s in self.first_path if s in row_of], np.int64)
         rank = self._ranks(row_of)
         search = search or KnnIndex(d.X).search
-        calib = calibrate(self._nn_distances(search), self.cfg)
+        calib = previous or calibrate(self._nn_distances(search), self.cfg, len(d.sha))
         if not len(queries):
             return calib
         nb = search(d.X[queries], min(self.cfg.k + 1, len(d.sha)))
@@ -198,19 +221,34 @@ class _Judge:
         by_query: dict[int, list[PairFound]] = {}
         for f in found:
             by_query.setdefault(f.query, []).append(f)
+        novel = self._novelty(queries, dist, nearest_distinct, calib)
         for qi, q in enumerate(queries):
             sha = d.sha[q]
             path = self.first_path[sha]
             mine = sorted(by_query.get(int(q), []), key=lambda f: rank[f.ref])
             if mine:
                 self._near_verdicts(path, sha, mine)
-            else:
-                nearest = float(nearest_distinct[qi])
-                if calib.novel is not None and nearest > calib.novel:
-                    self.add(path, "novel", f"nearest stored image {nearest:.4f} away (> {calib.novel:.4f}, "
-                             f"{self.cfg.novel_z:g} robust SDs above the median {calib.median_nn:.4f})",
-                             cosine=nearest)
+            elif novel[qi] is not None:
+                self.add(path, "novel", novel[qi][0], cosine=novel[qi][1])
         return calib
+
+    def _novelty(self, queries: np.ndarray, dist: np.ndarray, nearest: np.ndarray,
+                 calib: Calibration) -> list[tuple[str, float] | None]:
+        """Per query, (reason, nearest distance) if it is novel: by the latest analyze run's model
+        of the data when there is one (its novelty score from centroid and kNN distances, as
+        ``analyze --novelty-only`` scores), else by the table's calibration."""
+        if self.data.data_model is not None:
+            from embedscope.analysis.novelty import score_with_neighbors
+
+            run_id, dmodel = self.data.data_model
+            scores = score_with_neighbors(self.data.X[queries], dist, dmodel)
+            return [(f"{scores.novelty_reason[i]}; by analyze run {run_id}'s model of the data", float(nearest[i]))
+                    if scores.is_novel[i] else None for i in range(len(queries))]
+        if calib.novel is None:
+            return [None] * len(queries)
+        return [(f"nearest stored image {d:.4f} away (> {calib.novel:.4f}, {self.cfg.novel_z:g} robust SDs above the "
+                 f"median {calib.median_nn:.4f}); by the table's calibration (no analyze run)", float(d))
+                if d > calib.novel else None for d in nearest]
 
     def _near_verdicts(self, path: str, sha: str, mine: list[PairFound]) -> None:
         d = self.data
@@ -237,7 +275,7 @@ class _Judge:
         keys = []
         for s in d.sha:
             info = d.images.get(s)
-            when = info.ingested_at.timestamp() if info and info.ingested_at else 0.0
+            when = info.ingested_at if info else 0.0
             keys.append((s in self.first_path, when, self.first_path.get(s) or (info.path if info else "")))
         order = sorted(range(len(keys)), key=keys.__getitem__)
         rank = np.empty(len(keys), np.int64)

@@ -16,7 +16,8 @@ from embedscope.store.db import Database
 from embedscope.store.drops import drop_arrivals, drop_or_latest
 from embedscope.store.filters import isin
 
-_ORDER = ("leak", "label_conflict", "exact_dup", "near_dup", "low_quality", "quarantined", "novel", "new")
+REPORT_ORDER = (  # the report's and the Drops page's order: what needs action first
+    "leak", "label_conflict", "exact_dup", "near_dup", "low_quality", "quarantined", "novel", "new")
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1150px}table{border-collapse:collapse;margin:1em 0}"
           "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}th{background:#f3f3f3}"
           "img{max-width:150px;max-height:150px;display:block}.p{font-size:11px;color:#555;word-break:break-all;"
@@ -49,8 +50,7 @@ def write_drop_report(db: Database, *, drop: str | None = None, out: str | Path 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if as_json:
-        out.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-        return out
+        return _write_whole(out, json.dumps(data, indent=1, default=str))
     shas = {i["sha256"] for i in data["images"]} | {v["partner_sha256"] for i in data["images"]
                                                     for v in i["verdicts"] if v["partner_sha256"]}
     thumbs = _thumbnails(db, shas)
@@ -61,16 +61,24 @@ def write_drop_report(db: Database, *, drop: str | None = None, out: str | Path 
              f"{html.escape(str(d['variant']))}</b>, {d['started_at']} → {d['finished_at']}. "
              f"Largest duplicate group (a star around one earlier image): {data['largest_group']}.</p>",
              _counts_table(data["counts"])]
-    for verdict in _ORDER:
+    for verdict in REPORT_ORDER:
         chosen = [i for i in data["images"] if any(v["verdict"] == verdict for v in i["verdicts"])]
         if chosen:
             parts.append(f"<h2 id='{verdict}'>{verdict} ({len(chosen)})</h2>")
             parts.append(_verdict_table(verdict, chosen, thumbs))
     parts.append("<h2>Calibration and rules</h2><pre>" + html.escape(json.dumps(d["params"], indent=1, default=str))
                  + "</pre>")
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>embedscope drop "
-                   f"{html.escape(d['drop_id'])}</title><style>{_STYLE}</style></head><body>{''.join(parts)}"
-                   "</body></html>", encoding="utf-8")
+    return _write_whole(out, f"<!doctype html><html><head><meta charset='utf-8'><title>embedscope drop "
+                             f"{html.escape(d['drop_id'])}</title><style>{_STYLE}</style></head><body>"
+                             f"{''.join(parts)}</body></html>")
+
+
+def _write_whole(out: Path, text: str) -> Path:
+    """Write ``out`` under a temporary name, then rename it: a reader (``watch --report-dir``'s
+    consumers) sees the whole file or none."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
     return out
 
 

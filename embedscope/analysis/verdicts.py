@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,9 @@ class VerdictConfig:
     calibration_sample: int = 5000  # rows whose NN distance calibrates (seeded sample above this)
     min_calibration_rows: int = 8  # fewer rows: the fallback threshold, and no novelty verdicts
     fallback_cosine: float = 0.03  # the near-duplicate threshold when the table is too small
-    split_from: str = "folder"  # folder | regex:<re> | none
+    split_from: str = "folder"  # folder | regex:<re> | column:<name> | none
     seed: int = 0
+    recalibrate_growth: float = 0.1  # a drop reuses the last calibration until the table grew this much (0: never)
 
     def __post_init__(self) -> None:
         parse_split_rule(self.split_from)
@@ -68,6 +69,8 @@ class Calibration:
     phash_guard: float  # a phash candidate's cosine distance must be at or below this
     novel: float | None  # NN distance above which an image is novel (None: too few rows)
     source: str  # 'data' | 'flag' | 'fallback'
+    table_rows: int = 0  # embedding rows of the table when it was drawn
+    reused_from: str | None = None  # the drop whose calibration this is (None: drawn for this one)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +90,7 @@ def distinct_nn(dist: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]
     return scale, np.minimum(masked.min(axis=1), scale)
 
 
-def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig) -> Calibration:
+def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig, table_rows: int = 0) -> Calibration:
     """Thresholds from each image's distance to its nearest distinct neighbour
     (:func:`distinct_nn`).
 
@@ -101,7 +104,7 @@ def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig) -> Calibration:
     if len(d) < cfg.min_calibration_rows:
         near = cfg.near_cosine if cfg.near_cosine is not None else cfg.fallback_cosine
         return Calibration(len(d), float(np.median(d)) if len(d) else math.nan, math.nan, near, near, None,
-                           "flag" if cfg.near_cosine is not None else "fallback")
+                           "flag" if cfg.near_cosine is not None else "fallback", table_rows)
     logs = np.log(np.maximum(d, _DIST_FLOOR))
     med = float(np.median(logs))
     sd = max(float(_MAD_SCALE * np.median(np.abs(logs - med))), 0.05)
@@ -110,7 +113,29 @@ def calibrate(nn_dist: np.ndarray, cfg: VerdictConfig) -> Calibration:
     source = "data"
     if cfg.near_cosine is not None:
         near, guard, source = cfg.near_cosine, max(guard, cfg.near_cosine), "flag"
-    return Calibration(len(d), math.exp(med), sd, near, guard, math.exp(med + cfg.novel_z * sd), source)
+    return Calibration(len(d), math.exp(med), sd, near, guard, math.exp(med + cfg.novel_z * sd), source, table_rows)
+
+
+_CALIBRATION_SETTINGS = ("near_z", "min_ratio", "near_cosine", "phash_z", "novel_z", "k", "distinct_ratio",
+                         "calibration_sample", "min_calibration_rows", "seed")
+
+
+def reuse_calibration(previous: dict[str, Any] | None, previous_config: dict[str, Any], drop_id: str,
+                      cfg: VerdictConfig, table_rows: int) -> Calibration | None:
+    """An earlier drop's calibration (``previous``, as stored in its params), if it was drawn
+    from the data under the same settings and the table has changed by at most
+    ``cfg.recalibrate_growth`` of its size since: drawing one costs a kNN search of 5,000
+    rows against the whole table, which would dominate every small drop of a large table."""
+    if not previous or previous.get("source") != "data" or cfg.recalibrate_growth <= 0:
+        return None
+    if any(previous_config.get(k) != getattr(cfg, k) for k in _CALIBRATION_SETTINGS):
+        return None
+    rows = int(previous.get("table_rows") or 0)
+    if rows < cfg.min_calibration_rows or abs(table_rows - rows) > cfg.recalibrate_growth * rows:
+        return None
+    names = [f.name for f in fields(Calibration)]
+    return Calibration(**{**{k: previous[k] for k in names if k in previous}, "reused_from": previous.get("reused_from")
+                          or drop_id})
 
 
 @dataclass
@@ -143,13 +168,12 @@ def near_pairs(
     (rule ``phash+cosine``). ``X`` is L2-normalised; rows are indices into it."""
     h = None if phash is None else np.asarray(phash, np.int64).view(np.uint64)
     valid_h = None if phash is None else np.asarray(phash, np.int64) != NO_PHASH
+    close = None if h is None else phash_close(h, valid_h, queries, cfg.phash_bits)
     found: list[PairFound] = []
     for qi, q in enumerate(queries):
         cand = set(int(j) for j in nbr_idx[qi] if j >= 0)
-        ham_all = None
-        if h is not None and valid_h[q]:
-            ham_all = np.bitwise_count(h ^ h[q])
-            cand.update(int(j) for j in np.nonzero((ham_all <= cfg.phash_bits) & valid_h)[0])
+        if close is not None:
+            cand.update(int(j) for j in close[qi])
         cand.discard(int(q))
         earlier = [j for j in cand if rank[j] < rank[q]]
         if not earlier:
@@ -157,7 +181,7 @@ def near_pairs(
         cos = 1.0 - X[earlier] @ X[q]
         near = min(calib.near, cfg.local_ratio * float(local[qi])) if calib.source == "data" else calib.near
         for j, d in zip(earlier, cos):
-            ham = int(ham_all[j]) if ham_all is not None else None
+            ham = int(np.bitwise_count(h[j] ^ h[q])) if h is not None and valid_h[q] and valid_h[j] else None
             if d <= near:
                 found.append(PairFound(int(q), j, float(max(d, 0.0)), ham, RULE_COSINE, near))
             elif ham is not None and ham <= cfg.phash_bits and d <= calib.phash_guard:
@@ -165,25 +189,45 @@ def near_pairs(
     return found
 
 
-def parse_split_rule(rule: str) -> tuple[str, re.Pattern | None]:
-    """``folder`` | ``regex:<re>`` | ``none`` → (kind, compiled pattern or None)."""
+def phash_close(h: np.ndarray, valid: np.ndarray, queries: np.ndarray, bits: int, *,
+                budget: int = 4_000_000) -> list[np.ndarray]:
+    """For each query row, the rows whose 64-bit hash (``h``, uint64; ``valid`` where known) is
+    within ``bits`` Hamming bits. Scanned in blocks of queries × all rows of about ``budget``
+    cells, so memory stays bounded (~8 bytes a cell) however large the table or the drop."""
+    out: list[np.ndarray] = []
+    chunk = max(1, budget // max(len(h), 1))
+    for start in range(0, len(queries), chunk):
+        q = np.asarray(queries[start:start + chunk], np.int64)
+        near = (np.bitwise_count(h[q][:, None] ^ h[None, :]) <= bits) & valid[None, :] & valid[q][:, None]
+        out.extend(np.nonzero(row)[0] for row in near)
+    return out
+
+
+def parse_split_rule(rule: str) -> tuple[str, Any]:
+    """``folder`` | ``regex:<re>`` | ``column:<name>`` | ``none`` → (kind, compiled pattern,
+    column name or None)."""
     if rule in ("folder", "none"):
         return rule, None
+    if rule.startswith("column:") and rule[len("column:"):].strip():
+        return "column", rule[len("column:"):].strip()
     if rule.startswith("regex:"):
         try:
             return "regex", re.compile(rule[len("regex:"):])
         except re.error as exc:
             raise ConfigError(f"--split-from {rule!r}: bad regular expression ({exc})") from None
-    raise ConfigError(f"--split-from {rule!r}: use folder, regex:<re> or none")
+    raise ConfigError(f"--split-from {rule!r}: use folder, regex:<re>, column:<name> or none")
 
 
 def split_of(path: str, rule: str) -> str | None:
     """The split of ``path``: with ``folder``, the last path component named like a split
     (train/training, val/valid/validation/dev, test/testing/holdout → train, val, test); with
-    ``regex:<re>``, the first group of the first match (or the whole match); None if none."""
+    ``regex:<re>``, the first group of the first match (or the whole match); None if none.
+    ``column:<name>`` needs the tables (:func:`embedscope.analysis.arrival_data.split_column`)."""
     kind, pattern = parse_split_rule(rule)
     if kind == "none":
         return None
+    if kind == "column":
+        raise ValueError("a column split is read from the tables, not from the path")
     if kind == "regex":
         m = pattern.search(path)
         return None if m is None else (m.group(1) if m.groups() else m.group(0))

@@ -116,7 +116,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         nonlocal arrived
         arrived = arrived_since(db, before)
 
-    check = args.verdicts and settings.executor == "local"
+    check = args.verdicts  # the local and the Ray executor alike: both write from this process
     summary = run_ingest(settings, wait_lock=args.wait_lock, on_locked=note_before if check else None,
                          on_done=note_after if check else None)
     print(summary.one_line(), file=sys.stderr)
@@ -138,6 +138,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = ingest_settings(args, args.drops)
     watch = load_settings(WatchSettings, vars(args), section="watch", config_file=args.config)
     on_batch = watch_callback(args, label_from_folder=settings.label_from_folder, drops=settings.drops)
+    if args.report_dir:  # an unwritable folder fails now, not after the first batch
+        from pathlib import Path
+
+        Path(args.report_dir).expanduser().mkdir(parents=True, exist_ok=True)
     totals = run_watch(settings, watch, wait_lock=args.wait_lock, json_lines=args.json, analyze=_refresh_novelty,
                        on_batch=on_batch)
     print(totals.one_line(), file=sys.stderr)
@@ -207,6 +211,8 @@ def register(sub: Any) -> None:
                    help=wdflt("refresh novelty flags after every N new images (0: never)", "on_batch_analyze"))
     p.add_argument("--optimize-every", type=float, metavar="SECONDS",
                    help=wdflt("compact the tables the daemon writes at most this often (0: never)", "optimize_every"))
+    p.add_argument("--report-dir", metavar="DIR",
+                   help="after each checked batch write its drop report there: <drop_id>.html and .json")
     p.set_defaults(handler=cmd_watch)
 
     p = sub.add_parser("ingest-vectors", help="import precomputed embeddings (Parquet, or .npy + --ids)")

@@ -10,8 +10,9 @@ import sys
 from typing import Any, Callable, Sequence
 
 from embedscope.cli.common import add_db, add_wait_lock, open_db
+from embedscope.errors import ConfigError
 
-VERDICT_FLAGS = ("verdicts", "split_from", "near_z", "near_cosine", "novel_z")
+VERDICT_FLAGS = ("verdicts", "split_from", "near_z", "near_cosine", "novel_z", "report_dir")
 """The `ingest`/`watch` flags that are not IngestSettings (left out of the settings)."""
 
 
@@ -22,7 +23,8 @@ def add_verdict_options(p: argparse.ArgumentParser, *, switch: bool = True) -> N
                        help="do not judge the arrived images (new, exact_dup, near_dup, leak, ...)")
     g.add_argument("--split-from", default="folder", metavar="RULE",
                    help="each path's split: folder (a folder named train/val/test/...), regex:<re> (its first "
-                        "group), or none (default folder); a duplicate across splits is a leak")
+                        "group), column:<name> (a sources column, e.g. drop, or an images column, e.g. label), "
+                        "or none (default folder); a duplicate across splits is a leak")
     g.add_argument("--near-z", type=float, default=4.0, metavar="Z",
                    help="near duplicate: nearest-neighbour distance this many robust SDs below the table's "
                         "median (default 4; the threshold comes from the data)")
@@ -52,8 +54,12 @@ def check_ingested(settings: Any, arrived: list, *, model: str, args: argparse.N
 
 def watch_callback(args: argparse.Namespace, *, label_from_folder: bool,
                    drops: Sequence[str]) -> Callable[[Any, str, list[str]], dict[str, Any]] | None:
-    """The daemon's per-batch check (the daemon, in ingest, may not import analysis)."""
+    """The daemon's per-batch check (the daemon, in ingest, may not import analysis); with
+    ``--report-dir`` each checked batch also leaves ``<drop_id>.html`` and ``.json`` there."""
+    report_dir = getattr(args, "report_dir", None)
     if not args.verdicts:
+        if report_dir:
+            raise ConfigError("--report-dir needs the verdicts: drop --no-verdicts")
         return None
     config = verdict_config(args)
 
@@ -63,9 +69,23 @@ def watch_callback(args: argparse.Namespace, *, label_from_folder: bool,
 
         result = check_arrivals(db, arrived_at(db, paths), model=model, config=config,
                                 label_from_folder=label_from_folder, kind="watch", sources=drops)
-        return {"drop_id": result.drop_id, "counts": result.counts}
+        fields = {"drop_id": result.drop_id, "counts": result.counts}
+        if report_dir and result.drop_id:
+            fields["report"] = str(write_batch_report(db, result.drop_id, report_dir))
+        return fields
 
     return check
+
+
+def write_batch_report(db: Any, drop_id: str, report_dir: str) -> Any:
+    """``<report_dir>/<drop_id>.html`` and ``.json`` beside it; returns the HTML's path."""
+    from pathlib import Path
+
+    from embedscope.analysis.drop_report import write_drop_report
+
+    out = Path(report_dir).expanduser() / f"{drop_id}.html"
+    write_drop_report(db, drop=drop_id, out=out.with_suffix(".json"), as_json=True)
+    return write_drop_report(db, drop=drop_id, out=out)
 
 
 def cmd_verdicts(args: argparse.Namespace) -> int:

@@ -231,3 +231,17 @@ def storage_error(exc: BaseException, uri: str) -> DatabaseError | None:
         return DatabaseError(f"no permission to write the database {uri}",
                              "make that folder writable by this user (or use another --db), then run again")
     return None
+
+
+def under_writer_lock(db: Database, work: Callable[[], Any], *, wait_lock: float,
+                      on_locked: Callable[[Database], None] | None = None,
+                      on_done: Callable[[Database], None] | None = None) -> Any:
+    """``work()`` under the database's writer lock (an ingest), with the caller's ``on_locked``
+    before it and ``on_done`` after it inside the same hold (the CLI reads ``sources`` there)."""
+    with db.writer_lock(wait=wait_lock, owner="ingest"):
+        if on_locked is not None:
+            on_locked(db)
+        result = work()
+        if on_done is not None:
+            on_done(db)
+        return result

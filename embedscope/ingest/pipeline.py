@@ -28,7 +28,7 @@ import numpy as np
 
 from embedscope.config import IngestSettings
 from embedscope.errors import DecodeError
-from embedscope.ingest.commit import Committer, storage_errors
+from embedscope.ingest.commit import Committer, storage_errors, under_writer_lock
 from embedscope.ingest.decode_stage import (
     DecodedItem,
     batch_decoder_for,
@@ -265,17 +265,12 @@ def run_ingest(settings: IngestSettings, *, wait_lock: float = 0.0,
     if settings.executor == "ray":
         from embedscope.ingest.ray_executor import run_ingest_ray
 
-        return run_ingest_ray(settings, wait_lock=wait_lock)
+        return run_ingest_ray(settings, wait_lock=wait_lock, on_locked=on_locked, on_done=on_done)
     settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
     entries = list(scan_drops(settings.drops, storage_options=options))  # fail on a missing drop before loading models
     encoders = load_encoders(settings)
     with storage_errors(settings.db):  # disk full, no permission: one line, not a traceback
         db = Database(settings.db, create=True, storage_options=options)
-        with db.writer_lock(wait=wait_lock, owner="ingest"):
-            if on_locked is not None:
-                on_locked(db)
-            summary = make_run(db, settings, encoders).run(entries)
-            if on_done is not None:
-                on_done(db)
-            return summary
+        return under_writer_lock(db, lambda: make_run(db, settings, encoders).run(entries), wait_lock=wait_lock,
+                                 on_locked=on_locked, on_done=on_done)

@@ -40,14 +40,14 @@ import math
 import pickle
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from embedscope.config import IngestSettings
 from embedscope.errors import ConfigError, DependencyError, EmbedscopeError
-from embedscope.ingest.commit import Committer
+from embedscope.ingest.commit import Committer, under_writer_lock
 from embedscope.ingest.decode_stage import DecodedItem, decode_or_error, draft_size
 from embedscope.ingest.encode_stage import CPU_BATCH_SIZE, encode_batch, stage_timings
 from embedscope.ingest.encoders import load_encoders, with_model_image_size
@@ -167,10 +167,12 @@ class BatchResult:
 # -- the driver ---------------------------------------------------------------------------------
 
 
-def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> IngestSummary:
+def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0,
+                   on_locked: Callable[[Database], None] | None = None,
+                   on_done: Callable[[Database], None] | None = None) -> IngestSummary:
     """``embedscope ingest --executor ray``: list, then hash / decode / encode on the cluster,
     writing from this process. Joins ``settings.ray_address`` (or the Ray already initialised
-    in this process, or starts a local one)."""
+    in this process, or starts a local one). ``on_locked``/``on_done``: as for ``run_ingest``."""
     ray = require_ray()
     settings = with_model_image_size(settings)
     options = settings.storage_option_dict()
@@ -178,8 +180,8 @@ def run_ingest_ray(settings: IngestSettings, *, wait_lock: float = 0.0) -> Inges
     encoders = load_encoders(settings)  # weights resolved (and announced) here; no network built
     with _connected(ray, settings):  # before the database: Ray forks its daemons from this process
         db = Database(settings.db, create=True, storage_options=options)
-        with db.writer_lock(wait=wait_lock, owner="ingest"):
-            return RayIngest(db, settings, encoders).run(entries)
+        return under_writer_lock(db, lambda: RayIngest(db, settings, encoders).run(entries), wait_lock=wait_lock,
+                                 on_locked=on_locked, on_done=on_done)
 
 
 @contextlib.contextmanager

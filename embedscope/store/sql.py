@@ -30,7 +30,8 @@ Views and macros defined on top of the tables:
 - ``image_tags``: the current tags (sha256, tag, note, tagged_at) from the ``tags`` log, and
   ``images_latest.tags`` their names as a list;
   and the latest ``analyze --zero-shot`` run's ``zero_shot_tag``, ``zero_shot_probability``,
-  ``zero_shot_margin``, ``label_disagreement`` (nulls before any);
+  ``zero_shot_margin``, ``label_disagreement`` (nulls before any); ``verdicts``: the arrival
+  verdicts of the image's latest checked drop (sorted; null if never checked, docs/verdicts.md);
 - ``label_conflicts``: every content seen under more than one label (sha256, labels, paths, n_labels);
 - ``image_sha(q)``: the sha256 of an image given by sha256 or by a path in ``sources``;
 - ``vector_of(q, model_name := NULL, variant_name := 'full')``: that image's vector (``FLOAT[]``);
@@ -370,8 +371,10 @@ def _images_latest_view(db: Database) -> str:
         WITH r(run_id, rank) AS (VALUES {runs})
         SELECT i.*, c.cluster, p.x, p.y, f.novelty_score, f.is_novel, f.is_contaminated, f.dup_group,
                COALESCE(t.tags, CAST([] AS VARCHAR[])) AS tags,
-               z.zero_shot_tag, z.zero_shot_probability, z.zero_shot_margin, z.label_disagreement
+               z.zero_shot_tag, z.zero_shot_probability, z.zero_shot_margin, z.label_disagreement,
+               v.verdicts
         FROM images i
+        LEFT JOIN ({LATEST_VERDICTS}) v USING (sha256)
         LEFT JOIN (SELECT sha256, list(tag ORDER BY tag) AS tags FROM image_tags GROUP BY sha256) t USING (sha256)
         LEFT JOIN (SELECT sha256, arg_max(cluster, rank) AS cluster FROM clusters JOIN r USING (run_id)
                    WHERE method = {cluster} GROUP BY sha256) c USING (sha256)
@@ -385,6 +388,13 @@ def _images_latest_view(db: Database) -> str:
         LEFT JOIN (SELECT sha256, tag AS zero_shot_tag, probability AS zero_shot_probability,
                           margin AS zero_shot_margin, label_disagreement FROM zero_shot
                    WHERE run_id = {literal(zero_shot.run_id if zero_shot else None)}) z USING (sha256)"""
+
+
+# issue 17: per sha256, the distinct verdicts of the latest drop (by created_at, then drop_id) that judged it
+LATEST_VERDICTS = """SELECT sha256, list(DISTINCT verdict ORDER BY verdict) AS verdicts
+    FROM arrivals JOIN (SELECT sha256, arg_max(drop_id, (created_at, drop_id)) AS drop_id
+                        FROM arrivals GROUP BY sha256) USING (sha256, drop_id)
+    GROUP BY sha256"""
 
 
 def _limit_error(exc: BaseException, limits: SqlLimits, *, timed_out: bool) -> BaseException:

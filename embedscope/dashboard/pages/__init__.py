@@ -26,6 +26,7 @@ PAGES = (
     ("search", "/search", "Search", 7, True),
     ("detail", "/detail", "Image", 8, False),
     ("review", "/review", "Review", 9, True),
+    ("drops", "/drops", "Drops", 10, True),
 )
 
 
