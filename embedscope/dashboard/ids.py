@@ -58,8 +58,6 @@ SQL_ROWCOUNT = "sql-rowcount"
 
 # flags page
 FLAGS_KIND = "flags-kind"
-FLAGS_LABEL = "flags-label"
-FLAGS_MIN_SCORE = "flags-min-score"
 FLAGS_GALLERY = "flags-gallery"
 FLAGS_COUNT = "flags-count"
 FLAGS_EXPORT = "flags-export"
@@ -140,3 +138,36 @@ DETAIL_TAG_NAME = "detail-tag-name"
 DETAIL_TAG_ADD = "detail-tag-add"
 DETAIL_TAG_REMOVE = "detail-tag-remove"
 DETAIL_TAGS = "detail-tags"
+
+# run picker (one dropdown per page: {"type": RUN_PICKER, "page": <path>})
+RUN_PICKER = "es-run-picker"
+
+# filter sidebar (dashboard/sidebar.py; one per page at a time)
+SIDEBAR = "sidebar"
+SIDEBAR_CONTEXT = "sidebar-context"
+SIDEBAR_LABEL = "sidebar-label"
+SIDEBAR_CLUSTER = "sidebar-cluster"
+SIDEBAR_TAG = "sidebar-tag"
+SIDEBAR_FLAG = "sidebar-flag"
+SIDEBAR_SCORE = "sidebar-score"
+SIDEBAR_FOLDER = "sidebar-folder"
+SIDEBAR_APPLY = "sidebar-apply"
+SIDEBAR_STATUS = "sidebar-status"
+
+# flags page: paging
+FLAGS_PAGE = "flags-page"
+FLAGS_PREV = "flags-prev"
+FLAGS_NEXT = "flags-next"
+FLAGS_PAGE_LABEL = "flags-page-label"
+
+# clusters page: tabs, paging of the cluster galleries
+CLUSTERS_TABS = "clusters-tabs"
+CLUSTERS_PAGE = "clusters-page"
+
+# metrics page: the runs compared
+METRICS_RUNS = "metrics-runs"
+METRICS_COMPARE = "metrics-compare"
+
+# image pickers (Embeddings, Within-image): a searchable dropdown of stored images
+EMB_PICKER = "emb-picker"
+PATCH_PICKER = "patch-picker"

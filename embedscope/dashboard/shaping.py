@@ -91,32 +91,59 @@ def metrics_pivot(df: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return ["metric", *runs], rows
 
 
-def flag_rows(df: Any, kind: str, *, label: str | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
-    """Flagged images of ``kind`` ('novel' | 'contaminated' | 'duplicate'), sorted by score
-    (highest first; duplicates by group), each with its reason."""
-    if df is None or len(df) == 0:
-        return []
-    d = df
-    if label:
-        d = d[d["label"] == label]
-    score = d["novelty_score"].fillna(0.0)
-    if kind == "novel":
-        d = d[d["is_novel"].fillna(False).astype(bool) & (score >= min_score)]
-        d = d.assign(score=d["novelty_score"], reason=d["novelty_reason"]).sort_values("score", ascending=False)
-    elif kind == "contaminated":
-        d = d[d["is_contaminated"].fillna(False).astype(bool) & (score >= min_score)]
-        d = d.assign(score=d["novelty_score"], reason=d["contamination_reason"]).sort_values("score", ascending=False)
-    elif kind == "duplicate":
-        has = d["dup_group"].notna() | d["phash_group"].notna()
-        d = d[has]
-        reason = [f"embedding near-duplicate group {int(g)}" if g == g and g is not None else f"perceptual-hash group {int(p)}"
-                  for g, p in zip(d["dup_group"], d["phash_group"])]
-        group = d["dup_group"].fillna(d["phash_group"])
-        d = d.assign(score=d["novelty_score"], reason=reason, group=group).sort_values(["group", "sha256"])
-    else:
+FLAG_ORDER = {  # how a Flags gallery is sorted (SQL over sidebar.base_query's columns)
+    "novel": "novelty_score DESC NULLS LAST, sha256",
+    "contaminated": "novelty_score DESC NULLS LAST, sha256",
+    "duplicate": "COALESCE(dup_group, phash_group), sha256",
+    "label_disagreement": "label, sha256",
+}
+
+
+def flag_card_rows(kind: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gallery rows (``sha256, path, label, score, reason, group``) of flagged images of
+    ``kind``; ``score`` is the novelty score, and only a novel image's is worth showing."""
+    if kind not in FLAG_ORDER:
         raise ValueError(f"unknown flag kind {kind!r}")
-    cols = [c for c in ("sha256", "path", "label", "score", "reason", "group") if c in d.columns]
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in d[cols].to_dict("records")]
+    out = []
+    for r in records:
+        group = r.get("dup_group") if r.get("dup_group") is not None else r.get("phash_group")
+        if kind == "novel":
+            reason = r.get("novelty_reason")
+        elif kind == "contaminated":
+            reason = r.get("contamination_reason")
+        elif kind == "duplicate":
+            reason = (f"embedding near-duplicate group {int(r['dup_group'])}" if r.get("dup_group") is not None
+                      else f"perceptual-hash group {int(r['phash_group'])}")
+        else:
+            reason = f"zero-shot says {r.get('zero_shot_tag')!r}, label {r.get('label')!r}"
+        score = r.get("novelty_score")
+        out.append({"sha256": r["sha256"], "path": r.get("path"), "label": r.get("label"),
+                    "score": None if score is None or score != score else float(score), "reason": reason,
+                    "group": group})
+    return out
+
+
+def page_count(n: int, page_size: int) -> int:
+    return max(1, -(-int(n) // int(page_size)))
+
+
+def page_label(page: int, n: int, page_size: int) -> str:
+    """``images 61–120 of 333 (page 2 of 6)``."""
+    if n == 0:
+        return "nothing to show"
+    lo, hi = page * page_size + 1, min(n, (page + 1) * page_size)
+    return f"images {lo:,}–{hi:,} of {n:,} (page {page + 1} of {page_count(n, page_size)})"
+
+
+def turn_page(page: int, trigger: str | None, prev_id: str, next_id: str, n: int, page_size: int) -> int:
+    """The page after a click on prev/next (clamped); any other trigger (a filter) resets to 0."""
+    if trigger == prev_id:
+        page -= 1
+    elif trigger == next_id:
+        page += 1
+    else:
+        return 0
+    return max(0, min(page, page_count(n, page_size) - 1))
 
 
 # -- map ---------------------------------------------------------------------------------------
