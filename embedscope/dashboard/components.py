@@ -111,7 +111,7 @@ def point_panel(sha256: str, detail: dict[str, Any], near: Sequence[dict[str, An
     ], **{"data-sha256": sha256})
 
 
-def cluster_block(summary: Any, rows: dict[str, dict[str, Any]]) -> html.Div:
+def cluster_block(summary: Any, rows: dict[str, dict[str, Any]], *, run_id: str | None = None) -> html.Div:
     """One cluster (``views.ClusterSummary``): size and purity, its typical and its most
     atypical members as thumbnails; ``rows``: image rows by sha256."""
     s = summary
@@ -119,7 +119,7 @@ def cluster_block(summary: Any, rows: dict[str, dict[str, Any]]) -> html.Div:
 
     def card(sha: str, tag: str) -> html.Div:
         row = rows.get(sha, {})
-        return thumb_card(sha, [row.get("label"), tag], path=row.get("path"))
+        return thumb_card(sha, [row.get("label"), tag], path=row.get("path"), run_id=run_id)
 
     caption = {"fontSize": "12px", "color": "#555"}
     return html.Div([

@@ -10,14 +10,22 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-from embedscope.dashboard.shaping import cluster_name, cosine_matrix
+from embedscope.dashboard.shaping import cluster_name, cosine_matrix, run_names
 from embedscope.store.views import MapPoints
 
 UNKNOWN = "unknown"
-# 10 + 24 + 26 distinct colours before any repeats (plotly's qualitative palettes)
-PALETTE = tuple(dict.fromkeys(qualitative.Plotly + qualitative.Dark24 + qualitative.Alphabet))
+# 48 distinct colours before any repeat: Glasbey's maximally distinct palette (colorcet's
+# glasbey_category10, which starts with Tableau 10), greys and the colours too pale to see on
+# white removed, so neighbouring categories never share a near-identical hue
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+           "#3a0183", "#004301", "#0fffa9", "#5e0040", "#bcbcff", "#d8afa2", "#b80080", "#004e53", "#6b6500",
+           "#7d0200", "#6126ff", "#574964", "#8cb894", "#028268", "#91ff00", "#8300a0", "#ad8944", "#5b3400",
+           "#ff6f76", "#798cff", "#dd00ff", "#515646", "#00458a", "#ffbf60", "#ff018d", "#af98b5", "#b75700",
+           "#027000", "#cd88ff", "#1dd646", "#7a98b5", "#a56089", "#6f8957", "#bd7d76", "#8b2945", "#00adff",
+           "#4b6d77", "#bec9cf", "#8fd4ff")
+# novelty: calm colours up to the threshold, then one alarm colour for everything beyond it
+NOVELTY_SCALE = [[0.0, "#2c3e91"], [0.5, "#4aa3a2"], [0.9, "#e8d44d"], [0.999, "#f0a030"], [1.0, "#d62728"]]
 MAX_CATEGORIES = 50  # more distinct values than this are folded into "other"
 
 
@@ -42,13 +50,16 @@ def _category_order(values: Iterable[Any]) -> list[str]:
     return sorted({UNKNOWN if v is None else str(v) for v in values}, key=key)
 
 
-def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[str] = ()) -> go.Figure:
+def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[str] = (),
+               clip_at: float | None = None) -> go.Figure:
     """The map: WebGL markers (``Scattergl``, or ``Scatter3d`` when ``points.z`` is set).
 
     Only x, y(, z), the colour and an integer index per point go to the browser (customdata =
     index into ``points.sha256``); thumbnails are fetched on hover. Categorical colours get one
     trace per category (so the legend filters them), continuous ones a colour bar.
     ``highlight`` shas get a ring marker trace on top (e.g. the rows of a SQL result).
+    ``clip_at``: a continuous scale ends there (the novelty threshold): values beyond it share
+    the scale's last colour, so the bulk below the threshold keeps its contrast.
     """
     n = points.shown
     # an object array serialises as a plain JSON list: Plotly's event data (hover, click,
@@ -68,8 +79,8 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     if points.continuous:
         vals = np.asarray([np.nan if v is None else float(v) for v in points.color], np.float64) if n else np.zeros(0)
         fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index.astype(object), name=color_title or "points",
-                            marker={"size": size, "color": vals, "colorscale": "Viridis", "showscale": True,
-                                    "colorbar": {"title": {"text": color_title}}},
+                            marker={"size": size, "color": vals, "showscale": True,
+                                    "colorbar": {"title": {"text": color_title}}, **continuous_scale(vals, clip_at)},
                             hoverinfo="none", hovertemplate=None, showlegend=False))
     else:
         labels = np.asarray([UNKNOWN if v is None else str(v) for v in points.color] if n else [], dtype=object)
@@ -89,13 +100,25 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
         fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].astype(object), name=f"selection ({int(mask.sum())})",
                             marker={"size": size + 6, "color": "rgba(0,0,0,0)", "line": {"color": "#d62728", "width": 2}},
                             hoverinfo="none", hovertemplate=None))
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso", uirevision="map",
-                      legend={"title": {"text": color_title}, "itemsizing": "constant"}, template="plotly_white",
-                      clickmode="event", height=620)
+    # 3-D: orbit only (a lasso or box selection does not exist in a 3-D scene)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="orbit" if three_d else "lasso",
+                      uirevision="map", legend={"title": {"text": color_title}, "itemsizing": "constant"},
+                      template="plotly_white", clickmode="event", height=620,
+                      modebar={"remove": ["lasso2d", "select2d"]} if three_d else {})
     if not three_d:
         fig.update_xaxes(showticklabels=False, title=None)
         fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
     return fig
+
+
+def continuous_scale(values: np.ndarray, clip_at: float | None) -> dict[str, Any]:
+    """Marker colour settings of a continuous colour: Viridis over the data's range; with
+    ``clip_at``, :data:`NOVELTY_SCALE` from the data's minimum up to ``clip_at`` (beyond: red)."""
+    finite = values[np.isfinite(values)] if values.size else values
+    if clip_at is None or finite.size == 0:
+        return {"colorscale": "Viridis"}
+    lo = float(finite.min())
+    return {"colorscale": NOVELTY_SCALE, "cmin": min(lo, float(clip_at) - 1e-6), "cmax": float(clip_at)}
 
 
 def downsample_notice(points: MapPoints, max_points: int) -> str:
@@ -164,12 +187,15 @@ def sweep_figure(df: Any, name: str, title: str, y_title: str) -> go.Figure:
     fig = go.Figure()
     if df is not None and len(df):
         sweep = df[(df["name"] == name) & df["k"].notna()].sort_values("k")
+        names = run_names(df)
         for (run, method, space), g in sweep.groupby(["run_id", "method", "space"], dropna=False):
-            fig.add_trace(go.Scatter(x=g["k"], y=g["value"], mode="lines+markers", name=f"{run} {method} {space}"))
+            fig.add_trace(go.Scatter(x=g["k"], y=g["value"], mode="lines+markers",
+                                     name=f"{names.get(run, run)} · {method or '-'} · {space or '-'}"))
     if not fig.data:
         fig.add_annotation(text=f"no {name} sweep stored", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(title=title, xaxis_title="k", yaxis_title=y_title, height=320, template="plotly_white",
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    fig.update_layout(title=title, xaxis_title="k", yaxis_title=y_title, height=360, template="plotly_white",
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 10}})
     return fig
 
 

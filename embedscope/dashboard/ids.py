@@ -163,11 +163,10 @@ FLAGS_PAGE_LABEL = "flags-page-label"
 # clusters page: tabs, paging of the cluster galleries
 CLUSTERS_TABS = "clusters-tabs"
 CLUSTERS_PAGE = "clusters-page"
+CLUSTERS_PREV = "clusters-prev"
+CLUSTERS_NEXT = "clusters-next"
+CLUSTERS_PAGE_LABEL = "clusters-page-label"
 
 # metrics page: the runs compared
 METRICS_RUNS = "metrics-runs"
 METRICS_COMPARE = "metrics-compare"
-
-# image pickers (Embeddings, Within-image): a searchable dropdown of stored images
-EMB_PICKER = "emb-picker"
-PATCH_PICKER = "patch-picker"

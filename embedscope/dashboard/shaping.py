@@ -75,6 +75,40 @@ def cosine_matrix(X: np.ndarray) -> np.ndarray:
     return Xn @ Xn.T
 
 
+def run_names(df: Any) -> dict[str, str]:
+    """A unique legend name per run of a metrics frame: the full run id and its model/variant."""
+    if df is None or len(df) == 0:
+        return {}
+    pairs = df[["run_id", "model", "variant"]].drop_duplicates("run_id")
+    return {r: f"{r} ({m or '?'}/{v or '?'})" for r, m, v in zip(pairs["run_id"], pairs["model"], pairs["variant"])}
+
+
+COMPARE_METRICS = (("silhouette", "silhouette ↑"), ("davies_bouldin", "Davies-Bouldin ↓"))
+
+
+def metrics_compare(df: Any, run_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The seeds' comparison table: one row per clustering method; per (run · variant ·
+    space) a column group of silhouette and Davies-Bouldin. Returns DataTable (columns, rows)
+    with two-level headers."""
+    columns: list[dict[str, Any]] = [{"name": ["", "method"], "id": "method"}]
+    if df is None or len(df) == 0 or not run_ids:
+        return columns, []
+    names = run_names(df)
+    d = df[df["k"].isna() & df["run_id"].isin(list(run_ids)) & df["name"].isin([m for m, _ in COMPARE_METRICS])
+           & df["method"].fillna("").ne("")]
+    order = {r: i for i, r in enumerate(run_ids)}
+    groups = sorted({(r, sp) for r, sp in zip(d["run_id"], d["space"].fillna("-"))}, key=lambda g: (order[g[0]], g[1]))
+    rows: dict[str, dict[str, Any]] = {}
+    for gi, (run, space) in enumerate(groups):
+        for metric, title in COMPARE_METRICS:
+            columns.append({"name": [f"{names.get(run, run)} · {space}", title], "id": f"g{gi}:{metric}",
+                            "type": "numeric"})
+    for run, space, method, metric, value in zip(d["run_id"], d["space"].fillna("-"), d["method"], d["name"], d["value"]):
+        gi = groups.index((run, space))
+        rows.setdefault(method, {"method": method})[f"g{gi}:{metric}"] = None if value != value else round(float(value), 4)
+    return columns, [rows[m] for m in sorted(rows)]
+
+
 def metrics_pivot(df: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """Runs side by side: one row per (metric, method, space) without k, one column per run."""
     if df is None or len(df) == 0:
@@ -174,15 +208,15 @@ def map_options(run: Any, projections: Sequence[tuple[str, int]], colours: Seque
 
 
 def sql_highlight(selection: dict | None) -> list[str]:
-    """The sha256 to ring on the map: the current selection when it came from a SQL query or a
-    text search."""
+    """The sha256 to ring on the map: the current selection when it came from a SQL query, a
+    text search or the filter sidebar."""
     selection = selection or {}
-    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text") else []
+    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text", "filter") else []
 
 
 def selection_title(n: int, source: str, shown_max: int) -> str:
     """The heading of the map's selection gallery."""
-    return (f"Selection: {n:,} images" + {"sql": " (from SQL)", "text": " (text search)"}.get(source, "")
+    return (f"Selection: {n:,} images" + {"sql": " (from SQL)", "text": " (text search)", "filter": " (sidebar filter)"}.get(source, "")
             + (f", first {shown_max} shown" if n > shown_max else ""))
 
 
@@ -283,7 +317,26 @@ def table_payload(table: Any, max_rows: int) -> tuple[list[dict], list[dict], li
         data.append(row)
     shas = []
     if "sha256" in names:
-        from embedscope.store.views import is_sha256
+        from embedscope.store.views import is_image_key
 
-        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_sha256(s)))
+        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_image_key(s)))
+        # the thumbnail, linking to the image page, first
+        cols.insert(0, {"name": "image", "id": IMAGE_COLUMN, "presentation": "markdown"})
+        for row in data:
+            row[IMAGE_COLUMN] = image_markdown(row.get("sha256"))
     return cols, data, shas
+
+
+IMAGE_COLUMN = "_es_image"
+
+
+def image_markdown(key: Any) -> str:
+    """A SQL result cell: the image's thumbnail linking to its image page (empty for no key)."""
+    from urllib.parse import quote
+
+    from embedscope.store.views import is_image_key
+
+    if not is_image_key(key):
+        return ""
+    k = quote(key, safe="")
+    return f"[![{k}](/thumb/{k})](/detail?sha={k})"

@@ -145,7 +145,7 @@ def sidebar(db: Any, run: Any, *, context: dict[str, Any] | None = None, with_ap
     def multi(id_: str, title: str, options: list, placeholder: str) -> html.Div:
         return html.Div([html.Div(title, style=small),
                          dcc.Dropdown(id=id_, options=options, multi=True, placeholder=placeholder,
-                                      style={"fontSize": "12px"})], style=box)
+                                      style={"fontSize": "12px"}, persistence=True, persistence_type="session")], style=box)
 
     return html.Div([
         html.B("Filter", style={"fontSize": "13px"}),
@@ -156,11 +156,13 @@ def sidebar(db: Any, run: Any, *, context: dict[str, Any] | None = None, with_ap
         multi(ids.SIDEBAR_TAG, "tag", tags, "any tag" if tags else "no tags yet"),
         html.Div([html.Div("flag (any of)", style=small) if flag_names else None,
                   dcc.Checklist(id=ids.SIDEBAR_FLAG, options=[{"label": " " + FLAG_NAMES[f], "value": f} for f in flag_names],
-                                value=[], style={"fontSize": "12px"})], style=box),
+                                value=[], style={"fontSize": "12px"}, persistence=True,
+                                persistence_type="session")], style=box),
         html.Div([html.Div("novelty score", style=small),
                   dcc.RangeSlider(id=ids.SIDEBAR_SCORE, min=bounds[0], max=bounds[1], value=list(bounds),
                                   step=(bounds[1] - bounds[0]) / 200 or None, allowCross=False,
-                                  marks=score_marks(bounds, context["threshold"]), tooltip={"placement": "bottom"})
+                                  marks=score_marks(bounds, context["threshold"]), tooltip={"placement": "bottom"},
+                                  persistence=True, persistence_type="session")
                   if bounds else html.Div("no novelty scores in this run", style=small, id=ids.SIDEBAR_SCORE)],
                  style=box),
         multi(ids.SIDEBAR_FOLDER, "folder (under the drop root)", folders, "any folder"),
@@ -198,17 +200,34 @@ def inputs(kind: type = Input) -> list[Any]:
     return [kind(i, "value") for i in INPUTS] + [kind(ids.SIDEBAR_CONTEXT, "data")]
 
 
+def novelty_clip(db: Any, run_id: str | None, color: str | None) -> float | None:
+    """Where the map's novelty colour scale ends: the run's novelty threshold (None otherwise)."""
+    from embedscope.store.runs import run_by_id
+    from embedscope.store.views import COLOR_NOVELTY
+
+    if color != COLOR_NOVELTY or not run_id:
+        return None
+    threshold = run_by_id(db, run_id).params.get("novelty_threshold")
+    return float(threshold) if threshold is not None else None
+
+
 def register_callbacks(app: Any, ctx: Any) -> None:
-    """The map's "select matching" button: the matching images become the app's selection."""
-    @app.callback(Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.SIDEBAR_STATUS, "children"),
-                  Input(ids.SIDEBAR_APPLY, "n_clicks"), *inputs(State), prevent_initial_call=True)
+    """The map's "select matching" button: the matching images become the app's selection, and
+    the map is rebuilt to ring them and list them in its selection gallery (as SQL's "show on
+    map" does); the sidebar's values persist across the rebuild."""
+    from embedscope.dashboard.run_picker import with_run
+
+    @app.callback(Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.URL, "href", allow_duplicate=True),
+                  Input(ids.SIDEBAR_APPLY, "n_clicks"), *inputs(State), State(ids.URL, "search"),
+                  prevent_initial_call=True)
     def _apply(n: int, *args: Any) -> tuple:
         if not n:
             return no_update, no_update
-        context = args[-1]
-        where = filter_where(sidebar_values(*args))
+        context, search = args[-2], args[-1]
+        where = filter_where(sidebar_values(*args[:-1]))
         keys = matching(ctx.db(), context, where, columns="sha256", limits=sql_limits(ctx)).column("sha256").to_pylist()
-        return {"source": "filter", "sha256": keys}, f"{len(keys):,} images match"
+        href = "/" + with_run(search, context["run_id"]) + f"&filtered={len(keys)}-{int(n)}"
+        return {"source": "filter", "sha256": keys}, href
 
 
 def sql_limits(ctx: Any) -> Any:
