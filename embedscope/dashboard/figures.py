@@ -16,17 +16,17 @@ from embedscope.store.views import MapPoints
 
 UNKNOWN = "unknown"
 # 48 distinct colours before any repeat: Glasbey's maximally distinct palette (colorcet's
-# glasbey_category10, which starts with Tableau 10), greys and the colours too pale to see on
-# white removed, so neighbouring categories never share a near-identical hue
+# glasbey_category10, which starts with Tableau 10), without greys, colours too pale to see on
+# white, and any colour within CIELAB ΔE 22 of an earlier one or of the noise grey
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-           "#3a0183", "#004301", "#0fffa9", "#5e0040", "#bcbcff", "#d8afa2", "#b80080", "#004e53", "#6b6500",
-           "#7d0200", "#6126ff", "#574964", "#8cb894", "#028268", "#91ff00", "#8300a0", "#ad8944", "#5b3400",
-           "#ff6f76", "#798cff", "#dd00ff", "#515646", "#00458a", "#ffbf60", "#ff018d", "#af98b5", "#b75700",
-           "#027000", "#cd88ff", "#1dd646", "#7a98b5", "#a56089", "#6f8957", "#bd7d76", "#8b2945", "#00adff",
-           "#4b6d77", "#bec9cf", "#8fd4ff")
+           "#3a0183", "#004301", "#5e0040", "#bcbcff", "#b80080", "#004e53", "#6b6500", "#7d0200", "#6126ff",
+           "#574964", "#8cb894", "#028268", "#ad8944", "#5b3400", "#ff6f76", "#798cff", "#dd00ff", "#00458a",
+           "#ffbf60", "#ff018d", "#b75700", "#cd88ff", "#1dd646", "#7a98b5", "#a56089", "#8b2945", "#00adff",
+           "#8fd4ff", "#00d4b1", "#c6c78a", "#ff9eb6", "#ff07d6", "#ff4902", "#aa3baf", "#3f6aff", "#ff9a75",
+           "#7c6c46", "#81b755", "#bd004a")
 # novelty: calm colours up to the threshold, then one alarm colour for everything beyond it
 NOVELTY_SCALE = [[0.0, "#2c3e91"], [0.5, "#4aa3a2"], [0.9, "#e8d44d"], [0.999, "#f0a030"], [1.0, "#d62728"]]
-MAX_CATEGORIES = 50  # more distinct values than this are folded into "other"
+MAX_CATEGORIES = len(PALETTE) + 1  # more distinct values than this are folded into "other"
 
 
 def cluster_colour(label: int) -> str:

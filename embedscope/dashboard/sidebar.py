@@ -121,6 +121,13 @@ def score_marks(bounds: Sequence[float], threshold: float | None) -> dict[float,
     return marks
 
 
+def threshold_note(bounds: Sequence[float] | None, threshold: float | None) -> str | None:
+    """Where the novelty threshold lies when the slider cannot mark it (outside the run's scores)."""
+    if not bounds or threshold is None or bounds[0] <= threshold <= bounds[1]:
+        return None
+    return f"novelty threshold {threshold:.2f}: " + ("no score reaches it" if threshold > bounds[1] else "every score passes it")
+
+
 def sidebar(db: Any, run: Any, *, context: dict[str, Any] | None = None, with_apply: bool = False,
             flags: Sequence[str] | None = None) -> html.Div:
     """The sidebar component for ``run`` (``context``: its :func:`sidebar_context`, made when not
@@ -163,7 +170,8 @@ def sidebar(db: Any, run: Any, *, context: dict[str, Any] | None = None, with_ap
                                   step=(bounds[1] - bounds[0]) / 200 or None, allowCross=False,
                                   marks=score_marks(bounds, context["threshold"]), tooltip={"placement": "bottom"},
                                   persistence=True, persistence_type="session")
-                  if bounds else html.Div("no novelty scores in this run", style=small, id=ids.SIDEBAR_SCORE)],
+                  if bounds else html.Div("no novelty scores in this run", style=small, id=ids.SIDEBAR_SCORE),
+                  html.Div(threshold_note(bounds, context["threshold"]), style=small)],
                  style=box),
         multi(ids.SIDEBAR_FOLDER, "folder (under the drop root)", folders, "any folder"),
         html.Button("Select matching on the map", id=ids.SIDEBAR_APPLY, n_clicks=0) if with_apply else None,

@@ -30,7 +30,7 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
     if current is None:
         return C.message_page("Flags", "No analysis run yet: run `embedscope analyze --db DIR`.")
     filters = sidebar.sidebar_context(db, current)
-    kinds = [(v, n) for v, n in KINDS if v != "label_disagreement" or filters["zero_shot"]]
+    kinds = available_kinds(filters)
     return html.Div([
         html.H3("Flags"),
         run_picker.run_picker(db, current, page="/flags"),
@@ -52,6 +52,11 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
             ], style={"flex": "1 1 auto", "minWidth": "0"}),
         ], style={"display": "flex", "alignItems": "flex-start"}),
     ])
+
+
+def available_kinds(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """The flag kinds of a run: label disagreement only where a zero-shot run exists."""
+    return [(v, n) for v, n in KINDS if v != "label_disagreement" or filters.get("zero_shot")]
 
 
 def flag_where(kind: str, values: dict[str, Any]) -> str:
@@ -81,7 +86,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         records = sidebar.matching(db, args[-2], flag_where(kind, values), order_by=shaping.FLAG_ORDER[kind],
                                    limit=PAGE_SIZE, offset=page * PAGE_SIZE, limits=limits).to_pylist()
         rows = shaping.flag_card_rows(kind, records)
-        summary = html.Span(" · ".join(f"{name}: {counts[k]:,}" for k, name in KINDS if k in counts),
+        shown = available_kinds(args[-2])
+        summary = html.Span(" · ".join(f"{name}: {counts[k]:,}" for k, name in shown),
                             id="flags-counts", **{f"data-{k.replace('_', '-')}": str(v) for k, v in counts.items()})
         return (C.flag_gallery(rows, kind, run_id=args[-2]["run_id"]), summary, page,
                 shaping.page_label(page, n, PAGE_SIZE))

@@ -48,7 +48,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         html.H4("Every stored metric"),
         html.Div("Rows: metric · clustering method · space; columns: runs (id, model/variant).",
                  style={"fontSize": "13px", "color": "#555"}),
-        dash_table.DataTable(id=ids.METRICS_TABLE, sort_action="native", style_table={"overflowX": "auto"},
+        dash_table.DataTable(id=ids.METRICS_TABLE, sort_action="native", page_size=20, style_table={"overflowX": "auto"},
                              style_cell={"fontSize": "12px", "textAlign": "left"}),
     ])
 
