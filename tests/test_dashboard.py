@@ -370,6 +370,34 @@ def test_sql_table_payload_summarises_binary_and_vectors(db):
 
 
 @pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_flags_counts_equal_sql_for_every_flag_and_filter(db):
+    """What the Flags page counts and lists is what DuckDB says over the flags table."""
+    from embedscope.dashboard import sidebar
+    from embedscope.dashboard.pages.flags import KINDS, flag_counts, flag_where
+    from embedscope.store.filters import eq
+    from embedscope.store.queries import run_sql
+
+    run = run_or_latest(db, None)
+    context = sidebar.sidebar_context(db, run)
+    lo, hi = context["score_bounds"]
+    mid = (lo + hi) / 2
+    truth = {"novel": "f.is_novel", "contaminated": "f.is_contaminated",
+             "duplicate": "f.dup_group IS NOT NULL OR f.phash_group IS NOT NULL", "label_disagreement": "FALSE"}
+    cases = [({}, "TRUE"), ({"label": ["cats"]}, "i.label = 'cats'"),
+             ({"folder": ["birds"], "score": [mid, hi], "score_bounds": [lo, hi]}, "i.path LIKE '%/birds/%'")]
+    for values, where in cases:
+        got = flag_counts(db, context, values)
+        for kind, _ in KINDS:
+            score = f" AND f.novelty_score BETWEEN {mid!r} AND {hi!r}" if kind == "novel" and "score" in values else ""
+            sql = (f"SELECT count(*) AS n FROM flags f JOIN images i USING (sha256) WHERE {eq('f.run_id', run.run_id)} "
+                   f"AND ({truth[kind]}) AND {where}{score}")
+            assert got[kind] == run_sql(db, sql).column("n")[0].as_py(), (kind, values)
+            listed = sidebar.matching(db, context, flag_where(kind, values), columns="sha256")
+            assert listed.num_rows == got[kind]
+    assert got["duplicate"] > 0 and flag_counts(db, context, {})["duplicate"] >= 4  # the test drop's copies
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
 def test_cli_refuses_non_loopback_without_auth(db_path):
     proc = run_cli("dashboard", "--db", str(db_path), "--host", "0.0.0.0", check=False)
     assert proc.returncode != 0
