@@ -122,12 +122,15 @@ def cluster_block(summary: Any, rows: dict[str, dict[str, Any]], *, run_id: str 
         return thumb_card(sha, [row.get("label"), tag], path=row.get("path"), run_id=run_id)
 
     caption = {"fontSize": "12px", "color": "#555"}
+    # one row per cluster: the typical members, then (after a rule) the most atypical ones
     return html.Div([
         html.H4(f"{cluster_name(s.cluster)} · {s.size} images{purity}", style={"margin": "10px 0 2px"}),
-        html.Div("nearest the centroid", style=caption),
-        gallery([card(x, "typical") for x in s.representatives]),
-        html.Div("most atypical", style=caption) if s.atypical else None,
-        gallery([card(x, "atypical") for x in s.atypical]) if s.atypical else None,
+        html.Div([
+            html.Div([html.Div("nearest the centroid", style=caption),
+                      gallery([card(x, "typical") for x in s.representatives])]),
+            html.Div([html.Div("most atypical", style=caption), gallery([card(x, "atypical") for x in s.atypical])],
+                     style={"borderLeft": "2px solid #ddd", "marginLeft": "8px", "paddingLeft": "8px"}) if s.atypical else None,
+        ], style={"display": "flex", "flexWrap": "wrap"}),
     ], className="es-cluster")
 
 

@@ -132,9 +132,10 @@ def downsample_notice(points: MapPoints, max_points: int) -> str:
 
 
 def map_notice(points: MapPoints, max_points: int, highlighted: int = 0) -> str:
-    """:func:`downsample_notice`, plus how many SQL-selected images are ringed."""
+    """:func:`downsample_notice`, plus how many images a SQL query, text search or the filter ringed."""
     text = downsample_notice(points, max_points)
-    return text + (f" Ringed in red: {highlighted:,} images selected by a SQL query or a text search." if highlighted else "")
+    return text + (f" Ringed in red: {highlighted:,} images selected by a SQL query, a text search or the filter."
+                   if highlighted else "")
 
 
 # -- embeddings ----------------------------------------------------------------------------

@@ -255,8 +255,8 @@ def animation_note(projection: str, shown: int, total: int, it: Any, max_iter: i
     end = (f"Converged after {it.n_frames - 1} iterations" if it.converged
            else f"Stopped at the cap of {max_iter} iterations (not converged)")
     return (f"Computed now on the stored {projection} 2-D coordinates ({sample}), not on the embeddings: so the "
-            f"centres you see are the real centres of the points you see. The stored clusters above were computed "
-            f"in the embedding space and can differ. {end}. Press ▶ play, or drag the slider.")
+            f"centres you see are the real centres of the points you see. The stored clusters (sizes above, members "
+            f"below) were computed in the embedding space and can differ. {end}. Press ▶ play, or drag the slider.")
 
 
 def flag_reasons(flags: dict[str, Any] | None) -> list[str]:

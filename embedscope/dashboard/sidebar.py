@@ -117,7 +117,11 @@ def score_marks(bounds: Sequence[float], threshold: float | None) -> dict[float,
     lo, hi = float(bounds[0]), float(bounds[1])
     marks: dict[float, Any] = {lo: f"{lo:.2f}", hi: f"{hi:.2f}"}
     if threshold is not None and lo <= threshold <= hi:
-        marks[float(threshold)] = {"label": f"threshold {threshold:.2f}", "style": {"color": "#c62828"}}
+        near = 0.3 * (hi - lo)  # an end's label this close would overlap the threshold's
+        for end in (lo, hi):
+            if abs(end - threshold) < near:
+                marks.pop(end)
+        marks[float(threshold)] = {"label": f"threshold {threshold:.2f}", "style": {"color": "#c62828", "whiteSpace": "nowrap"}}
     return marks
 
 
