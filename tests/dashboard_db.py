@@ -59,14 +59,19 @@ def build_dashboard_db(root: Path) -> Path:
 
 def cached_dashboard_db(tmp_path_factory) -> Path:
     """``build_dashboard_db`` once per test session (shared by the dashboard test modules)."""
-    root = tmp_path_factory.getbasetemp() / "dashboard-db"
+    return _built_once(tmp_path_factory, "dashboard-db", build_dashboard_db)
+
+
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(root)`` under the session's base temp folder, once per test session; its ``db``."""
+    root = tmp_path_factory.getbasetemp() / name
     done = root / ".built"
     if not done.exists():
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        build_dashboard_db(root)
+        build(root)
         done.touch()
     return root / "db"
 
@@ -129,13 +134,4 @@ def build_imported_db(root: Path) -> Path:
 
 def cached_imported_db(tmp_path_factory) -> Path:
     """``build_imported_db`` once per test session."""
-    root = tmp_path_factory.getbasetemp() / "imported-db"
-    done = root / ".built"
-    if not done.exists():
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        build_imported_db(root)
-        done.touch()
-    return root / "db"
+    return _built_once(tmp_path_factory, "imported-db", build_imported_db)
