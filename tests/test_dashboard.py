@@ -126,8 +126,9 @@ def test_sidebar_where_clause_quotes_values_and_ignores_an_untouched_score_range
     assert filter_where({"score": [1.0, 2.0], "score_bounds": [-1.0, 5.0]}, use_score=False) is None
     with pytest.raises(ValueError):  # malformed input is refused, never pasted into SQL
         filter_where({"score": ["1; DROP", 2.0], "score_bounds": [0, 3]})
-    marks = score_marks([-0.8, 25.0], 3.0)
-    assert set(marks) == {-0.8, 25.0, 3.0} and "threshold" in marks[3.0]["label"]
+    marks = score_marks([-0.8, 25.0], 12.0)
+    assert set(marks) == {-0.8, 25.0, 12.0} and "threshold" in marks[12.0]["label"]
+    assert set(score_marks([-0.8, 25.0], 3.0)) == {3.0, 25.0}  # the minimum's label would overlap the threshold's
     assert set(score_marks([-1.1, 3.7], 3.6)) == {-1.1, 3.6}  # the maximum's label would overlap the threshold's
     assert threshold_note([-1.4, 2.3], 3.0) == "novelty threshold 3.00: no score reaches it"
     assert threshold_note([-1.0, 25.0], 3.0) is None
