@@ -378,7 +378,7 @@ def test_kmeans_animation_has_frames_and_play_advances_them(browser, server, sho
     browser.get(server["url"] + "/clusters")
     a = _wait(browser, lambda d: _js(d, ANIM_JS), "the animation")
     assert a["frames"] > 1 and a["active"] == 0 and "iteration 0/" in a["title"] and "k=3" in a["title"]
-    note = browser.find_element("id", "anim-note-text")
+    note = _wait(browser, lambda d: d.find_elements("id", "anim-note-text"), "the animation's note")[0]
     assert f"all {N_IMAGES} points" in note.text and int(note.get_attribute("data-frames")) == a["frames"]
     browser.execute_script("document.getElementById('anim-graph').scrollIntoView()")
     time.sleep(0.5)
