@@ -59,14 +59,19 @@ def build_dashboard_db(root: Path) -> Path:
 
 def cached_dashboard_db(tmp_path_factory) -> Path:
     """``build_dashboard_db`` once per test session (shared by the dashboard test modules)."""
-    root = tmp_path_factory.getbasetemp() / "dashboard-db"
+    return _built_once(tmp_path_factory, "dashboard-db", build_dashboard_db)
+
+
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(root)`` under the session's base temp folder, once per test session; its ``db``."""
+    root = tmp_path_factory.getbasetemp() / name
     done = root / ".built"
     if not done.exists():
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        build_dashboard_db(root)
+        build(root)
         done.touch()
     return root / "db"
 
@@ -102,3 +107,31 @@ def running_dashboard(db: Path, log_path: Path, *args: str, env: dict | None = N
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+IMPORTED_N = 90  # vectors in the imported test set: three labelled Gaussian blobs
+
+
+def build_imported_db(root: Path) -> Path:
+    """``ingest-vectors`` of ids ``vec_000000``… (no thumbnails, no files), then two analyze
+    runs (k=3, then k=4), so two runs of one day exist."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32)) * 3
+    labels = np.repeat(np.arange(3), IMPORTED_N // 3)
+    X = (centres[labels] + rng.normal(size=(IMPORTED_N, 32))).astype(np.float32)
+    ids = [f"vec_{i:06d}" for i in range(IMPORTED_N)]
+    pq.write_table(pa.table({"id": ids, "vector": list(X), "label": [f"class{v}" for v in labels]}),
+                   root / "vectors.parquet")
+    db = root / "db"
+    run_cli("ingest-vectors", str(root / "vectors.parquet"), "--db", str(db), "--model", "imported")
+    run_cli("analyze", "--db", str(db), "--project", "pca", "--dims", "2,3", "--cluster", "kmeans,agglomerative", "--k", "3")
+    run_cli("analyze", "--db", str(db), "--project", "pca", "--dims", "2", "--cluster", "kmeans", "--k", "4")
+    return db
+
+
+def cached_imported_db(tmp_path_factory) -> Path:
+    """``build_imported_db`` once per test session."""
+    return _built_once(tmp_path_factory, "imported-db", build_imported_db)

@@ -98,21 +98,90 @@ def test_rows_csv_and_top_dims_and_cosine():
     assert abs(ratios.sum() - 1) < 1e-9 and ratios[0] >= ratios[-1]
 
 
-def test_flag_rows_filters_sorts_and_gives_reasons():
-    df = pd.DataFrame({
-        "sha256": list("abcde"), "path": list("ABCDE"), "label": ["x", "y", "x", "x", "y"],
-        "novelty_score": [0.2, 0.9, 0.7, np.nan, 0.5], "is_novel": [True, True, True, False, False],
-        "novelty_reason": ["r-a", "r-b", "r-c", "", ""], "is_contaminated": [False, False, True, False, True],
-        "contamination_reason": ["", "", "c-c", "", "c-e"], "dup_group": [None, 3, None, 3, None],
-        "phash_group": [None, None, 7, None, None]})
-    assert [r["sha256"] for r in shaping.flag_rows(df, "novel")] == ["b", "c", "a"]
-    assert [r["sha256"] for r in shaping.flag_rows(df, "novel", label="x", min_score=0.5)] == ["c"]
-    assert [(r["sha256"], r["reason"]) for r in shaping.flag_rows(df, "contaminated")] == [("c", "c-c"), ("e", "c-e")]
-    dups = shaping.flag_rows(df, "duplicate")
-    assert [r["sha256"] for r in dups] == ["b", "d", "c"]
-    assert dups[0]["reason"] == "embedding near-duplicate group 3" and dups[2]["reason"] == "perceptual-hash group 7"
+def test_flag_card_rows_give_reasons_and_only_novelty_scores():
+    recs = [{"sha256": "a", "path": "A", "label": "x", "novelty_score": 4.5, "novelty_reason": "r-a",
+             "contamination_reason": None, "dup_group": None, "phash_group": 7, "zero_shot_tag": "dog"},
+            {"sha256": "b", "path": "B", "label": "y", "novelty_score": float("nan"), "novelty_reason": None,
+             "contamination_reason": "c-b", "dup_group": 3, "phash_group": None, "zero_shot_tag": None}]
+    assert [r["reason"] for r in shaping.flag_card_rows("novel", recs)] == ["r-a", None]
+    assert [r["reason"] for r in shaping.flag_card_rows("contaminated", recs)] == [None, "c-b"]
+    dups = shaping.flag_card_rows("duplicate", recs)
+    assert [r["reason"] for r in dups] == ["perceptual-hash group 7", "embedding near-duplicate group 3"]
+    assert [r["group"] for r in dups] == [7, 3] and dups[1]["score"] is None
+    assert "'dog'" in shaping.flag_card_rows("label_disagreement", recs)[0]["reason"]
     with pytest.raises(ValueError):
-        shaping.flag_rows(df, "bogus")
+        shaping.flag_card_rows("bogus", recs)
+
+
+def test_sidebar_where_clause_quotes_values_and_ignores_an_untouched_score_range():
+    from embedscope.dashboard.sidebar import filter_where, score_marks, threshold_note
+
+    assert filter_where(None) is None and filter_where({"label": [], "flag": []}) is None
+    w = filter_where({"label": ["it's"], "cluster": ["2"], "flag": ["novel", "contaminated"], "folder": ["cats"],
+                      "tag": ["exclude"], "score": [0.0, 5.0], "score_bounds": [-1.0, 5.0]})
+    assert "label IN ('it''s')" in w and "cluster IN (2)" in w and "(is_novel) OR (is_contaminated)" in w
+    assert "folder IN ('cats')" in w and "tag IN ('exclude')" in w and "novelty_score BETWEEN 0.0 AND 5.0" in w
+    untouched = {"score": [-1.0, 5.0], "score_bounds": [-1.0, 5.0]}
+    assert filter_where(untouched) is None
+    assert filter_where({"score": [1.0, 2.0], "score_bounds": [-1.0, 5.0]}, use_score=False) is None
+    with pytest.raises(ValueError):  # malformed input is refused, never pasted into SQL
+        filter_where({"score": ["1; DROP", 2.0], "score_bounds": [0, 3]})
+    marks = score_marks([-0.8, 25.0], 12.0)
+    assert set(marks) == {-0.8, 25.0, 12.0} and "threshold" in marks[12.0]["label"]
+    assert set(score_marks([-0.8, 25.0], 3.0)) == {3.0, 25.0}  # the minimum's label would overlap the threshold's
+    assert set(score_marks([-1.1, 3.7], 3.6)) == {-1.1, 3.6}  # the maximum's label would overlap the threshold's
+    assert threshold_note([-1.4, 2.3], 3.0) == "novelty threshold 3.00: no score reaches it"
+    assert threshold_note([-1.0, 25.0], 3.0) is None
+
+
+def test_paging_turns_and_clamps():
+    assert shaping.page_label(1, 333, 60) == "images 61–120 of 333 (page 2 of 6)"
+    assert shaping.page_label(0, 0, 60) == "nothing to show"
+    assert shaping.turn_page(0, "next", "prev", "next", 333, 60) == 1
+    assert shaping.turn_page(5, "next", "prev", "next", 333, 60) == 5  # the last page stays
+    assert shaping.turn_page(0, "prev", "prev", "next", 333, 60) == 0
+    assert shaping.turn_page(3, "a-filter", "prev", "next", 333, 60) == 0  # a new filter starts at page 1
+
+
+def test_palette_has_no_near_identical_colours_and_novelty_is_clipped_at_the_threshold():
+    def lab(h):  # sRGB → CIELAB (D65), where a distance of ~2 is just noticeable
+        c = np.array([int(h[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+        c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+        f = np.cbrt(np.maximum(xyz / [0.95047, 1.0, 1.08883], 0.008856))
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+    cols = [lab(c) for c in figures.PALETTE]
+    assert len(set(figures.PALETTE)) == len(figures.PALETTE) >= 40
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(cols) for b in cols[i + 1:])
+    assert closest > 20, closest  # no two categories look alike (cluster 1 and 18 were both red-orange)
+    assert min(np.linalg.norm(c - lab("#bbbbbb")) for c in cols) > 20  # nor like noise / unknown
+    assert figures.MAX_CATEGORIES <= len(figures.PALETTE) + 1  # folded into "other" before a colour repeats
+    pts = MapPoints(list("abcd"), np.zeros(4, np.float32), np.zeros(4, np.float32), None,
+                    color=[-0.8, 0.5, 2.9, 25.0], continuous=True, total=4)
+    marker = figures.map_figure(pts, color_title="novelty", clip_at=3.0).data[0].marker
+    assert marker.cmax == 3.0 and marker.cmin == pytest.approx(-0.8) and marker.colorscale[-1][1] == "#d62728"
+    assert figures.map_figure(pts, color_title="x").data[0].marker.cmax is None  # other scales follow the data
+    three_d = figures.map_figure(MapPoints(list("ab"), np.zeros(2), np.zeros(2), np.zeros(2), color=["p", "q"], total=2))
+    assert three_d.layout.dragmode == "orbit" and "lasso2d" in three_d.layout.modebar.remove
+
+
+def test_image_keys_accept_imported_ids_and_refuse_garbage():
+    from embedscope.store.views import folder_under_drop, is_image_key
+
+    for good in ("a" * 64, "vec_000123", "img-7.jpg", "batch/42"):
+        assert is_image_key(good), good
+    for bad in (None, "", "x" * 513, "../../etc/passwd", "a/../b", "..", "line\nbreak", "nul\x00", 42):
+        assert not is_image_key(bad), bad
+    assert folder_under_drop("/d/drop/cats/a.jpg", "/d/drop") == "cats"
+    assert folder_under_drop("/d/drop/cats/sub/a.jpg", "/d/drop/") == "cats"
+    assert folder_under_drop("/d/drop/a.jpg", "/d/drop") == "."
+    assert folder_under_drop("vec_1", None) is None and folder_under_drop("/elsewhere/a.jpg", "/d/drop") is None
+
+
+def test_sql_cells_link_thumbnails_to_the_image_page():
+    assert shaping.image_markdown("vec 1/x") == "[![vec%201%2Fx](/thumb/vec%201%2Fx)](/detail?sha=vec%201%2Fx)"
+    assert shaping.image_markdown(None) == "" and shaping.image_markdown("../x") == ""
 
 
 def test_metrics_pivot_and_sweeps():
@@ -121,6 +190,11 @@ def test_metrics_pivot_and_sweeps():
                        "value": [0.5, 0.7, 0.25, 10.0, 20.0], "model": ["m"] * 5, "variant": ["full", "full", "sam2_masked", "full", "full"]})
     cols, rows = shaping.metrics_pivot(df)
     assert cols == ["metric", "r1 m/full", "r2 m/sam2_masked"]
+    ccols, crows = shaping.metrics_compare(df, ["r2", "r1"])  # the chosen order: r2's group first
+    assert [c["name"] for c in ccols] == [["", "method"], ["r2 (m/sam2_masked) · embedding", "silhouette ↑"],
+                                          ["r2 (m/sam2_masked) · embedding", "Davies-Bouldin ↓"],
+                                          ["r1 (m/full) · embedding", "silhouette ↑"], ["r1 (m/full) · embedding", "Davies-Bouldin ↓"]]
+    assert crows == [{"method": "kmeans", "g0:silhouette": 0.25, "g1:silhouette": 0.5}]
     sil = next(r for r in rows if r["metric"].startswith("silhouette"))
     assert sil["r1 m/full"] == 0.5 and sil["r2 m/sam2_masked"] == 0.25
     fig = figures.sweep_figure(df, "inertia", "elbow", "inertia")
@@ -291,9 +365,38 @@ def test_sql_table_payload_summarises_binary_and_vectors(db):
 
     cols, data, shas = table_payload(run_sql(db, "SELECT i.sha256, i.thumbnail, e.vector FROM images i "
                                                  "JOIN embeddings e USING (sha256) WHERE i.label = 'dogs'"), 5_000)
-    assert [c["id"] for c in cols] == ["sha256", "thumbnail", "vector"]
+    assert [c["id"] for c in cols] == [shaping.IMAGE_COLUMN, "sha256", "thumbnail", "vector"]
+    assert cols[0]["presentation"] == "markdown" and f"/thumb/{shas[0]}" in data[0][shaping.IMAGE_COLUMN]
     assert len(data) == len(shas) == PER_GROUP
     assert data[0]["thumbnail"].endswith("bytes>") and data[0]["vector"] == "[384 values]"
+
+
+@pytest.mark.slow  # needs the ingested test database (one real ingest per session)
+def test_flags_counts_equal_sql_for_every_flag_and_filter(db):
+    """What the Flags page counts and lists is what DuckDB says over the flags table."""
+    from embedscope.dashboard import sidebar
+    from embedscope.dashboard.pages.flags import KINDS, flag_counts, flag_where
+    from embedscope.store.filters import eq
+    from embedscope.store.queries import run_sql
+
+    run = run_or_latest(db, None)
+    context = sidebar.sidebar_context(db, run)
+    lo, hi = context["score_bounds"]
+    mid = (lo + hi) / 2
+    truth = {"novel": "f.is_novel", "contaminated": "f.is_contaminated",
+             "duplicate": "f.dup_group IS NOT NULL OR f.phash_group IS NOT NULL", "label_disagreement": "FALSE"}
+    cases = [({}, "TRUE"), ({"label": ["cats"]}, "i.label = 'cats'"),
+             ({"folder": ["birds"], "score": [mid, hi], "score_bounds": [lo, hi]}, "i.path LIKE '%/birds/%'")]
+    for values, where in cases:
+        got = flag_counts(db, context, values)
+        for kind, _ in KINDS:
+            score = f" AND f.novelty_score BETWEEN {mid!r} AND {hi!r}" if kind == "novel" and "score" in values else ""
+            sql = (f"SELECT count(*) AS n FROM flags f JOIN images i USING (sha256) WHERE {eq('f.run_id', run.run_id)} "
+                   f"AND ({truth[kind]}) AND {where}{score}")
+            assert got[kind] == run_sql(db, sql).column("n")[0].as_py(), (kind, values)
+            listed = sidebar.matching(db, context, flag_where(kind, values), columns="sha256")
+            assert listed.num_rows == got[kind]
+    assert got["duplicate"] > 0 and flag_counts(db, context, {})["duplicate"] >= 4  # the test drop's copies
 
 
 @pytest.mark.slow  # needs the ingested test database (one real ingest per session)

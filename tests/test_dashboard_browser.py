@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard_db import N_IMAGES, PER_GROUP, cached_dashboard_db, running_dashboard
+from tests.dashboard_db import N_IMAGES, PER_GROUP, cached_dashboard_db, cached_imported_db, running_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -378,7 +378,7 @@ def test_kmeans_animation_has_frames_and_play_advances_them(browser, server, sho
     browser.get(server["url"] + "/clusters")
     a = _wait(browser, lambda d: _js(d, ANIM_JS), "the animation")
     assert a["frames"] > 1 and a["active"] == 0 and "iteration 0/" in a["title"] and "k=3" in a["title"]
-    note = browser.find_element("id", "anim-note-text")
+    note = _wait(browser, lambda d: d.find_elements("id", "anim-note-text"), "the animation's note")[0]
     assert f"all {N_IMAGES} points" in note.text and int(note.get_attribute("data-frames")) == a["frames"]
     browser.execute_script("document.getElementById('anim-graph').scrollIntoView()")
     time.sleep(0.5)
@@ -393,3 +393,108 @@ def test_kmeans_animation_has_frames_and_play_advances_them(browser, server, sho
     browser.find_element("css selector", "#anim-method input[value=kmedoids]").click()
     m = _wait(browser, lambda d: (lambda s: s if s and "k-medoids" in s["title"] else None)(_js(d, ANIM_JS)), "k-medoids")
     assert m["frames"] > 1 and m["active"] == 0
+
+
+# -- the filter sidebar, Flags, and a database of imported vectors ------------------------------
+
+
+ALL_IMAGES_LOADED = ("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+                     " && document.images.length")
+
+
+def test_map_sidebar_selects_matching_images(browser, server, shots):
+    _open_map(browser, server)
+    _choose(browser, "sidebar-label", "dogs")
+    browser.find_element("id", "sidebar-apply").click()
+    _wait(browser, lambda d: "(sidebar filter)" in _js(d, "const e=document.getElementById('map-gallery-title');"
+                                                          "return e ? e.innerText : ''"), "the filtered selection")
+    assert browser.find_element("id", "map-gallery-title").text.startswith(f"Selection: {PER_GROUP} images")
+    ringed = _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
+                                             "const t=g && g._fullData && g._fullData.find(t => t.name.startsWith('selection ('));"
+                                             "return t ? t.x.length : null"), "the ringed selection")
+    assert ringed == PER_GROUP
+    assert "dogs" in browser.find_element("id", "sidebar-label").text  # the filter survives the map's rebuild
+    _wait(browser, lambda d: _js(d, ALL_IMAGES_LOADED), "the gallery thumbnails")
+    shots(browser, "15-map-sidebar")
+    browser.execute_script("window.sessionStorage.clear()")  # the next tests start unfiltered
+
+
+def test_flags_counts_match_sql_and_the_gallery_pages(browser, server, shots):
+    from embedscope.store.db import Database
+    from embedscope.store.queries import run_sql
+    from embedscope.store.runs import latest_run
+
+    db = Database(str(server["db"]))
+    run = latest_run(db)
+    want = run_sql(db, "SELECT count(*) FILTER (WHERE dup_group IS NOT NULL OR phash_group IS NOT NULL) AS d, "
+                       f"count(*) FILTER (WHERE is_novel) AS n FROM flags WHERE run_id = '{run.run_id}'").to_pylist()[0]
+    browser.get(server["url"] + "/flags?kind=duplicate")
+    counts = _wait(browser, lambda d: d.find_element("id", "flags-counts"), "the counts")
+    assert int(counts.get_attribute("data-duplicate")) == want["d"] > 0
+    assert int(counts.get_attribute("data-novel")) == want["n"]
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#flags-cards .es-flag').length") == want["d"],
+          "a card per near-duplicate")
+    assert browser.find_element("id", "flags-page-label").text.endswith("(page 1 of 1)")
+    marks = browser.find_element("id", "sidebar").text
+    assert "novelty score" in marks
+    _wait(browser, lambda d: _js(d, ALL_IMAGES_LOADED), "the flag thumbnails")
+    shots(browser, "16-flags", full_page=True)
+
+
+@pytest.fixture(scope="module")
+def imported_server(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    db = cached_imported_db(tmp_path_factory)
+    log = tmp_path_factory.mktemp("imported-server") / "server.log"
+    with running_dashboard(db, log, start_timeout=90) as url:
+        yield {"url": url, "db": db, "log": log}
+
+
+@pytest.mark.parametrize("page,marker", [("/", "#map-graph .js-plotly-plot"), ("/clusters", ".es-cluster"),
+                                         ("/flags", "#flags-counts"), ("/metrics", "#metrics-compare td"),
+                                         ("/embeddings", "#emb-vector .js-plotly-plot"), ("/sql", "#sql-input"),
+                                         ("/patches?sha=vec_000004", "#patch-sha"), ("/detail?sha=vec_000004", "#detail-image"),
+                                         ("/search", "#search-upload")])
+def test_imported_vectors_every_page_renders_with_placeholders(browser, imported_server, shots, page, marker):
+    browser.get(imported_server["url"] + page)
+    _wait(browser, lambda d: _js(d, f"return !!document.querySelector({marker!r})"), page)
+    time.sleep(1.0)  # let the page's callbacks answer
+    _wait(browser, lambda d: _js(d, "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"),
+          "every image (placeholders) to load")
+    assert not browser.find_element("id", "es-callback-error").text
+    assert not _js(browser, "return !!document.getElementById('run-error') || !!document.getElementById('detail-error')")
+    log = imported_server["log"].read_text()
+    assert "Traceback" not in log, log[-2000:]
+    if page == "/metrics":  # two analyze runs of one day: two column groups, two full run ids
+        head = browser.find_element("id", "metrics-compare").text
+        from embedscope.store.db import Database
+        from embedscope.store.runs import list_runs
+
+        assert all(r.run_id in head for r in list_runs(Database(str(imported_server["db"]))))
+    name = page.strip("/").split("?")[0] or "map"
+    shots(browser, f"20-imported-{name}", full_page=page in ("/clusters", "/metrics"))
+
+
+def test_imported_vectors_click_and_lasso(browser, imported_server, shots):
+    points = _open_map(browser, imported_server)
+    target = _isolated(points)
+    _pointer(browser, [(target["px"], target["py"])], click=True)
+    name = _wait(browser, lambda d: _js(d, "const e=document.getElementById('map-point-name'); return e && e.innerText"),
+                 "the clicked point's panel")
+    assert name.startswith("vec_")
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#map-neighbours .es-neighbour').length") == 8,
+          "8 neighbours")
+    xs, ys = [p["px"] for p in points], [p["py"] for p in points]
+    x0, x1, y0, y1 = min(xs) - 10, max(xs) + 10, min(ys) - 10, max(ys) + 10
+    path = []
+    for (ax, ay), (bx, by) in zip([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]):
+        path += [(ax + (bx - ax) * t / 8, ay + (by - ay) * t / 8) for t in range(8)]
+    _pointer(browser, path + [(x0, y0 + 1)], down_up=True)
+    _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(points)} images"),
+          "every point selected")
+    assert "nothing selected" not in browser.find_element("id", "map-gallery").text
+    _wait(browser, lambda d: _js(d, "return [...document.querySelectorAll('#map-gallery-cards img')]"
+                                    ".every(i => i.complete && i.naturalWidth > 0)"), "placeholder thumbnails")
+    shots(browser, "21-imported-map-lasso")
+    browser.execute_script("window.sessionStorage.clear()")

@@ -306,9 +306,14 @@ def test_malformed_callback_values_give_one_line_not_http_500(tiny):
 
     c = create_app(str(tiny[0])).server.test_client()
     c.get("/")  # Dash sets up its routes on the first request
-    resp = _callback(c, [(ids.FLAGS_GALLERY, "children"), (ids.FLAGS_COUNT, "children")],
-                     [(ids.FLAGS_KIND, "value", "novel"), (ids.FLAGS_LABEL, "value", None),
-                      (ids.FLAGS_MIN_SCORE, "value", "not-a-number"), (ids.FLAGS_RUN, "data", "no-such-run")])
+    resp = _callback(c, [(ids.FLAGS_GALLERY, "children"), (ids.FLAGS_COUNT, "children"), (ids.FLAGS_PAGE, "data"),
+                         (ids.FLAGS_PAGE_LABEL, "children")],
+                     [(ids.FLAGS_KIND, "value", "novel"), (ids.FLAGS_PREV, "n_clicks", 0), (ids.FLAGS_NEXT, "n_clicks", 0),
+                      (ids.SIDEBAR_LABEL, "value", None), (ids.SIDEBAR_CLUSTER, "value", None),
+                      (ids.SIDEBAR_TAG, "value", None), (ids.SIDEBAR_FLAG, "value", None),
+                      (ids.SIDEBAR_SCORE, "value", ["not-a-number", 1.0]), (ids.SIDEBAR_FOLDER, "value", None),
+                      (ids.SIDEBAR_CONTEXT, "data", {"run_id": "no-such-run", "score_bounds": [0.0, 2.0]}),
+                      (ids.FLAGS_PAGE, "data", 0)])  # the state, after the inputs
     assert resp.status_code == 200, resp.get_data(as_text=True)[:500]
     body = json.loads(resp.get_data(as_text=True))
     message = body["sideUpdate"][ids.CALLBACK_ERROR]["children"]

@@ -101,32 +101,36 @@ def test_contaminated_images_are_listed_with_a_placeholder_without_thumbnails(tm
 
 
 def test_flags_zero_shot_filters_equal_sql(clip_report):
-    """The Flags page's zero-shot pieces (dashboard/zero_shot_filters.py) against images_latest."""
-    from embedscope.dashboard import zero_shot_filters as Z
+    """The Flags page's zero-shot parts (the disagreement gallery, the sidebar's zero-shot tag
+    filter and its options) against images_latest."""
+    from embedscope.dashboard import shaping, sidebar
+    from embedscope.dashboard.pages import flags
     from embedscope.store.db import Database
+    from embedscope.store.runs import latest_run
 
     db, es = Database(clip_report["db"]), clip_report["es"]
     latest = es.sql("SELECT sha256, path, label, zero_shot_tag, zero_shot_probability, label_disagreement "
                     "FROM images_latest")
     marked = latest[latest["label_disagreement"]].sort_values(["zero_shot_probability", "sha256"],
                                                               ascending=[False, True])
-    rows = Z.flag_rows(db, Z.KIND[0], lambda: [], None, None, [])
+    context = sidebar.sidebar_context(db, latest_run(db))
+
+    def gallery(kind: str, **values) -> list[dict]:
+        records = sidebar.matching(db, context, flags.flag_where(kind, values),
+                                   order_by=shaping.FLAG_ORDER[kind]).to_pylist()
+        return shaping.flag_card_rows(kind, records)
+
+    rows = gallery("label_disagreement")
     assert [r["sha256"] for r in rows] == list(marked["sha256"]) and len(rows) > 0
     assert [r["path"] for r in rows] == list(marked["path"])
     assert all("contradicts the label" in r["reason"] for r in rows)
-    dogs = Z.flag_rows(db, Z.KIND[0], lambda: [], "dogs", None, [])
+    dogs = gallery("label_disagreement", label=["dogs"])
     assert [r["sha256"] for r in dogs] == list(marked[marked["label"] == "dogs"]["sha256"])
-
-    every = [{"sha256": s, "reason": "novel"} for s in latest["sha256"]]  # a flag kind's rows
-    assert Z.flag_rows(db, "novel", lambda: every, None, None, []) == every  # no filter: untouched
     for tag in ("cat", "dog"):
-        kept = Z.flag_rows(db, "novel", lambda: every, None, tag, [])
-        assert {r["sha256"] for r in kept} == set(latest[latest["zero_shot_tag"] == tag]["sha256"])
-    kept = Z.flag_rows(db, "novel", lambda: every, None, None, [Z.DISAGREEMENTS])
-    assert {r["sha256"] for r in kept} == set(marked["sha256"])
-    assert all(r["reason"].startswith("novel; zero-shot ") for r in kept)
+        kept = sidebar.matching(db, context, sidebar.filter_where({"zero_shot_tag": [tag]}), columns="sha256")
+        assert set(kept.column("sha256").to_pylist()) == set(latest[latest["zero_shot_tag"] == tag]["sha256"])
 
-    options = Z.controls(db).children[0].options
+    options = sidebar.zero_shot_tag_options(db, context)
     counts = latest["zero_shot_tag"].value_counts()
     assert [(o["value"], o["label"]) for o in options] == [(t, f"{t} ({int(counts.get(t, 0))})")
                                                             for t in ("cat", "dog", "x-ray")]

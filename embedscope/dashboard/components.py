@@ -14,21 +14,29 @@ CARD_STYLE = {"display": "inline-block", "width": "132px", "margin": "4px", "ver
               "background": "white", "overflowWrap": "anywhere"}
 
 
-def detail_href(sha256: str) -> str:
-    return f"/detail?sha={quote(sha256)}"
+def detail_href(sha256: str, run_id: str | None = None) -> str:
+    """The image page of a stored key (a sha256 or an imported id), for a run when given."""
+    return f"/detail?sha={quote(sha256, safe='')}" + (f"&run={quote(run_id, safe='')}" if run_id else "")
 
 
 def thumb_url(sha256: str) -> str:
-    return f"/thumb/{sha256}"
+    """/thumb/<key>: the thumbnail, or a placeholder for an image that has none."""
+    return f"/thumb/{quote(sha256, safe='')}"
 
 
-def thumb_card(sha256: str, caption: Sequence[str] = (), *, path: str | None = None, class_name: str = "es-thumb") -> html.Div:
-    """A thumbnail (loaded from /thumb/<sha256>, i.e. on demand) linking to the image's detail page."""
+def image_url(sha256: str) -> str:
+    return f"/image/{quote(sha256, safe='')}"
+
+
+def thumb_card(sha256: str, caption: Sequence[str] = (), *, path: str | None = None, class_name: str = "es-thumb",
+               run_id: str | None = None) -> html.Div:
+    """A thumbnail (loaded from /thumb/<key>, i.e. on demand) linking to the image's detail page
+    (for ``run_id`` when given)."""
     name = image_name(sha256, path)
     return html.Div(
         [html.A(html.Img(src=thumb_url(sha256), style={"maxWidth": "124px", "maxHeight": "124px", "display": "block",
                                                        "margin": "auto"}, title=path or sha256, alt=name),
-                href=detail_href(sha256)),
+                href=detail_href(sha256, run_id)),
          html.Div(name, style={"fontWeight": "bold"}),
          *[html.Div(c) for c in caption if c]],
         className=class_name, style=CARD_STYLE, **{"data-sha256": sha256})
@@ -103,7 +111,7 @@ def point_panel(sha256: str, detail: dict[str, Any], near: Sequence[dict[str, An
     ], **{"data-sha256": sha256})
 
 
-def cluster_block(summary: Any, rows: dict[str, dict[str, Any]]) -> html.Div:
+def cluster_block(summary: Any, rows: dict[str, dict[str, Any]], *, run_id: str | None = None) -> html.Div:
     """One cluster (``views.ClusterSummary``): size and purity, its typical and its most
     atypical members as thumbnails; ``rows``: image rows by sha256."""
     s = summary
@@ -111,24 +119,30 @@ def cluster_block(summary: Any, rows: dict[str, dict[str, Any]]) -> html.Div:
 
     def card(sha: str, tag: str) -> html.Div:
         row = rows.get(sha, {})
-        return thumb_card(sha, [row.get("label"), tag], path=row.get("path"))
+        return thumb_card(sha, [row.get("label"), tag], path=row.get("path"), run_id=run_id)
 
     caption = {"fontSize": "12px", "color": "#555"}
+    # one row per cluster: the typical members, then (after a rule) the most atypical ones
     return html.Div([
         html.H4(f"{cluster_name(s.cluster)} · {s.size} images{purity}", style={"margin": "10px 0 2px"}),
-        html.Div("nearest the centroid", style=caption),
-        gallery([card(x, "typical") for x in s.representatives]),
-        html.Div("most atypical", style=caption) if s.atypical else None,
-        gallery([card(x, "atypical") for x in s.atypical]) if s.atypical else None,
+        html.Div([
+            html.Div([html.Div("nearest the centroid", style=caption),
+                      gallery([card(x, "typical") for x in s.representatives])]),
+            html.Div([html.Div("most atypical", style=caption), gallery([card(x, "atypical") for x in s.atypical])],
+                     style={"borderLeft": "2px solid #ddd", "marginLeft": "8px", "paddingLeft": "8px"}) if s.atypical else None,
+        ], style={"display": "flex", "flexWrap": "wrap"}),
     ], className="es-cluster")
 
 
-def flag_gallery(rows: Sequence[dict[str, Any]], kind: str) -> html.Div:
-    """Thumbnail cards of flagged images (``shaping.flag_rows``) with score and reason."""
+def flag_gallery(rows: Sequence[dict[str, Any]], kind: str, *, run_id: str | None = None) -> html.Div:
+    """Thumbnail cards of flagged images (``shaping.flag_card_rows``) with reason, and the
+    novelty score where it is what flagged them."""
     from embedscope.dashboard import ids
 
-    cards = [thumb_card(r["sha256"], [r.get("label"), f"score {r['score']:.3f}" if r.get("score") is not None else None,
-                                      r.get("reason")], path=r.get("path"), class_name="es-thumb es-flag") for r in rows]
+    scored = kind in ("novel", "contaminated")
+    cards = [thumb_card(r["sha256"], [r.get("label"), f"novelty {r['score']:.3f}" if scored and r.get("score") is not None
+                                      else None, r.get("reason")], path=r.get("path"), class_name="es-thumb es-flag",
+                        run_id=run_id) for r in rows]
     return gallery(cards, gallery_id=ids.FLAGS_CARDS, empty=f"no {kind} images")
 
 
@@ -175,3 +189,12 @@ def patch_status(result: Any, model: str, source: str | None) -> list[html.Div]:
         status.append(notice("RANDOM WEIGHTS: these patch clusters come from an untrained network and mean nothing.",
                              kind="warn"))
     return status
+
+
+def pager(prev_id: str, next_id: str, label_id: str) -> html.Div:
+    """‹ previous · "images 1–60 of 333 (page 1 of 6)" · next ›: the controls of a paged gallery."""
+    button = {"fontSize": "12px", "margin": "0 6px"}
+    return html.Div([html.Button("‹ previous", id=prev_id, n_clicks=0, style=button),
+                     html.Span(id=label_id, style={"fontSize": "13px"}),
+                     html.Button("next ›", id=next_id, n_clicks=0, style=button)],
+                    style={"margin": "6px 0"}, className="es-pager")

@@ -10,15 +10,23 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-from embedscope.dashboard.shaping import cluster_name, cosine_matrix
+from embedscope.dashboard.shaping import cluster_name, cosine_matrix, run_names
 from embedscope.store.views import MapPoints
 
 UNKNOWN = "unknown"
-# 10 + 24 + 26 distinct colours before any repeats (plotly's qualitative palettes)
-PALETTE = tuple(dict.fromkeys(qualitative.Plotly + qualitative.Dark24 + qualitative.Alphabet))
-MAX_CATEGORIES = 50  # more distinct values than this are folded into "other"
+# 48 distinct colours before any repeat: Glasbey's maximally distinct palette (colorcet's
+# glasbey_category10, which starts with Tableau 10), without greys, colours too pale to see on
+# white, and any colour within CIELAB ΔE 22 of an earlier one or of the noise grey
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+           "#3a0183", "#004301", "#5e0040", "#bcbcff", "#b80080", "#004e53", "#6b6500", "#7d0200", "#6126ff",
+           "#574964", "#8cb894", "#028268", "#ad8944", "#5b3400", "#ff6f76", "#798cff", "#dd00ff", "#00458a",
+           "#ffbf60", "#ff018d", "#b75700", "#cd88ff", "#1dd646", "#7a98b5", "#a56089", "#8b2945", "#00adff",
+           "#8fd4ff", "#00d4b1", "#c6c78a", "#ff9eb6", "#ff07d6", "#ff4902", "#aa3baf", "#3f6aff", "#ff9a75",
+           "#7c6c46", "#81b755", "#bd004a")
+# novelty: calm colours up to the threshold, then one alarm colour for everything beyond it
+NOVELTY_SCALE = [[0.0, "#2c3e91"], [0.5, "#4aa3a2"], [0.9, "#e8d44d"], [0.999, "#f0a030"], [1.0, "#d62728"]]
+MAX_CATEGORIES = len(PALETTE) + 1  # more distinct values than this are folded into "other"
 
 
 def cluster_colour(label: int) -> str:
@@ -42,13 +50,16 @@ def _category_order(values: Iterable[Any]) -> list[str]:
     return sorted({UNKNOWN if v is None else str(v) for v in values}, key=key)
 
 
-def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[str] = ()) -> go.Figure:
+def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[str] = (),
+               clip_at: float | None = None) -> go.Figure:
     """The map: WebGL markers (``Scattergl``, or ``Scatter3d`` when ``points.z`` is set).
 
     Only x, y(, z), the colour and an integer index per point go to the browser (customdata =
     index into ``points.sha256``); thumbnails are fetched on hover. Categorical colours get one
     trace per category (so the legend filters them), continuous ones a colour bar.
     ``highlight`` shas get a ring marker trace on top (e.g. the rows of a SQL result).
+    ``clip_at``: a continuous scale ends there (the novelty threshold): values beyond it share
+    the scale's last colour, so the bulk below the threshold keeps its contrast.
     """
     n = points.shown
     # an object array serialises as a plain JSON list: Plotly's event data (hover, click,
@@ -68,8 +79,8 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     if points.continuous:
         vals = np.asarray([np.nan if v is None else float(v) for v in points.color], np.float64) if n else np.zeros(0)
         fig.add_trace(trace(**coords(np.ones(n, bool)), mode="markers", customdata=index.astype(object), name=color_title or "points",
-                            marker={"size": size, "color": vals, "colorscale": "Viridis", "showscale": True,
-                                    "colorbar": {"title": {"text": color_title}}},
+                            marker={"size": size, "color": vals, "showscale": True,
+                                    "colorbar": {"title": {"text": color_title}}, **continuous_scale(vals, clip_at)},
                             hoverinfo="none", hovertemplate=None, showlegend=False))
     else:
         labels = np.asarray([UNKNOWN if v is None else str(v) for v in points.color] if n else [], dtype=object)
@@ -89,13 +100,25 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
         fig.add_trace(trace(**coords(mask), mode="markers", customdata=index[mask].astype(object), name=f"selection ({int(mask.sum())})",
                             marker={"size": size + 6, "color": "rgba(0,0,0,0)", "line": {"color": "#d62728", "width": 2}},
                             hoverinfo="none", hovertemplate=None))
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso", uirevision="map",
-                      legend={"title": {"text": color_title}, "itemsizing": "constant"}, template="plotly_white",
-                      clickmode="event", height=620)
+    # 3-D: orbit only (a lasso or box selection does not exist in a 3-D scene)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="orbit" if three_d else "lasso",
+                      uirevision="map", legend={"title": {"text": color_title}, "itemsizing": "constant"},
+                      template="plotly_white", clickmode="event", height=620,
+                      modebar={"remove": ["lasso2d", "select2d"]} if three_d else {})
     if not three_d:
         fig.update_xaxes(showticklabels=False, title=None)
         fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
     return fig
+
+
+def continuous_scale(values: np.ndarray, clip_at: float | None) -> dict[str, Any]:
+    """Marker colour settings of a continuous colour: Viridis over the data's range; with
+    ``clip_at``, :data:`NOVELTY_SCALE` from the data's minimum up to ``clip_at`` (beyond: red)."""
+    finite = values[np.isfinite(values)] if values.size else values
+    if clip_at is None or finite.size == 0:
+        return {"colorscale": "Viridis"}
+    lo = float(finite.min())
+    return {"colorscale": NOVELTY_SCALE, "cmin": min(lo, float(clip_at) - 1e-6), "cmax": float(clip_at)}
 
 
 def downsample_notice(points: MapPoints, max_points: int) -> str:
@@ -109,9 +132,10 @@ def downsample_notice(points: MapPoints, max_points: int) -> str:
 
 
 def map_notice(points: MapPoints, max_points: int, highlighted: int = 0) -> str:
-    """:func:`downsample_notice`, plus how many SQL-selected images are ringed."""
+    """:func:`downsample_notice`, plus how many images a SQL query, text search or the filter ringed."""
     text = downsample_notice(points, max_points)
-    return text + (f" Ringed in red: {highlighted:,} images selected by a SQL query or a text search." if highlighted else "")
+    return text + (f" Ringed in red: {highlighted:,} images selected by a SQL query, a text search or the filter."
+                   if highlighted else "")
 
 
 # -- embeddings ----------------------------------------------------------------------------
@@ -164,12 +188,15 @@ def sweep_figure(df: Any, name: str, title: str, y_title: str) -> go.Figure:
     fig = go.Figure()
     if df is not None and len(df):
         sweep = df[(df["name"] == name) & df["k"].notna()].sort_values("k")
+        names = run_names(df)
         for (run, method, space), g in sweep.groupby(["run_id", "method", "space"], dropna=False):
-            fig.add_trace(go.Scatter(x=g["k"], y=g["value"], mode="lines+markers", name=f"{run} {method} {space}"))
+            fig.add_trace(go.Scatter(x=g["k"], y=g["value"], mode="lines+markers",
+                                     name=f"{names.get(run, run)} · {method or '-'} · {space or '-'}"))
     if not fig.data:
         fig.add_annotation(text=f"no {name} sweep stored", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(title=title, xaxis_title="k", yaxis_title=y_title, height=320, template="plotly_white",
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    fig.update_layout(title=title, xaxis_title="k", yaxis_title=y_title, height=360, template="plotly_white",
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 10}})
     return fig
 
 

@@ -58,8 +58,6 @@ SQL_ROWCOUNT = "sql-rowcount"
 
 # flags page
 FLAGS_KIND = "flags-kind"
-FLAGS_LABEL = "flags-label"
-FLAGS_MIN_SCORE = "flags-min-score"
 FLAGS_GALLERY = "flags-gallery"
 FLAGS_COUNT = "flags-count"
 FLAGS_EXPORT = "flags-export"
@@ -164,5 +162,35 @@ REVIEW_BULK_NOTE = "review-bulk-note"
 REVIEW_BULK_ADD = "review-bulk-add"
 REVIEW_BULK_KEEP_LEFT = "review-bulk-keep-left"  # pairs: keep left on every pair of the page
 SEARCH_MODEL = "search-model"  # which stored model an uploaded image is embedded with and searched in
-FLAGS_ZERO_SHOT_TAG = "flags-zero-shot-tag"  # dashboard/zero_shot_filters.py
-FLAGS_ZERO_SHOT_DISAGREE = "flags-zero-shot-disagree"
+# run picker (one dropdown per page: {"type": RUN_PICKER, "page": <path>})
+RUN_PICKER = "es-run-picker"
+
+# filter sidebar (dashboard/sidebar.py; one per page at a time)
+SIDEBAR = "sidebar"
+SIDEBAR_CONTEXT = "sidebar-context"
+SIDEBAR_LABEL = "sidebar-label"
+SIDEBAR_CLUSTER = "sidebar-cluster"
+SIDEBAR_TAG = "sidebar-tag"
+SIDEBAR_FLAG = "sidebar-flag"
+SIDEBAR_SCORE = "sidebar-score"
+SIDEBAR_ZERO_SHOT = "sidebar-zero-shot"
+SIDEBAR_FOLDER = "sidebar-folder"
+SIDEBAR_APPLY = "sidebar-apply"
+SIDEBAR_STATUS = "sidebar-status"
+
+# flags page: paging
+FLAGS_PAGE = "flags-page"
+FLAGS_PREV = "flags-prev"
+FLAGS_NEXT = "flags-next"
+FLAGS_PAGE_LABEL = "flags-page-label"
+
+# clusters page: tabs, paging of the cluster galleries
+CLUSTERS_TABS = "clusters-tabs"
+CLUSTERS_PAGE = "clusters-page"
+CLUSTERS_PREV = "clusters-prev"
+CLUSTERS_NEXT = "clusters-next"
+CLUSTERS_PAGE_LABEL = "clusters-page-label"
+
+# metrics page: the runs compared
+METRICS_RUNS = "metrics-runs"
+METRICS_COMPARE = "metrics-compare"

@@ -104,6 +104,8 @@ def load_original(db: Any, sha256: str, *, max_bytes: int = MAX_ORIGINAL_BYTES,
     from embedscope.objectstore import is_uri
     from embedscope.store import views
 
+    if not views.is_sha256(sha256):  # an imported vector's id: no file ever hashed to it
+        return Original(note="no original: an imported vector")
     note = "original unavailable (no stored path)"
     for path in views.stored_paths(db, sha256):
         try:

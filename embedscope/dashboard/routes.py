@@ -1,8 +1,9 @@
 """Server-side routes for image bytes.
 
-Images are served ONLY by sha256: the route looks the content up in the database and reads
-the path stored there (or the stored thumbnail). No request parameter is ever used as a
-path. Originals are read by :mod:`embedscope.dashboard.originals` (regular files only, size
+Images are served ONLY by their stored key (a sha256, or an id imported by ``ingest-vectors``):
+the route looks the key up in the database and reads the path stored there (or the stored
+thumbnail). No request parameter is ever used as a path. A stored image without a thumbnail
+(an imported vector) gets a placeholder, not a broken image. Originals are read by :mod:`embedscope.dashboard.originals` (regular files only, size
 cap, never blocking, sha256 re-checked); every response is re-encoded by Pillow after the safe
 decoder, never the raw file. When the original is not served, the thumbnail is, and the
 ``X-Embedscope-Note`` header says why.
@@ -10,6 +11,7 @@ decoder, never the raw file. When the original is not served, the thumbnail is, 
 
 from __future__ import annotations
 
+import functools
 import io
 from typing import Any
 
@@ -35,31 +37,36 @@ def register_routes(server: Any, ctx: DashboardContext) -> None:
         resp.headers["X-Embedscope-Source"] = source
         return resp
 
-    @server.route("/thumb/<sha256>")
-    def thumb(sha256: str) -> Response:
-        if not views.is_sha256(sha256):
+    def _thumb_or_placeholder(db: Any, key: str, note: str | None = None) -> Response:
+        data = views.thumbnail(db, key)
+        if data is not None:
+            return _jpeg(data, "thumbnail", note)
+        if not views.image_rows(db, [key]):
             abort(404)
-        data = views.thumbnail(ctx.db(), sha256)
-        if data is None:
-            abort(404)
-        return _jpeg(data, "thumbnail")
+        resp = _jpeg(placeholder_jpeg(), "placeholder", "no thumbnail stored (an imported vector)")
+        resp.headers["Cache-Control"] = "private, max-age=3600"
+        return resp
 
-    @server.route("/image/<sha256>")
+    # <path:...>: an imported id may hold a slash; it is only ever looked up, never opened
+    @server.route("/thumb/<path:sha256>")
+    def thumb(sha256: str) -> Response:
+        if not views.is_image_key(sha256):
+            abort(404)
+        return _thumb_or_placeholder(ctx.db(), sha256)
+
+    @server.route("/image/<path:sha256>")
     def image(sha256: str) -> Response:
-        if not views.is_sha256(sha256):
+        if not views.is_image_key(sha256):
             abort(404)
         db = ctx.db()
         original = load_original(db, sha256, max_bytes=ctx.max_original_bytes, draft_longest=MAX_SIDE)
         if original.image is None:  # gone, changed, refused or busy: the thumbnail still exists
-            data = views.thumbnail(db, sha256)
-            if data is None:
-                abort(404)
-            return _jpeg(data, "thumbnail", original.note)
+            return _thumb_or_placeholder(db, sha256, original.note)
         return _jpeg(_encode(original.image), "file")
 
-    @server.route("/overlay/<sha256>")
+    @server.route("/overlay/<path:sha256>")
     def overlay(sha256: str) -> Response:
-        if not views.is_sha256(sha256):
+        if not views.is_image_key(sha256):
             abort(404)
         db = ctx.db()
         png = views.mask_png(db, sha256)
@@ -86,6 +93,21 @@ def load_stored_image(db: Any, sha256: str, *, max_bytes: int | None = None) -> 
     if data is None:
         return None, None
     return Image.open(io.BytesIO(data)).convert("RGB"), "thumbnail"
+
+
+@functools.lru_cache(maxsize=1)
+def placeholder_jpeg() -> bytes:
+    """A grey square saying "no thumbnail", for stored images that have none."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (128, 128), (224, 224, 224))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 127, 127), outline=(170, 170, 170), width=2)
+    draw.text((22, 50), "no thumbnail", fill=(90, 90, 90))
+    draw.text((34, 66), "(vector)", fill=(120, 120, 120))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def _encode(img: Any) -> bytes:

@@ -75,6 +75,40 @@ def cosine_matrix(X: np.ndarray) -> np.ndarray:
     return Xn @ Xn.T
 
 
+def run_names(df: Any) -> dict[str, str]:
+    """A unique legend name per run of a metrics frame: the full run id and its model/variant."""
+    if df is None or len(df) == 0:
+        return {}
+    pairs = df[["run_id", "model", "variant"]].drop_duplicates("run_id")
+    return {r: f"{r} ({m or '?'}/{v or '?'})" for r, m, v in zip(pairs["run_id"], pairs["model"], pairs["variant"])}
+
+
+COMPARE_METRICS = (("silhouette", "silhouette ↑"), ("davies_bouldin", "Davies-Bouldin ↓"))
+
+
+def metrics_compare(df: Any, run_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The seeds' comparison table: one row per clustering method; per (run · variant ·
+    space) a column group of silhouette and Davies-Bouldin. Returns DataTable (columns, rows)
+    with two-level headers."""
+    columns: list[dict[str, Any]] = [{"name": ["", "method"], "id": "method"}]
+    if df is None or len(df) == 0 or not run_ids:
+        return columns, []
+    names = run_names(df)
+    d = df[df["k"].isna() & df["run_id"].isin(list(run_ids)) & df["name"].isin([m for m, _ in COMPARE_METRICS])
+           & df["method"].fillna("").ne("")]
+    order = {r: i for i, r in enumerate(run_ids)}
+    groups = sorted({(r, sp) for r, sp in zip(d["run_id"], d["space"].fillna("-"))}, key=lambda g: (order[g[0]], g[1]))
+    rows: dict[str, dict[str, Any]] = {}
+    for gi, (run, space) in enumerate(groups):
+        for metric, title in COMPARE_METRICS:
+            columns.append({"name": [f"{names.get(run, run)} · {space}", title], "id": f"g{gi}:{metric}",
+                            "type": "numeric"})
+    for run, space, method, metric, value in zip(d["run_id"], d["space"].fillna("-"), d["method"], d["name"], d["value"]):
+        gi = groups.index((run, space))
+        rows.setdefault(method, {"method": method})[f"g{gi}:{metric}"] = None if value != value else round(float(value), 4)
+    return columns, [rows[m] for m in sorted(rows)]
+
+
 def metrics_pivot(df: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """Runs side by side: one row per (metric, method, space) without k, one column per run."""
     if df is None or len(df) == 0:
@@ -91,32 +125,61 @@ def metrics_pivot(df: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return ["metric", *runs], rows
 
 
-def flag_rows(df: Any, kind: str, *, label: str | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
-    """Flagged images of ``kind`` ('novel' | 'contaminated' | 'duplicate'), sorted by score
-    (highest first; duplicates by group), each with its reason."""
-    if df is None or len(df) == 0:
-        return []
-    d = df
-    if label:
-        d = d[d["label"] == label]
-    score = d["novelty_score"].fillna(0.0)
-    if kind == "novel":
-        d = d[d["is_novel"].fillna(False).astype(bool) & (score >= min_score)]
-        d = d.assign(score=d["novelty_score"], reason=d["novelty_reason"]).sort_values("score", ascending=False)
-    elif kind == "contaminated":
-        d = d[d["is_contaminated"].fillna(False).astype(bool) & (score >= min_score)]
-        d = d.assign(score=d["novelty_score"], reason=d["contamination_reason"]).sort_values("score", ascending=False)
-    elif kind == "duplicate":
-        has = d["dup_group"].notna() | d["phash_group"].notna()
-        d = d[has]
-        reason = [f"embedding near-duplicate group {int(g)}" if g == g and g is not None else f"perceptual-hash group {int(p)}"
-                  for g, p in zip(d["dup_group"], d["phash_group"])]
-        group = d["dup_group"].fillna(d["phash_group"])
-        d = d.assign(score=d["novelty_score"], reason=reason, group=group).sort_values(["group", "sha256"])
-    else:
+FLAG_ORDER = {  # how a Flags gallery is sorted (SQL over sidebar.base_query's columns)
+    "novel": "novelty_score DESC NULLS LAST, sha256",
+    "contaminated": "novelty_score DESC NULLS LAST, sha256",
+    "duplicate": "COALESCE(dup_group, phash_group), sha256",
+    "label_disagreement": "zero_shot_probability DESC NULLS LAST, sha256",
+}
+
+
+def flag_card_rows(kind: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gallery rows (``sha256, path, label, score, reason, group``) of flagged images of
+    ``kind``; ``score`` is the novelty score, and only a novel image's is worth showing."""
+    if kind not in FLAG_ORDER:
         raise ValueError(f"unknown flag kind {kind!r}")
-    cols = [c for c in ("sha256", "path", "label", "score", "reason", "group") if c in d.columns]
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in d[cols].to_dict("records")]
+    out = []
+    for r in records:
+        group = r.get("dup_group") if r.get("dup_group") is not None else r.get("phash_group")
+        if kind == "novel":
+            reason = r.get("novelty_reason")
+        elif kind == "contaminated":
+            reason = r.get("contamination_reason")
+        elif kind == "duplicate":
+            reason = (f"embedding near-duplicate group {int(r['dup_group'])}" if r.get("dup_group") is not None
+                      else f"perceptual-hash group {int(r['phash_group'])}")
+        else:
+            p = r.get("zero_shot_probability")
+            reason = (f"zero-shot says {r.get('zero_shot_tag')!r}" + (f" (p {p:.2f})" if p is not None else "")
+                      + f", contradicts the label {r.get('label')!r}")
+        score = r.get("novelty_score")
+        out.append({"sha256": r["sha256"], "path": r.get("path"), "label": r.get("label"),
+                    "score": None if score is None or score != score else float(score), "reason": reason,
+                    "group": group})
+    return out
+
+
+def page_count(n: int, page_size: int) -> int:
+    return max(1, -(-int(n) // int(page_size)))
+
+
+def page_label(page: int, n: int, page_size: int) -> str:
+    """``images 61–120 of 333 (page 2 of 6)``."""
+    if n == 0:
+        return "nothing to show"
+    lo, hi = page * page_size + 1, min(n, (page + 1) * page_size)
+    return f"images {lo:,}–{hi:,} of {n:,} (page {page + 1} of {page_count(n, page_size)})"
+
+
+def turn_page(page: int, trigger: str | None, prev_id: str, next_id: str, n: int, page_size: int) -> int:
+    """The page after a click on prev/next (clamped); any other trigger (a filter) resets to 0."""
+    if trigger == prev_id:
+        page -= 1
+    elif trigger == next_id:
+        page += 1
+    else:
+        return 0
+    return max(0, min(page, page_count(n, page_size) - 1))
 
 
 # -- map ---------------------------------------------------------------------------------------
@@ -147,15 +210,15 @@ def map_options(run: Any, projections: Sequence[tuple[str, int]], colours: Seque
 
 
 def sql_highlight(selection: dict | None) -> list[str]:
-    """The sha256 to ring on the map: the current selection when it came from a SQL query or a
-    text search."""
+    """The sha256 to ring on the map: the current selection when it came from a SQL query, a
+    text search or the filter sidebar."""
     selection = selection or {}
-    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text") else []
+    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text", "filter") else []
 
 
 def selection_title(n: int, source: str, shown_max: int) -> str:
     """The heading of the map's selection gallery."""
-    return (f"Selection: {n:,} images" + {"sql": " (from SQL)", "text": " (text search)"}.get(source, "")
+    return (f"Selection: {n:,} images" + {"sql": " (from SQL)", "text": " (text search)", "filter": " (sidebar filter)"}.get(source, "")
             + (f", first {shown_max} shown" if n > shown_max else ""))
 
 
@@ -194,8 +257,8 @@ def animation_note(projection: str, shown: int, total: int, it: Any, max_iter: i
     end = (f"Converged after {it.n_frames - 1} iterations" if it.converged
            else f"Stopped at the cap of {max_iter} iterations (not converged)")
     return (f"Computed now on the stored {projection} 2-D coordinates ({sample}), not on the embeddings: so the "
-            f"centres you see are the real centres of the points you see. The stored clusters above were computed "
-            f"in the embedding space and can differ. {end}. Press ▶ play, or drag the slider.")
+            f"centres you see are the real centres of the points you see. The stored clusters (sizes above, members "
+            f"below) were computed in the embedding space and can differ. {end}. Press ▶ play, or drag the slider.")
 
 
 def flag_reasons(flags: dict[str, Any] | None) -> list[str]:
@@ -256,7 +319,26 @@ def table_payload(table: Any, max_rows: int) -> tuple[list[dict], list[dict], li
         data.append(row)
     shas = []
     if "sha256" in names:
-        from embedscope.store.views import is_sha256
+        from embedscope.store.views import is_image_key
 
-        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_sha256(s)))
+        shas = list(dict.fromkeys(s for s in table.column("sha256").to_pylist() if is_image_key(s)))
+        # the thumbnail, linking to the image page, first
+        cols.insert(0, {"name": "image", "id": IMAGE_COLUMN, "presentation": "markdown"})
+        for row in data:
+            row[IMAGE_COLUMN] = image_markdown(row.get("sha256"))
     return cols, data, shas
+
+
+IMAGE_COLUMN = "_es_image"
+
+
+def image_markdown(key: Any) -> str:
+    """A SQL result cell: the image's thumbnail linking to its image page (empty for no key)."""
+    from urllib.parse import quote
+
+    from embedscope.store.views import is_image_key
+
+    if not is_image_key(key):
+        return ""
+    k = quote(key, safe="")
+    return f"[![{k}](/thumb/{k})](/detail?sha={k})"

@@ -43,9 +43,17 @@ def is_sha256(value: Any) -> bool:
     return isinstance(value, str) and bool(_SHA_RE.match(value))
 
 
+def is_image_key(value: Any) -> bool:
+    """True for a string that can be a stored image's key: a sha256, or an id imported by
+    ``ingest-vectors`` (``vec_000123``). Only the shape is judged (printable, at most 512
+    characters, no ``..`` path segment); whether it is stored is a lookup's job."""
+    return (isinstance(value, str) and 0 < len(value) <= 512 and value.isprintable()
+            and ".." not in value.replace("\\", "/").split("/"))
+
+
 def _sha_filter(shas: Sequence[str]) -> str:
-    """``sha256 IN (...)`` over the valid sha256s among ``shas`` (none valid: matches nothing)."""
-    return isin("sha256", [s for s in shas if is_sha256(s)])
+    """``sha256 IN (...)`` over the well-formed image keys among ``shas`` (none: matches nothing)."""
+    return isin("sha256", [s for s in shas if is_image_key(s)])
 
 
 # -- runs: the dashboard's names for store.runs -----------------------------------------------
@@ -76,7 +84,7 @@ def color_options(db: Database, run: Run | None) -> list[tuple[str, str]]:
             methods.insert(0, run.primary_cluster)
         opts += [(COLOR_CLUSTER_PREFIX + m, f"cluster ({m})") for m in methods]
     opts += [(COLOR_LABEL, "label"), (COLOR_NOVELTY, "novelty score"), (COLOR_CONTAMINATION, "contamination"),
-             (COLOR_DROP, "drop folder"), (COLOR_DATE, "ingest date")]
+             (COLOR_DROP, "folder"), (COLOR_DATE, "ingest date")]
     if latest_run(db, kind=KIND_ZERO_SHOT) is not None:
         opts += [(COLOR_ZERO_SHOT, "zero-shot tag"), (COLOR_LABEL_DISAGREEMENT, "label vs zero-shot tag")]
     return opts + [(COLOR_TAG_PREFIX + t, f"tag {t}") for t in _tag_names(db)]
@@ -153,7 +161,7 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
         first = dict(zip(img.column("sha256").to_pylist(), img.column("path").to_pylist()))
         src = db.read(S.SOURCES, ["sha256", "path", "drop"])
         drops = {(s, p): d for s, p, d in zip(*(src.column(c).to_pylist() for c in ("sha256", "path", "drop")))}
-        return [drops.get((s, first.get(s))) for s in shas], False
+        return [folder_under_drop(first.get(s), drops.get((s, first.get(s)))) for s in shas], False
     if color_by in (COLOR_LABEL, COLOR_DATE):
         col = "label" if color_by == COLOR_LABEL else "ingested_at"
         t = db.read(S.IMAGES, ["sha256", col])
@@ -168,6 +176,18 @@ def point_colors(db: Database, run_id: str, shas: Sequence[str], color_by: str) 
         tagged = {r["sha256"] for r in current_tags(db).to_pylist() if r["tag"] == tag}
         return [tag if s in tagged else "untagged" for s in shas], False
     raise NotFoundError(f"unknown colour {color_by!r}", "pick one from the dropdown")
+
+
+def folder_under_drop(path: str | None, drop: str | None) -> str | None:
+    """The first folder of ``path`` under its drop root (``/data/drop/cats/a.jpg`` under
+    ``/data/drop`` → ``cats``); ``.`` for a file at the root; None without a drop (imports)."""
+    if not path or not drop:
+        return None
+    root = drop.rstrip("/\\") + "/"
+    if not path.startswith(root):
+        return None
+    parts = path[len(root):].split("/")
+    return parts[0] if len(parts) > 1 else "."
 
 
 def _zero_shot_colors(db: Database, shas: Sequence[str], color_by: str) -> list[Any]:
@@ -189,7 +209,7 @@ def _zero_shot_colors(db: Database, shas: Sequence[str], color_by: str) -> list[
 
 def thumbnail(db: Database, sha256: str) -> bytes | None:
     """The stored JPEG thumbnail of ``sha256``, or None."""
-    if not is_sha256(sha256):
+    if not is_image_key(sha256):
         return None
     t = db.read(S.IMAGES, ["thumbnail"], where=eq("sha256", sha256))
     return t.column("thumbnail")[0].as_py() if t.num_rows else None
@@ -197,7 +217,7 @@ def thumbnail(db: Database, sha256: str) -> bytes | None:
 
 def stored_paths(db: Database, sha256: str) -> list[str]:
     """Every path this content was seen at (first-seen path first). Only paths from the DB."""
-    if not is_sha256(sha256):
+    if not is_image_key(sha256):
         return []
     first = db.read(S.IMAGES, ["path"], where=eq("sha256", sha256)).column("path").to_pylist()
     others = db.read(S.SOURCES, ["path"], where=eq("sha256", sha256)).column("path").to_pylist()
@@ -206,7 +226,7 @@ def stored_paths(db: Database, sha256: str) -> list[str]:
 
 def mask_png(db: Database, sha256: str) -> bytes | None:
     """The first stored SAM2 mask PNG of ``sha256`` that is not a fallback, or None."""
-    if not is_sha256(sha256):
+    if not is_image_key(sha256):
         return None
     t = db.read(S.MASKS, ["mask_png", "fallback"], where=eq("sha256", sha256))
     for png, fallback in zip(t.column("mask_png").to_pylist(), t.column("fallback").to_pylist()):
@@ -218,12 +238,12 @@ def mask_png(db: Database, sha256: str) -> bytes | None:
 def image_detail(db: Database, sha256: str, run_id: str | None = None) -> dict[str, Any]:
     """Everything stored about one image: metadata, sources, masks, embeddings, and for the
     analysis run (latest by default) its clusters and flags. Raises NotFoundError."""
-    if not is_sha256(sha256):
-        raise NotFoundError(f"{sha256!r} is not a sha256", "open an image from the map or a gallery")
+    if not is_image_key(sha256):
+        raise NotFoundError(f"{str(sha256)[:80]!r} is not an image id", "open an image from the map or a gallery")
     cols = [f.name for f in S.IMAGES_SCHEMA if f.name != "thumbnail"]
     rows = db.read(S.IMAGES, cols, where=eq("sha256", sha256)).to_pylist()
     if not rows:
-        raise NotFoundError(f"no image {sha256[:12]}… in the database", "it may have been ingested elsewhere")
+        raise NotFoundError(f"no image {sha256[:40]!r} in the database", "it may have been ingested elsewhere")
     where = eq("sha256", sha256)
     sources = db.read(S.SOURCES, where=where).sort_by("path").to_pylist()
     masks = [{k: v for k, v in m.items() if k != "mask_png"} for m in db.read(S.MASKS, where=where).to_pylist()]

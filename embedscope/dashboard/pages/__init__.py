@@ -40,3 +40,7 @@ def register(app: Any, ctx: Any) -> None:
         dash.register_page(mod.__name__, path=path, name=name, order=order, layout=mod.layout, nav=nav,
                            title=f"embedscope · {name}")
         mod.register_callbacks(app, ctx)
+    from embedscope.dashboard import run_picker, sidebar
+
+    run_picker.register_callbacks(app)
+    sidebar.register_callbacks(app, ctx)

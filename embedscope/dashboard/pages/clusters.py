@@ -1,19 +1,22 @@
-"""Clusters: per cluster its size, label purity, the members nearest the centroid and the
-most atypical ones; the dendrogram of agglomerative runs (stored by the analysis); and a
-teaching animation of k-means / k-medoids iterations on a stored 2-D projection."""
+"""Clusters: the sizes; in tabs, the dendrogram of agglomerative runs (stored by the analysis)
+and a teaching animation of k-means / k-medoids iterations on a stored 2-D projection; below,
+per cluster (paged) its size, label purity, the members nearest the centroid and the most
+atypical ones. ``?run=`` (or the run picker) chooses the run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, callback_context, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import cluster_figures, context, figures, ids, shaping
+from embedscope.dashboard import cluster_figures, context, figures, ids, run_picker, shaping
 
 MAX_ANIM_POINTS = 3_000  # points in the animation (a seeded sample beyond this)
 MAX_ANIM_K = 12
 MAX_ANIM_ITER = 30
+CLUSTERS_PER_PAGE = 8
+TAB_DENDROGRAM, TAB_ANIMATION = "dendrogram", "animation"
 
 
 def layout(method: str | None = None, run: str | None = None, **_: Any) -> Any:
@@ -32,14 +35,24 @@ def layout(method: str | None = None, run: str | None = None, **_: Any) -> Any:
     projections = [m for m, d in views.projection_options(db, current.run_id) if d == 2]
     proj = current.primary_projection if current.primary_projection in projections else (projections[0] if projections else None)
     return html.Div([
-        html.H3(f"Clusters (run {current.title()})"),
-        html.Div(dcc.Dropdown(id=ids.CLUSTERS_METHOD, options=methods, value=value, clearable=False), style={"width": "300px"}),
+        html.H3("Clusters"),
+        run_picker.run_picker(db, current, page="/clusters"),
+        html.Div([html.Span("clustering ", style={"fontSize": "13px"}),
+                  html.Div(dcc.Dropdown(id=ids.CLUSTERS_METHOD, options=methods, value=value, clearable=False),
+                           style={"width": "300px", "display": "inline-block", "verticalAlign": "middle"})]),
         dcc.Store(id=ids.CLUSTERS_RUN, data=current.run_id),
-        dcc.Graph(id=ids.CLUSTERS_SIZES),
-        html.Div(id=ids.CLUSTERS_DENDROGRAM_NOTE, style={"fontSize": "12px", "color": "#555"}),
-        dcc.Graph(id=ids.CLUSTERS_DENDROGRAM, style={"display": "none"}),
+        dcc.Graph(id=ids.CLUSTERS_SIZES, style={"height": "300px"}),
+        dcc.Tabs(id=ids.CLUSTERS_TABS, value=TAB_DENDROGRAM if value == "agglomerative" else TAB_ANIMATION,
+                 children=[dcc.Tab(label="dendrogram", value=TAB_DENDROGRAM),
+                           dcc.Tab(label="k-means / k-medoids step by step", value=TAB_ANIMATION)]),
+        html.Div([html.Div(id=ids.CLUSTERS_DENDROGRAM_NOTE, style={"fontSize": "12px", "color": "#555"}),
+                  dcc.Graph(id=ids.CLUSTERS_DENDROGRAM, style={"display": "none"})],
+                 id=ids.CLUSTERS_TABS + "-" + TAB_DENDROGRAM),
+        html.Div(_animation_controls(current, value, projections, proj), id=ids.CLUSTERS_TABS + "-" + TAB_ANIMATION),
+        html.H4("Clusters: typical and atypical members", style={"marginTop": "18px"}),
+        dcc.Store(id=ids.CLUSTERS_PAGE, data=0),
+        C.pager(ids.CLUSTERS_PREV, ids.CLUSTERS_NEXT, ids.CLUSTERS_PAGE_LABEL),
         html.Div(id=ids.CLUSTERS_GALLERIES),
-        _animation_controls(current, value, projections, proj),
     ])
 
 
@@ -57,7 +70,7 @@ def _animation_controls(run: Any, method: str | None, projections: list[str], pr
                          C.notice("This run stored no 2-D projection to animate on: run `embedscope analyze --dims 2`.",
                                   kind="warn")])
     return html.Div([
-        html.H4("k-means / k-medoids step by step (a teaching view)", style={"marginTop": "24px"}),
+        html.H4("k-means / k-medoids step by step (a teaching view)", style={"marginTop": "8px"}),
         html.Div([
             html.Div([html.Span("algorithm", style=label),
                       dcc.RadioItems(id=ids.ANIM_METHOD, options=[{"label": " k-means ", "value": "kmeans"},
@@ -87,13 +100,31 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.store.runs import run_by_id
 
     @app.callback(Output(ids.CLUSTERS_SIZES, "figure"), Output(ids.CLUSTERS_GALLERIES, "children"),
-                  Input(ids.CLUSTERS_METHOD, "value"), State(ids.CLUSTERS_RUN, "data"))
-    def _clusters(method: str, run_id: str) -> tuple:
+                  Output(ids.CLUSTERS_PAGE, "data"), Output(ids.CLUSTERS_PAGE_LABEL, "children"),
+                  Input(ids.CLUSTERS_METHOD, "value"), Input(ids.CLUSTERS_PREV, "n_clicks"),
+                  Input(ids.CLUSTERS_NEXT, "n_clicks"), State(ids.CLUSTERS_RUN, "data"), State(ids.CLUSTERS_PAGE, "data"))
+    def _clusters(method: str, _prev: int, _next: int, run_id: str, page: int | None) -> tuple:
         db = ctx.db()
         summaries = views.cluster_summaries(db, run_by_id(db, run_id), method)
-        shas = [s for c in summaries for s in c.representatives + c.atypical]
+        n = len(summaries)
+        page = shaping.turn_page(page or 0, callback_context.triggered_id, ids.CLUSTERS_PREV, ids.CLUSTERS_NEXT, n,
+                                 CLUSTERS_PER_PAGE)
+        shown = summaries[page * CLUSTERS_PER_PAGE:(page + 1) * CLUSTERS_PER_PAGE]
+        shas = [s for c in shown for s in c.representatives + c.atypical]
         rows = {r["sha256"]: r for r in views.image_rows(db, shas)}
-        return figures.cluster_sizes_figure(summaries), [C.cluster_block(s, rows) for s in summaries]
+        label = shaping.page_label(page, n, CLUSTERS_PER_PAGE).replace("images", "clusters", 1)
+        return (figures.cluster_sizes_figure(summaries), [C.cluster_block(s, rows, run_id=run_id) for s in shown],
+                page, label)
+
+    @app.callback(Output(ids.CLUSTERS_TABS, "value"), Input(ids.CLUSTERS_METHOD, "value"), prevent_initial_call=True)
+    def _tab_for(method: str) -> str:
+        return TAB_DENDROGRAM if method == "agglomerative" else TAB_ANIMATION
+
+    @app.callback(Output(ids.CLUSTERS_TABS + "-" + TAB_DENDROGRAM, "style"),
+                  Output(ids.CLUSTERS_TABS + "-" + TAB_ANIMATION, "style"), Input(ids.CLUSTERS_TABS, "value"))
+    def _show_tab(tab: str) -> tuple:
+        shown, hidden = {"display": "block"}, {"display": "none"}
+        return (shown, hidden) if tab == TAB_DENDROGRAM else (hidden, shown)
 
     @app.callback(Output(ids.CLUSTERS_DENDROGRAM, "figure"), Output(ids.CLUSTERS_DENDROGRAM, "style"),
                   Output(ids.CLUSTERS_DENDROGRAM_NOTE, "children"),
@@ -101,7 +132,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     def _dendrogram(method: str, run_id: str) -> tuple:
         hidden = {"display": "none"}
         if method != "agglomerative":
-            return {}, hidden, None
+            return {}, hidden, C.notice("The dendrogram is stored for agglomerative clusterings: choose "
+                                        "'agglomerative' above (run `embedscope analyze --cluster agglomerative`).")
         db = ctx.db()
         run = run_by_id(db, run_id)
         d = run.params.get("dendrogram") or {}

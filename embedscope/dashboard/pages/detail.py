@@ -1,14 +1,15 @@
-"""Image detail (/detail?sha=<sha256>): the image, metadata, every source path, masks,
+"""Image detail (/detail?sha=<key>, a sha256 or an imported id; ?run= picks the run): the image, metadata, every source path, masks,
 clusters, novelty/contamination with reasons, embeddings, and the nearest neighbours."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from dash import Input, Output, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, curation, ids, shaping
+from embedscope.dashboard import context, curation, ids, run_picker, shaping
 
 
 def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
@@ -17,9 +18,9 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
     from embedscope.store.runs import run_or_latest
 
     ctx = context.current()
-    if not views.is_sha256(sha):
+    if not sha:
         return html.Div([html.H3("Image"), C.notice("Open an image from the map, a gallery or a SQL result "
-                                                    "(this page takes ?sha=<sha256>).", kind="warn")], id=ids.DETAIL_ROOT)
+                                                    "(this page takes ?sha=<image id>).", kind="warn")], id=ids.DETAIL_ROOT)
     db = ctx.db()
     try:
         r = run_or_latest(db, run)
@@ -40,10 +41,11 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
         return f"{v:.4f}" if isinstance(v, float) else v
 
     return html.Div([
-        html.H3(f"Image {sha[:16]}…"),
+        html.H3(f"Image {shaping.image_name(sha, img.get('path'))}"),
+        run_picker.run_picker(db, r, page="/detail") if r else None,
         html.Div([
             html.Div([
-                html.Img(id=ids.DETAIL_IMAGE, src=f"/image/{sha}", style={"width": "100%", "maxWidth": "640px", "height": "auto"}),
+                html.Img(id=ids.DETAIL_IMAGE, src=C.image_url(sha), style={"width": "100%", "maxWidth": "640px", "height": "auto"}),
                 dcc.Checklist(id=ids.DETAIL_OVERLAY, options=[{"label": " show SAM2 mask overlay", "value": "mask"}],
                               value=[]) if has_mask else html.Div("no SAM2 mask stored", style={"fontSize": "12px", "color": "#777"}),
                 dcc.Store(id=ids.DETAIL_SHA, data=sha),
@@ -61,7 +63,9 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
                 html.H4("Embeddings"),
                 html.Ul([html.Li(f"{e['model']}/{e['variant']} · dim {e['dim']} · weights {e['weights']}") for e in d["embeddings"]],
                         style={"fontSize": "13px"}),
-                dcc.Link("open in the Embeddings view →", href=f"/embeddings?sha={sha}"),
+                dcc.Link("open in the Embeddings view →", href=f"/embeddings?sha={quote(sha, safe='')}"),
+                html.Span(" · "),
+                dcc.Link("within-image patches →", href=f"/patches?sha={quote(sha, safe='')}"),
                 html.H4("Masks"),
                 html.Ul([html.Li(f"{m['model']} · area {fmt(m.get('area_fraction'))} · score {fmt(m.get('score'))}"
                                  f"{' · fallback: ' + (m.get('reason') or '') if m.get('fallback') else ''}") for m in d["masks"]]
@@ -89,4 +93,4 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.DETAIL_IMAGE, "src"), Input(ids.DETAIL_OVERLAY, "value"), Input(ids.DETAIL_SHA, "data"),
                   prevent_initial_call=True)
     def _overlay(value: list[str] | None, sha: str) -> str:
-        return f"/overlay/{sha}" if value and "mask" in value else f"/image/{sha}"
+        return f"/overlay/{quote(sha, safe='')}" if value and "mask" in value else C.image_url(sha)

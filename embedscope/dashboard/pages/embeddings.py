@@ -9,7 +9,7 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, figures, ids, shaping
+from embedscope.dashboard import context, figures, ids, image_picker, run_picker, shaping
 
 PCA_MAX_ROWS = 20_000  # a fixed random sample beyond this, for the explained variance
 HEATMAP_MAX = 300
@@ -34,8 +34,10 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
     return html.Div([
         html.H3(f"Embeddings ({model}/{variant}, {len(shas):,} vectors)"),
         dcc.Store(id=ids.EMB_MODEL, data={"model": model, "variant": variant}),
-        html.Div([html.Label("image sha256 "), dcc.Input(id=ids.EMB_SHA, value=sha if views.is_sha256(sha) else (shas[0] if shas else ""),
-                                                     debounce=True, style={"width": "560px", "fontFamily": "monospace"})]),
+        run_picker.run_picker(db, current, page="/embeddings") if current else None,
+        html.Div([html.Label("image ", style={"marginRight": "6px"}),
+                  image_picker.image_picker(db, ids.EMB_SHA, sha if sha else (shas[0] if shas else None))],
+                 style={"display": "flex", "alignItems": "center"}),
         html.Div([dcc.Graph(id=ids.EMB_VECTOR, style={"flex": "2"}), dcc.Graph(id=ids.EMB_HIST, style={"flex": "1"})],
                  style={"display": "flex"}),
         html.Div([
@@ -55,19 +57,20 @@ def layout(sha: str | None = None, run: str | None = None, **_: Any) -> Any:
 def register_callbacks(app: Any, ctx: Any) -> None:
     from embedscope.store import views
 
+    image_picker.register_search(app, ctx, ids.EMB_SHA)
+
     @app.callback(Output(ids.EMB_VECTOR, "figure"), Output(ids.EMB_HIST, "figure"), Output(ids.EMB_TOPDIMS, "data"),
                   Input(ids.EMB_SHA, "value"), State(ids.EMB_MODEL, "data"))
     def _vector(sha: str, mv: dict) -> tuple:
         from embedscope.errors import EmbedscopeError
 
-        sha = (sha or "").strip().lower()
-        if not views.is_sha256(sha):
+        if not views.is_image_key(sha):
             return {}, {}, []
         try:
             vec = views.embedding_matrix(ctx.db(), [sha], model=mv["model"], variant=mv["variant"])[0]
         except EmbedscopeError:
             return {}, {}, []
-        return figures.vector_figure(vec, f"{sha[:12]}… ({len(vec)} dims)"), figures.histogram_figure(vec), shaping.top_dims(vec)
+        return figures.vector_figure(vec, f"{shaping.image_name(sha, None)} ({len(vec)} dims)"), figures.histogram_figure(vec), shaping.top_dims(vec)
 
     @app.callback(Output(ids.EMB_HEATMAP, "figure"), Input(ids.SELECTION, "data"), State(ids.EMB_MODEL, "data"))
     def _heatmap(selection: dict | None, mv: dict) -> Any:

@@ -1,21 +1,25 @@
-"""Flags: novel, contaminated and near-duplicate images as reviewable galleries, sorted by
-score, with the reason for each flag; filter by label and minimum score; export CSV."""
+"""Flags: novel, contaminated, near-duplicate (and, after `analyze --zero-shot`, label
+disagreement) images as paged galleries with the reason for each, filtered by the sidebar;
+export CSV. Rows and counts come from one SQL query (``sidebar.base_query``), so they equal
+what the SQL page returns for the same condition. The novelty-score range filters novel images
+only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, ids, shaping, zero_shot_filters
+from embedscope.dashboard import context, ids, run_picker, shaping, sidebar
 
-KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"), zero_shot_filters.KIND)
-GALLERY_MAX = 120
+KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"),
+         ("label_disagreement", "zero-shot disagrees with label"))
+PAGE_SIZE = 60
+EXPORT_MAX = 1_000_000
 
 
 def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
-    from embedscope.store import schema as S
     from embedscope.store.runs import UnknownRunError, run_or_latest
 
     db = context.current().db()
@@ -25,51 +29,76 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
         return C.message_page("Flags", exc.one_line(), kind="error", id=ids.RUN_ERROR)
     if current is None:
         return C.message_page("Flags", "No analysis run yet: run `embedscope analyze --db DIR`.")
-    labels = sorted({v for v in db.read(S.IMAGES, ["label"]).column("label").to_pylist() if v})
+    filters = sidebar.sidebar_context(db, current)
+    kinds = available_kinds(filters)
     return html.Div([
-        html.H3(f"Flags (run {current.title()})"),
+        html.H3("Flags"),
+        run_picker.run_picker(db, current, page="/flags"),
         html.Div([
-            dcc.RadioItems(id=ids.FLAGS_KIND, options=[{"label": f" {n}  ", "value": v} for v, n in KINDS],
-                           value=kind if kind in dict(KINDS) else "novel", inline=True,
-                           style={"display": "inline-block", "marginRight": "20px"}),
-            html.Div(dcc.Dropdown(id=ids.FLAGS_LABEL, options=labels, placeholder="any label"),
-                     style={"display": "inline-block", "width": "220px", "verticalAlign": "middle"}),
-            html.Div([html.Span("min novelty score", style={"fontSize": "12px"}),
-                      dcc.Slider(id=ids.FLAGS_MIN_SCORE, min=0, max=1, step=0.05, value=0,
-                                 marks={0: "0", 0.5: "0.5", 1: "1"})],
-                     style={"display": "inline-block", "width": "260px", "verticalAlign": "middle", "marginLeft": "16px"}),
-            zero_shot_filters.controls(db),
-            html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
-            dcc.Download(id=ids.FLAGS_DOWNLOAD),
-        ]),
-        dcc.Store(id=ids.FLAGS_RUN, data=current.run_id),
-        html.Div(id=ids.FLAGS_COUNT, style={"margin": "6px 0", "fontSize": "13px"}),
-        html.Div(id=ids.FLAGS_GALLERY),
+            sidebar.sidebar(db, current, context=filters, flags=()),
+            html.Div([
+                html.Div([
+                    dcc.RadioItems(id=ids.FLAGS_KIND, options=[{"label": f" {n}  ", "value": v} for v, n in kinds],
+                                   value=kind if kind in dict(kinds) else "novel", inline=True,
+                                   style={"display": "inline-block", "marginRight": "20px"}),
+                    html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
+                    dcc.Download(id=ids.FLAGS_DOWNLOAD),
+                ]),
+                dcc.Store(id=ids.FLAGS_RUN, data=current.run_id),
+                dcc.Store(id=ids.FLAGS_PAGE, data=0),
+                html.Div(id=ids.FLAGS_COUNT, style={"margin": "6px 0", "fontSize": "13px"}),
+                C.pager(ids.FLAGS_PREV, ids.FLAGS_NEXT, ids.FLAGS_PAGE_LABEL),
+                html.Div(id=ids.FLAGS_GALLERY),
+            ], style={"flex": "1 1 auto", "minWidth": "0"}),
+        ], style={"display": "flex", "alignItems": "flex-start"}),
     ])
 
 
-def _rows(ctx: Any, run_id: str, kind: str, label: str | None, min_score: float, *zero_shot: Any) -> list[dict]:
-    from embedscope.store import views
+def available_kinds(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """The flag kinds of a run: label disagreement only where a zero-shot run exists."""
+    return [(v, n) for v, n in KINDS if v != "label_disagreement" or filters.get("zero_shot")]
 
-    return zero_shot_filters.flag_rows(ctx.db(), kind, lambda: shaping.flag_rows(
-        views.flags_frame(ctx.db(), run_id), kind, label=label, min_score=float(min_score or 0)), label, *zero_shot)
+
+def flag_where(kind: str, values: dict[str, Any]) -> str:
+    """The SQL condition of ``kind`` and the sidebar's filters (the score range: novel only)."""
+    from embedscope.store.filters import both
+
+    return both(sidebar.FLAG_SQL[kind], sidebar.filter_where(values, use_score=kind == "novel"))
+
+
+def flag_counts(db: Any, context_: dict[str, Any], values: dict[str, Any], limits: Any = None) -> dict[str, int]:
+    """Per flag kind, how many images of the run have it under the sidebar's filters."""
+    cols = ", ".join(f"count(*) FILTER (WHERE {flag_where(k, values)}) AS {k}" for k, _ in KINDS)
+    return {k: int(v or 0) for k, v in sidebar.matching(db, context_, None, columns=cols, limits=limits).to_pylist()[0].items()}
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
     @app.callback(Output(ids.FLAGS_GALLERY, "children"), Output(ids.FLAGS_COUNT, "children"),
-                  Input(ids.FLAGS_KIND, "value"), Input(ids.FLAGS_LABEL, "value"), Input(ids.FLAGS_MIN_SCORE, "value"),
-                  Input(ids.FLAGS_RUN, "data"), *zero_shot_filters.dependencies(Input))
-    def _gallery(kind: str, label: str | None, min_score: float, run_id: str, *zero_shot: Any) -> tuple:
-        rows = _rows(ctx, run_id, kind, label, min_score, *zero_shot)
-        count = f"{len(rows):,} flagged as {kind}" + (f", first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else "")
-        return C.flag_gallery(rows[:GALLERY_MAX], kind), count
+                  Output(ids.FLAGS_PAGE, "data"), Output(ids.FLAGS_PAGE_LABEL, "children"),
+                  Input(ids.FLAGS_KIND, "value"), Input(ids.FLAGS_PREV, "n_clicks"), Input(ids.FLAGS_NEXT, "n_clicks"),
+                  *sidebar.inputs(), State(ids.FLAGS_PAGE, "data"))
+    def _gallery(kind: str, _prev: int, _next: int, *args: Any) -> tuple:
+        values, page = sidebar.sidebar_values(*args[:-1]), args[-1] or 0
+        db, limits = ctx.db(), sidebar.sql_limits(ctx)
+        counts = flag_counts(db, args[-2], values, limits)
+        n = counts.get(kind, 0)
+        page = shaping.turn_page(page, callback_context.triggered_id, ids.FLAGS_PREV, ids.FLAGS_NEXT, n, PAGE_SIZE)
+        records = sidebar.matching(db, args[-2], flag_where(kind, values), order_by=shaping.FLAG_ORDER[kind],
+                                   limit=PAGE_SIZE, offset=page * PAGE_SIZE, limits=limits).to_pylist()
+        rows = shaping.flag_card_rows(kind, records)
+        shown = available_kinds(args[-2])
+        summary = html.Span(" · ".join(f"{name}: {counts[k]:,}" for k, name in shown),
+                            id="flags-counts", **{f"data-{k.replace('_', '-')}": str(v) for k, v in counts.items()})
+        return (C.flag_gallery(rows, kind, run_id=args[-2]["run_id"]), summary, page,
+                shaping.page_label(page, n, PAGE_SIZE))
 
     @app.callback(Output(ids.FLAGS_DOWNLOAD, "data"), Input(ids.FLAGS_EXPORT, "n_clicks"),
-                  State(ids.FLAGS_KIND, "value"), State(ids.FLAGS_LABEL, "value"), State(ids.FLAGS_MIN_SCORE, "value"),
-                  State(ids.FLAGS_RUN, "data"), *zero_shot_filters.dependencies(State), prevent_initial_call=True)
-    def _export(_n: int, kind: str, label: str | None, min_score: float, run_id: str, *zero_shot: Any) -> Any:
-        rows = _rows(ctx, run_id, kind, label, min_score, *zero_shot)
-        if not rows:
+                  State(ids.FLAGS_KIND, "value"), *sidebar.inputs(State), prevent_initial_call=True)
+    def _export(_n: int, kind: str, *args: Any) -> Any:
+        values = sidebar.sidebar_values(*args)
+        records = sidebar.matching(ctx.db(), args[-1], flag_where(kind, values), order_by=shaping.FLAG_ORDER[kind],
+                                   limit=EXPORT_MAX, limits=sidebar.sql_limits(ctx)).to_pylist()
+        if not records:
             return no_update
-        return {"content": shaping.rows_csv(rows, ("sha256", "path", "label", "score", "reason")),
+        return {"content": shaping.rows_csv(shaping.flag_card_rows(kind, records), ("sha256", "path", "label", "score", "reason")),
                 "filename": f"embedscope-flags-{kind}.csv", "type": "text/csv"}

@@ -10,7 +10,7 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, curation, figures, ids, shaping, text_search
+from embedscope.dashboard import context, curation, figures, ids, shaping, sidebar, text_search
 
 GALLERY_MAX = 60  # thumbnails shown for a selection (the CSV has all of it)
 
@@ -49,6 +49,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
         text_search.text_box(),
         html.Div([
+            sidebar.sidebar(db, current, with_apply=True),
             html.Div([dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
                                 clear_on_unhover=True),
                       dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right")],
@@ -172,7 +173,8 @@ def _map_figure(ctx: Any, run_id: str, proj: str | None, color: str | None, high
     points = ctx.map_points(run_id, *parsed)
     values, continuous = views.point_colors(ctx.db(), run_id, points.sha256, color)
     fig = figures.map_figure(dataclasses.replace(points, color=values, continuous=continuous),
-                             color_title=color.replace("cluster:", "cluster "), highlight=highlight)
+                             color_title=color.replace("cluster:", "cluster "), highlight=highlight,
+                             clip_at=sidebar.novelty_clip(ctx.db(), run_id, color))
     return fig, figures.map_notice(points, ctx.max_points, len(highlight))
 
 

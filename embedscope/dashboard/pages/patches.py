@@ -9,19 +9,18 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import cluster_figures, ids
+from embedscope.dashboard import cluster_figures, context, ids, image_picker
 
 
 def layout(sha: str | None = None, **_: Any) -> Any:
-    from embedscope.store.views import is_sha256
-
+    db = context.current().db()
     return html.Div([
         html.H3("Within-image patch clusters"),
         html.Div("The image's DINOv2 patch tokens (one per 14×14 patch of the model input), clustered with k-means. "
                  "Computed on request with the model and weights its stored embedding came from.",
                  style={"fontSize": "13px", "color": "#555"}),
-        html.Div([html.Label("image sha256 "),
-                  dcc.Input(id=ids.PATCH_SHA, value=sha if is_sha256(sha) else "", style={"width": "560px", "fontFamily": "monospace"})]),
+        html.Div([html.Label("image ", style={"marginRight": "6px"}), image_picker.image_picker(db, ids.PATCH_SHA, sha)],
+                 style={"display": "flex", "alignItems": "center"}),
         html.Div([html.Span("k ", style={"fontSize": "13px"}),
                   html.Div(dcc.Slider(id=ids.PATCH_K, min=2, max=10, step=1, value=4), style={"width": "320px", "display": "inline-block"}),
                   html.Button("Cluster patches", id=ids.PATCH_RUN, n_clicks=0)], style={"margin": "6px 0"}),
@@ -31,6 +30,8 @@ def layout(sha: str | None = None, **_: Any) -> Any:
 
 
 def register_callbacks(app: Any, ctx: Any) -> None:
+    image_picker.register_search(app, ctx, ids.PATCH_SHA)
+
     @app.callback(Output(ids.PATCH_FIGURE, "figure"), Output(ids.PATCH_FIGURE, "style"), Output(ids.PATCH_EXAMPLES, "children"),
                   Output(ids.PATCH_STATUS, "children"),
                   Input(ids.PATCH_RUN, "n_clicks"), State(ids.PATCH_SHA, "value"), State(ids.PATCH_K, "value"),
@@ -43,10 +44,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         from embedscope.store import schema as S
         from embedscope.store import views
 
-        sha = (sha or "").strip().lower()
         hidden = {"display": "none"}
-        if not views.is_sha256(sha):
-            return no_update, hidden, None, C.notice("enter the sha256 of a stored image", kind="warn")
+        if not views.is_image_key(sha):
+            return no_update, hidden, None, C.notice("choose an image (type part of its file name)", kind="warn")
         db = ctx.db()
         try:
             models = sorted({e["model"] for e in views.image_detail(db, sha)["embeddings"]})

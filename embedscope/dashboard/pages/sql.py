@@ -1,5 +1,6 @@
 """SQL: the same read-only SQL as `embedscope query`, results as a table; a result with a
-sha256 column can be shown on the map as a selection."""
+sha256 column gets a thumbnail per row linking to the image page, and can be shown on the map
+as a selection."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def layout(**_: Any) -> Any:
         html.Div(id=ids.SQL_STATUS, style={"margin": "6px 0", "fontSize": "13px"}),
         dcc.Store(id=ids.SQL_SHAS),
         dash_table.DataTable(id=ids.SQL_TABLE, page_size=25, sort_action="native", filter_action="native",
-                             style_table={"overflowX": "auto"},
+                             style_table={"overflowX": "auto"}, markdown_options={"link_target": "_self"},
+                             css=[{"selector": ".dash-cell-value img", "rule": "max-height: 48px; max-width: 64px;"}],
                              style_cell={"fontFamily": "monospace", "fontSize": "12px", "maxWidth": "420px",
                                          "overflow": "hidden", "textOverflow": "ellipsis", "textAlign": "left"}),
     ])
