@@ -22,6 +22,7 @@ from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_
 from embedscope.analysis.neighbors import KnnIndex
 from embedscope.analysis.novelty import DataModel, Scores, fit_model
 from embedscope.analysis.params import AnalysisParams
+from embedscope.analysis.progress import Progress
 from embedscope.analysis.projection import ProjectionConfig, fit_projection, pca_fit, umap_graph
 from embedscope.analysis.recording import Recorder
 
@@ -65,7 +66,8 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     search = params.knn_search_dims if nf > params.knn_exact_max else None
     t = timer.begin("neighbours", f"{nf:,} rows, k={k_nb}")
     index = KnnIndex(Xf, search_dims=search, seed=params.seed)
-    nb = index.search(Xf, k_nb, exclude_self=True)
+    with Progress("neighbours", nf) as progress:
+        nb = index.search(Xf, k_nb, exclude_self=True, progress=progress.update)
     graph = None if placeable else umap_graph(nb.idx, nb.dist, params.n_neighbors)
     if nb.approximate:
         methods_info["knn"] = (f"{nf} rows > {params.knn_exact_max}: neighbour candidates from PCA-{search}, "
