@@ -130,7 +130,7 @@ def run_neardup(quick: bool = False) -> list[dict]:
         index.add(X)
         index.nprobe = 4
         lims, _, ids = index.range_search(X, 1.0 - thr)
-        rows = np.repeat(np.arange(len(X)), np.diff(lims))
+        rows = np.repeat(np.arange(len(X)), np.diff(lims.astype(np.int64)))
         keep = ids > rows
         return np.stack([rows[keep], ids[keep]], axis=1)
 
