@@ -6,7 +6,13 @@ stage by stage. What does not scale is sampled, and the output says so: silhouet
 5 000-row sample, kNN candidates from PCA-64 above 20 000 rows (distances exact), UMAP on the
 PCA-50 of the vectors. Peak memory is the process's maximum resident set size.
 
-    python -m benchmarks.bench_analysis [--quick] [--only base|scale]   # --quick: 10k rows
+    python -m benchmarks.bench_analysis [--quick] [--only base|neardup|scale]   # --quick: 5k rows
+
+Every row of the *base* run is fitted (no sample): one kNN graph is shared by both UMAPs and
+novelty. The *neardup* part (30k rows quick, 100k full, 1,000 planted pairs) times the exact
+range search over every pair (``analysis/near_pairs.py``) against the old way (10 nearest
+neighbours of every row, then the threshold) and faiss IVF256,Flat range search (nprobe 4), with
+recall of the planted pairs, in the same run.
 
 The *scale* part (issue 9) measures the sample-then-place path: N × 384 vectors (1M; quick:
 100k) written in chunks and imported with ``ingest-vectors``, then ``embedscope analyze
@@ -36,11 +42,103 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+PARTS = ("base", "neardup", "scale")
+
+
 def run(quick: bool = False, only: str | None = None) -> list[dict]:
     """Run the benchmark; one dict per measurement ``{"name", "value", "unit", "settings"}``.
-    ``only``: 'base' (the all-rows analysis) or 'scale' (sample-then-place); default both."""
-    results = [] if only == "scale" else run_base(quick)
-    return results + ([] if only == "base" else run_scale(quick))
+    ``only``: one of :data:`PARTS`; default all (the quick tier skips *scale*: its subprocesses
+    and 100k-row ingest alone take minutes, which the quick tier's three do not allow)."""
+    parts = [only] if only else [p for p in PARTS if not (quick and p == "scale")]
+    results: list[dict] = []
+    for part in parts:
+        results += {"base": run_base, "neardup": run_neardup, "scale": run_scale}[part](quick)
+    return results
+
+
+# -- near-duplicates over every row ---------------------------------------------------------
+
+def planted_pairs(n: int, n_pairs: int = 1000, dim: int = 384, seed: int = 0):
+    """``n`` clustered rows (30 blobs, 0.5 % outliers) of which ``n_pairs`` are copies of other
+    rows at cosine distances spread over 0.0006..0.026: (X, the planted pairs as a set)."""
+    import numpy as np
+
+    from embedscope.analysis.synthetic import make_blobs, more_points
+
+    base = make_blobs(n_per_blob=10, n_blobs=30, dim=dim, n_planted=0, n_outliers=0, n_dups=0, seed=seed)
+    _, X, _ = more_points(base, n - n_pairs - n // 200, n // 200, seed=seed + 1)
+    rng = np.random.default_rng(seed + 3)
+    src = rng.choice(len(X), n_pairs, replace=False)
+    noise = rng.normal(size=(n_pairs, dim))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    D = X[src] + rng.uniform(0.05, 0.23, n_pairs)[:, None] * noise
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = np.concatenate([X, D.astype(np.float32)])
+    return X, {(int(s), len(X) - n_pairs + i) for i, s in enumerate(src)}
+
+
+def _cpu_timed(fn):
+    t, w = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.process_time() - t, time.perf_counter() - w
+
+
+def run_neardup(quick: bool = False) -> list[dict]:
+    """Every near-duplicate pair (cosine <= 0.03) of N × 384 rows with 1,000 planted pairs: the
+    range search of ``analysis/near_pairs.py`` against the old way (10 nearest neighbours of
+    every row, PCA-64 candidates, then the threshold) and faiss IVF-flat range search, same run."""
+    import numpy as np
+
+    from embedscope.analysis.duplicates import embedding_pairs
+    from embedscope.analysis.near_pairs import near_pairs
+    from embedscope.analysis.neighbors import knn
+
+    n = 30_000 if quick else 100_000
+    thr = 0.03
+    X, planted = planted_pairs(n)
+    settings = {"rows": n, "dim": 384, "planted_pairs": len(planted), "threshold": thr, "cores": __import__("os").cpu_count(),
+                "load_avg_1m": round(__import__("os").getloadavg()[0], 2)}
+    results = Rows()
+
+    def add(name: str, value: float, unit: str, **extra) -> None:
+        results.append({"name": name, "value": round(float(value), 3), "unit": unit, "settings": {**settings, **extra}})
+
+    def recall(pairs) -> float:
+        return len(planted & {(int(a), int(b)) for a, b in pairs}) / len(planted)
+
+    (pairs, _), cpu_new, wall_new = _cpu_timed(lambda: near_pairs(X, thr))
+    add("neardup_range_search_cpu_seconds", cpu_new, "CPU-s", how="exact IVF range search, PCA-96 + residual")
+    add("neardup_range_search_wall_seconds", wall_new, "s")
+    add("neardup_range_search_recall", recall(pairs), "fraction")
+
+    def old():
+        nb = knn(X, X, 10, exclude_self=True, search_dims=64)
+        return embedding_pairs(nb.idx, nb.dist, thr)
+
+    old_pairs, cpu_old, wall_old = _cpu_timed(old)
+    add("neardup_old_knn10_cpu_seconds", cpu_old, "CPU-s", how="knn k=10 (PCA-64 candidates) + threshold")
+    add("neardup_old_knn10_recall", recall(old_pairs), "fraction")
+    add("neardup_range_over_old_cpu", cpu_new / max(cpu_old, 1e-9), "x (lower is better)")
+    try:
+        import faiss
+    except ImportError:
+        return results
+    def with_faiss():
+        q = faiss.IndexFlatIP(X.shape[1])
+        index = faiss.IndexIVFFlat(q, X.shape[1], 256, faiss.METRIC_INNER_PRODUCT)
+        index.train(X[np.random.default_rng(0).choice(len(X), min(len(X), 256 * 64), replace=False)])
+        index.add(X)
+        index.nprobe = 4
+        lims, _, ids = index.range_search(X, 1.0 - thr)
+        rows = np.repeat(np.arange(len(X)), np.diff(lims.astype(np.int64)))
+        keep = ids > rows
+        return np.stack([rows[keep], ids[keep]], axis=1)
+
+    f_pairs, cpu_f, _ = _cpu_timed(with_faiss)
+    add("neardup_faiss_ivf256_nprobe4_cpu_seconds", cpu_f, "CPU-s", how="faiss IVF256,Flat range_search nprobe 4")
+    add("neardup_faiss_recall", recall(f_pairs), "fraction")
+    add("neardup_range_over_faiss_cpu", cpu_new / max(cpu_f, 1e-9), "x (lower is better)")
+    return results
 
 
 def run_base(quick: bool = False) -> list[dict]:
@@ -54,7 +152,7 @@ def run_base(quick: bool = False) -> list[dict]:
     from embedscope.store import schema as S
     from embedscope.store.db import Database
 
-    n_blobs, per_blob = (10, 980) if quick else (10, 9_900)
+    n_blobs, per_blob = (10, 480) if quick else (10, 9_900)
     syn = make_blobs(n_per_blob=per_blob, n_blobs=n_blobs, dim=384, n_planted=100 if quick else 500,
                      n_outliers=100 if quick else 500, n_dups=50, seed=0)
     n = len(syn.ids)
@@ -222,8 +320,8 @@ def run_scale(quick: bool = False) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="10k rows instead of 100k (scale: 100k instead of 1M)")
-    ap.add_argument("--only", choices=["base", "scale"], help="run one part only")
+    ap.add_argument("--quick", action="store_true", help="5k rows instead of 100k, near-dups at 30k, no scale part")
+    ap.add_argument("--only", choices=list(PARTS), help="run one part only")
     args = ap.parse_args(argv)
     import logging
 

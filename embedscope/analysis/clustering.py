@@ -335,6 +335,41 @@ def sweep_k(X: np.ndarray, k_values: list[int], *, seed: int = 0, sample: int = 
     return out
 
 
+K_AUTO_CAP = 60  # the auto range's top when --k-max is not given: min(this, max(15, sqrt(N)/2))
+
+
+def k_grid(n: int, k_min: int = 2, k_max: int | None = None, points: int = 12) -> list[int]:
+    """The k values an auto-k sweep tries first: every k up to ``points`` values, else a
+    geometric grid. The top is ``k_max``, or by default grows with N (``√N/2``, at least 15,
+    at most :data:`K_AUTO_CAP`); never above N - 1."""
+    top = k_max if k_max is not None else int(min(K_AUTO_CAP, max(15, round(np.sqrt(n) / 2))))
+    lo = max(2, k_min)
+    top = max(lo, min(top, n - 1))
+    if top - lo + 1 <= points:
+        return list(range(lo, top + 1))
+    return sorted({int(k) for k in np.round(np.geomspace(lo, top, points))})
+
+
+def k_refinement(grid: list[int], best: int, most: int = 6) -> list[int]:
+    """The untried k values between ``best``'s neighbours on ``grid`` (at most ``most``, evenly spread)."""
+    i = grid.index(best)
+    lo, hi = grid[max(0, i - 1)], grid[min(len(grid) - 1, i + 1)]
+    between = [k for k in range(lo + 1, hi) if k not in grid]
+    if len(between) > most:
+        between = [between[int(j)] for j in np.linspace(0, len(between) - 1, most).round()]
+    return sorted(set(between))
+
+
+def edge_note(ks: list[int], best: int, n: int) -> str | None:
+    """A warning when the chosen k sits at an end of the tried range (the true best may lie beyond)."""
+    if best == ks[-1] and best < n - 1:
+        return (f"the best k ({best}) is the top of the range tried ({ks[0]}..{ks[-1]}): there may be more "
+                f"clusters; try --k-max {2 * best} or --k N")
+    if best == ks[0] and best > 2:
+        return f"the best k ({best}) is the bottom of the range tried; try --k-min 2"
+    return None
+
+
 def best_k(sweep: list[dict[str, float]]) -> int:
     valid = [s for s in sweep if np.isfinite(s["silhouette"])]
     if not valid:

@@ -20,6 +20,7 @@ class DuplicateConfig:
     cosine_threshold: float = 0.03  # embedding pairs with cosine distance <= this
     hamming_threshold: int = 6  # phash pairs with Hamming distance <= this (of 64 bits)
     phash_max_rows: int = 50_000  # the all-pairs phash comparison is skipped above this (stated)
+    search_dims: int = 96  # the PCA space of the exact range search (analysis/near_pairs.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,20 +8,25 @@ model of the data. :func:`run_params_of` and :func:`sampling_info` make ``runs.p
 
 from __future__ import annotations
 
-import time
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from embedscope.analysis.backend import Backend
-from embedscope.analysis.clustering import ClusterConfig, Placer, best_k, cluster_method, fit_clusters, sweep_k
+from embedscope.analysis.clustering import (
+    ClusterConfig, Placer, best_k, cluster_method, edge_note, fit_clusters, k_grid, k_refinement, sweep_k,
+)
 from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
 from embedscope.analysis.neighbors import KnnIndex
 from embedscope.analysis.novelty import DataModel, Scores, fit_model
 from embedscope.analysis.params import AnalysisParams
-from embedscope.analysis.projection import ProjectionConfig, fit_projection, pca_fit
+from embedscope.analysis.progress import Progress
+from embedscope.analysis.projection import ProjectionConfig, fit_projection, pca_fit, umap_graph
 from embedscope.analysis.recording import Recorder
+
+log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "npz-v1"  # how ``run_models.blob`` is encoded (DataModel.to_bytes)
 
@@ -54,12 +59,16 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     nf = len(Xf)
     metric, methods_info, timer = rec.metric, rec.methods_info, rec.timer
 
-    # neighbours (leave-one-out inside the fit set), used by novelty, kNN accuracy and duplicates
-    t = time.perf_counter()
-    k_nb = max(params.novelty.knn_k, 10)
+    # neighbours (leave-one-out inside the fit set), used by novelty, kNN accuracy and UMAP
+    # wide enough to be UMAP's graph too, so no UMAP searches again (an all-rows fit only: a
+    # sampled run's UMAP needs its own search index to transform the placed rows)
+    k_nb = max(params.novelty.knn_k, 10, params.n_neighbors - 1)
     search = params.knn_search_dims if nf > params.knn_exact_max else None
+    t = timer.begin("neighbours", f"{nf:,} rows, k={k_nb}")
     index = KnnIndex(Xf, search_dims=search, seed=params.seed)
-    nb = index.search(Xf, k_nb, exclude_self=True)
+    with Progress("neighbours", nf) as progress:
+        nb = index.search(Xf, k_nb, exclude_self=True, progress=progress.update)
+    graph = None if placeable else umap_graph(nb.idx, nb.dist, params.n_neighbors)
     if nb.approximate:
         methods_info["knn"] = (f"{nf} rows > {params.knn_exact_max}: neighbour candidates from PCA-{search}, "
                                "distances exact")
@@ -71,10 +80,10 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
 
     def project(method: str, dims: int) -> np.ndarray:
         if (method, dims) not in projections:
-            t0 = time.perf_counter()
+            t0 = timer.begin(f"{method}{dims}d", f"{nf:,} rows")
             cfg = ProjectionConfig(method, dims, params.seed, params.n_neighbors, params.min_dist, params.perplexity,
                                    tsne_max_fit=params.tsne_max_fit, backend=backend.name if method == "umap" else "cpu")
-            res = fit_projection(Xf, cfg)
+            res = fit_projection(Xf, cfg, knn=graph if method == "umap" else None)
             projections[(method, dims)] = res.coords
             transforms[(method, dims)] = res.transform
             methods_info[f"{method}{dims}d"] = res.info
@@ -88,14 +97,25 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     # clusterings
     k = params.k
     if any(cluster_method(m).needs_k for m in params.cluster) and k is None:
-        t = time.perf_counter()
-        ks = list(range(max(2, params.k_min), max(params.k_min, min(params.k_max, nf - 1)) + 1))
-        sweep = sweep_k(Xf, ks, seed=params.seed, sample=min(params.silhouette_sample, 3000))
+        t = timer.begin("k sweep", f"{nf:,} rows")
+        ks = k_grid(nf, params.k_min, params.k_max)
+        sample = min(params.silhouette_sample, 3000)
+        sweep = sweep_k(Xf, ks, seed=params.seed, sample=sample)
+        k = best_k(sweep)
+        finer = k_refinement(ks, k)
+        if finer:
+            sweep = sorted(sweep + sweep_k(Xf, finer, seed=params.seed, sample=sample), key=lambda s: s["k"])
+            k = best_k(sweep)
         for s in sweep:
             metric("silhouette_vs_k", s["silhouette"], "kmeans", "embedding", s["k"])
             metric("inertia", s["inertia"], "kmeans", "embedding", s["k"])
-        k = best_k(sweep)
-        methods_info["k_auto"] = {"chosen": k, "range": [ks[0], ks[-1]], "by": "silhouette (cosine-normalised k-means)"}
+        tried = [int(s["k"]) for s in sweep]
+        methods_info["k_auto"] = {"chosen": k, "range": [ks[0], ks[-1]], "tried": tried,
+                                  "by": "silhouette (cosine-normalised k-means)"}
+        note = edge_note(ks, k, nf)
+        if note:
+            methods_info["k_auto"]["note"] = note
+            log.warning("analyze: %s", note)
         timer.stage("k sweep", t)
     labels_by: dict[str, np.ndarray] = {}
     prob_by: dict[str, np.ndarray | None] = {}
@@ -118,7 +138,7 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
         else:
             Z, space = Xf, "embedding"
             spaces[method] = None
-        t = time.perf_counter()  # after the reduced space, which is timed on its own
+        t = timer.begin(f"cluster {method}", f"{len(Z):,} rows in {space}")  # after the reduced space
         cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
                             params.max_fit, params.hdbscan_max_fit, placeable=placeable,
                             backend=backend.name if cluster_method(method).gpu else "cpu")
@@ -135,7 +155,7 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
         timer.stage(f"cluster {method}", t)
 
     # metrics: embedding space (cosine silhouette), each projection (Euclidean), labels
-    t = time.perf_counter()
+    t = timer.begin("metrics")
     for method, labels in labels_by.items():
         for name, value in internal_metrics(Xf, labels, metric="cosine", silhouette_sample=params.silhouette_sample,
                                             seed=params.seed).items():
@@ -154,7 +174,7 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     timer.stage("metrics", t)
 
     # novelty + contamination on the primary clustering, fitted on the fit set
-    t = time.perf_counter()
+    t = timer.begin("novelty", f"{nf:,} rows")
     dmodel, fit_scores = fit_model(Xf, labels_by[params.primary_cluster], params.novelty, glosh=glosh,
                                    truth=truth_f if has_labels else None, neighbors_dist=nb.dist)
     timer.stage("novelty", t)

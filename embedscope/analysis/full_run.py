@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 
 from embedscope.analysis.backend import resolve_backend
-from embedscope.analysis.duplicates import embedding_pairs, groups_from_pairs, phash_pairs
+from embedscope.analysis.duplicates import groups_from_pairs, phash_pairs
 from embedscope.analysis.fitting import fit_mask, fit_methods, run_params_of, sampling_info, written_projections
+from embedscope.analysis.near_pairs import all_near_duplicates
 from embedscope.analysis.neighbors import knn
 from embedscope.analysis.novelty import score_new
 from embedscope.analysis.params import AnalysisParams, new_run_id
@@ -59,6 +60,7 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     n_candidates = n_rows - (int(round(params.holdout * n_rows)) if params.holdout > 0 else 0)
     if params.fit_sample and n_candidates > params.fit_sample:
         return run_sampled(db, params, backend, model, variant, ds, timer)
+    log.info("analyze: reading %s %s/%s rows, to fit every one of them", f"{n_rows:,}", model, variant)
     data = read_embeddings(db, model, variant, ds=ds)
     n = len(data.sha)
     if n < 3:
@@ -85,15 +87,10 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
     hold_scores = score_new(data.X[hold_idx], Xf, dmodel, batch_size=params.batch_size) if len(hold_idx) else None
     timer.stage("holdout scoring", t)
 
-    # near-duplicates over all images (fit + held out)
-    t = time.perf_counter()
-    search = params.knn_search_dims if nf > params.knn_exact_max else None
-    if len(hold_idx):
-        nb_all = knn(data.X, data.X, 10, exclude_self=True, search_dims=search, seed=params.seed)
-        idx_all, dist_all = nb_all.idx, nb_all.dist
-    else:
-        idx_all, dist_all = fit_idx[nb.idx], nb.dist
-    dup_group = groups_from_pairs(n, embedding_pairs(idx_all, dist_all, params.duplicates.cosine_threshold))
+    # near-duplicates over all images (fit + held out): every pair within the threshold
+    t = timer.begin("near-duplicates", f"{n:,} rows")
+    dup_group, dup_info = all_near_duplicates(data.X, params.duplicates, seed=params.seed)
+    rec.methods_info["near_duplicates"] = dup_info
     phash_group = np.full(n, -1, np.int64)
     if phash is not None:
         have = np.nonzero(phash != np.iinfo(np.int64).min)[0]
@@ -104,7 +101,7 @@ def run_analysis(db: Database, params: AnalysisParams) -> str:
             phash_group[have] = g
         else:
             rec.methods_info["phash_duplicates"] = f"skipped: {len(have)} hashes > phash_max_rows {params.duplicates.phash_max_rows}"
-    timer.stage("duplicates", t)
+    timer.stage("near-duplicates", t)
 
     # held-out images: placed in the fitted projections by their nearest fitted neighbours
     hold_nb = knn(data.X[hold_idx], Xf, 10) if len(hold_idx) else None

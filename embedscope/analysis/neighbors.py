@@ -8,6 +8,7 @@ exactly in the full space, which keeps a 100k × 384 search to seconds on two co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -45,8 +46,10 @@ class KnnIndex:
             self.Rs = self.pca.transform(self.R).astype(np.float32)
             self._half_sq = 0.5 * (self.Rs * self.Rs).sum(1)[None, :]
 
-    def search(self, queries: np.ndarray, k: int, *, exclude_self: bool = False, chunk: int | None = None) -> Neighbors:
-        """The ``k`` nearest reference rows of each query row (see :func:`knn`)."""
+    def search(self, queries: np.ndarray, k: int, *, exclude_self: bool = False, chunk: int | None = None,
+               progress: Callable[[int], None] | None = None) -> Neighbors:
+        """The ``k`` nearest reference rows of each query row (see :func:`knn`); ``progress(rows)``
+        is called after each chunk of queries."""
         Q = normalize(queries)
         R = self.R
         n, m = Q.shape[0], R.shape[0]
@@ -77,6 +80,8 @@ class KnnIndex:
             order = np.argsort(-exact, axis=1)[:, :k]
             idx[start:stop] = np.take_along_axis(cand, order, axis=1)
             dist[start:stop] = 1.0 - np.take_along_axis(exact, order, axis=1)
+            if progress:
+                progress(stop - start)
         np.clip(dist, 0.0, 2.0, out=dist)
         return Neighbors(idx, dist, approximate)
 

@@ -26,7 +26,7 @@ class AnalysisParams:
     cluster: tuple[str, ...] = ("hdbscan", "kmeans")  # the first is the primary clustering
     k: int | None = None  # None = auto: best silhouette over k_min..k_max (k-means sweep)
     k_min: int = 2
-    k_max: int = 15
+    k_max: int | None = None  # None: grows with N, min(60, max(15, sqrt(N)/2)) (clustering.k_grid)
     hdbscan_space: str = "umap"  # 'umap' | 'pca': the reduced space HDBSCAN / DBSCAN run in
     hdbscan_dims: int = 10
     min_cluster_size: int | None = None

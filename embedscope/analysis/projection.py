@@ -82,8 +82,12 @@ def pca_fit(X: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, Callab
     return coords, lambda Q: model.transform(np.asarray(Q, np.float32)).astype(np.float32)
 
 
-def fit_projection(X: np.ndarray, cfg: ProjectionConfig) -> Projection:
+def fit_projection(X: np.ndarray, cfg: ProjectionConfig, *, knn: tuple[np.ndarray, np.ndarray] | None = None) -> Projection:
     """Project the rows of ``X`` (N × D, L2-normalised) as ``cfg`` says.
+
+    ``knn``: the rows' cosine kNN graph ``(idx, dist)``, each row's own index first at distance 0
+    (see :func:`umap_graph`); UMAP then builds its fuzzy graph from it instead of searching again
+    (its ``transform`` is then unavailable: pass it only when no row will be placed later).
 
     >>> fit_projection(np.eye(4, dtype=np.float32), ProjectionConfig("pca", 2)).coords.shape
     (4, 2)
@@ -109,7 +113,7 @@ def fit_projection(X: np.ndarray, cfg: ProjectionConfig) -> Projection:
         Z, first = pca_fit(X, cfg.pca_dims, cfg.seed)
         info["pca_first"] = cfg.pca_dims
     if cfg.method == "umap":
-        Y, inner = _umap(Z, cfg, info)
+        Y, inner = _umap(Z, cfg, info, knn)
     else:
         Y, inner = _tsne(Z, cfg, info)
 
@@ -120,7 +124,18 @@ def fit_projection(X: np.ndarray, cfg: ProjectionConfig) -> Projection:
     return Projection(np.asarray(Y, np.float32), info, transform)
 
 
-def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> tuple[np.ndarray, Callable]:
+def umap_graph(idx: np.ndarray, dist: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """umap-learn's ``precomputed_knn`` from leave-one-out neighbours (``idx``/``dist`` without
+    the row itself): each row first, at distance 0, then its ``n_neighbors - 1`` nearest."""
+    n = len(idx)
+    k = max(1, min(n_neighbors, n) - 1)
+    own = np.arange(n, dtype=np.int64)[:, None]
+    return (np.hstack([own, idx[:, :k]]).astype(np.int64),
+            np.hstack([np.zeros((n, 1), np.float32), dist[:, :k]]).astype(np.float32))
+
+
+def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any],
+          knn: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, Callable]:
     n = Z.shape[0]
     if n <= cfg.dims + 2:
         info["fallback"] = "too few rows for UMAP: PCA"
@@ -142,6 +157,19 @@ def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any]) -> tuple[n
         n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; say so explicitly
     )
     info.update(metric="cosine", n_neighbors=n_neighbors, min_dist=cfg.min_dist, seed=cfg.seed)
+    if not small and knn is not None and knn[0].shape[1] >= n_neighbors:
+        import warnings
+
+        reducer.precomputed_knn = (knn[0][:, :n_neighbors], knn[1][:, :n_neighbors], None)
+        info["knn_graph"] = "the run's one cosine kNN graph (exact distances), shared by every UMAP and novelty"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+            Y = reducer.fit_transform(Z)
+
+        def no_transform(Q: np.ndarray) -> np.ndarray:
+            raise ConfigError("this UMAP was fitted on a precomputed kNN graph and cannot place new rows")
+
+        return Y, no_transform
     if not small:
         return reducer.fit_transform(Z), reducer.transform
     # below 4096 rows umap-learn computes all pairwise distances with a per-pair Python call

@@ -18,6 +18,11 @@ class Timer:
         self.t0 = time.perf_counter()
         self.stages: dict[str, float] = {}
 
+    def begin(self, name: str, detail: str = "") -> float:
+        """Log that stage ``name`` starts (with ``detail``, e.g. its row count); returns its start time."""
+        log.info("analyze: %s%s ...", name, f" ({detail})" if detail else "")
+        return time.perf_counter()
+
     def stage(self, name: str, start: float) -> None:
         self.stages[name] = round(time.perf_counter() - start, 3)
         log.info("analyze: %s done in %.1fs", name, self.stages[name])

@@ -12,13 +12,16 @@ the embeddings in batches of ``batch_size`` rows (Lance ``to_batches``) and, per
 - novelty: kNN distances against the sample (the fitted reference set, prepared once),
   the nearest centroid, and GLOSH from ``approximate_predict_scores``, combined with the
   sample's robust statistics, so placed rows are judged on the same scale as fitted ones;
-- near-duplicates: pairs between the batch and the sample, and inside the batch;
+- near-duplicates: the batch's coordinates in the pair space (PCA fitted on the sample, see
+  :mod:`embedscope.analysis.near_pairs`) are kept;
 
 and appends the batch's ``clusters``, ``projections`` and ``flags`` rows. Memory is bounded by
-the sample, one batch and the result columns of one batch, not by the number of rows. Placed
-rows have ``in_fit = false``. Near-duplicate pairs between two placed rows of different batches
-are not searched (stated in ``methods_info``); their group ids are written once every pair is
-known, by updating the few ``flags`` rows concerned. The ``runs`` row is still written last.
+the sample, one batch, the result columns of one batch and the pair-space coordinates of every
+row (97 floats a row), not by the vectors of every row. Placed rows have ``in_fit = false``.
+After the pass one exact range search finds every near-duplicate pair over all rows (sample and
+placed alike; the candidates' vectors are read again for the exact re-rank), and the group ids
+of placed rows are written by updating the few ``flags`` rows concerned. The ``runs`` row is
+still written last.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ import pyarrow.compute as pc
 
 from embedscope.analysis.backend import Backend
 from embedscope.analysis.duplicates import groups_from_pairs, phash_pairs
+from embedscope.analysis.near_pairs import groups_in_space, pair_space
+from embedscope.analysis.progress import Progress as ProgressLog
 from embedscope.analysis.clustering import cluster_method
 from embedscope.analysis.fitting import fit_mask, fit_methods, run_params_of, sampling_info, written_projections
-from embedscope.analysis.neighbors import knn, normalize
+from embedscope.analysis.neighbors import normalize
 from embedscope.analysis.novelty import score_with_neighbors
 from embedscope.analysis.params import AnalysisParams, new_run_id
 from embedscope.analysis.reading import embeddings_filter, gather_vectors, streamed_labels
@@ -81,6 +86,23 @@ def _phash_groups(db: Database, sha_sorted: pa.Array, params: AnalysisParams, in
     return {s: int(x) for s, x in zip(sha, g) if x >= 0}
 
 
+def _vectors_of(Xf: np.ndarray, sha_all: list[str], ds: Any, flt: str, batch_size: int) -> Any:
+    """``vectors(rows)`` for the near-duplicate re-rank: rows of the sample (the first ``len(Xf)``)
+    from memory, the others read in one streaming pass over the embeddings per call."""
+    m = len(Xf)
+
+    def vectors(rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), Xf.shape[1]), np.float32)
+        mine = rows < m
+        out[mine] = Xf[rows[mine]]
+        if (~mine).any():
+            wanted = pa.array([sha_all[r] for r in rows[~mine]])
+            out[~mine] = gather_vectors(ds, flt, wanted, batch_size)
+        return out
+
+    return vectors
+
+
 def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: str, variant: str, ds: Any,
                 timer: Timer) -> str:
     """The analyze run when rows > ``params.fit_sample`` (see the module docstring); returns its run_id."""
@@ -114,13 +136,9 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
     phash_of = _phash_groups(db, sha_sorted, params, info)
 
     sha_f = sample_sha.to_pylist()
-    thr = params.duplicates.cosine_threshold
-    dup_pairs: set[tuple[str, str]] = set()
-    rows, cols = np.nonzero(fit.nb.dist <= thr)
-    for r, c in zip(rows, cols):
-        a, b2 = sha_f[r], sha_f[fit.nb.idx[r, c]]
-        if a != b2:
-            dup_pairs.add((min(a, b2), max(a, b2)))
+    # near-duplicates: every row's coordinates in the pair space, searched once all are known
+    pspace = pair_space(Xf, params.duplicates.search_dims, seed=params.seed)
+    z_parts, sha_all = [pspace(Xf)], list(sha_f)
 
     # pass 2: place every other row, batch by batch
     t = time.perf_counter()
@@ -128,7 +146,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
     primary = params.primary_cluster
     k_nb = max(params.novelty.knn_k, 10)
     placed = n_novel = n_cont = 0
-    last_log = time.perf_counter()
+    progress = ProgressLog("place", n - m)
     for b in ds.to_batches(columns=["sha256", "vector"], filter=flt, batch_size=params.batch_size):
         keep = np.nonzero(~pc.is_in(b.column("sha256"), value_set=sample_sha).to_numpy(zero_copy_only=False))[0]
         if not len(keep):
@@ -166,24 +184,11 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
         db.append(S.FLAGS, flag_rows(run_id, sha_b, scores, False, np.full(nb_, -1, np.int64), ph))
         n_novel += int(scores.is_novel.sum())
         n_cont += int(scores.is_contaminated.sum())
-        # near-duplicates: batch × sample, and inside the batch
-        r, c = np.nonzero(nbr.dist <= thr)
-        for i, j in zip(r, c):
-            a, b2 = sha_b[i], sha_f[nbr.idx[i, j]]
-            dup_pairs.add((min(a, b2), max(a, b2)))
-        if nb_ > 1:
-            inner = knn(Xb, Xb, 5, exclude_self=True, search_dims=params.knn_search_dims if nb_ > params.knn_exact_max else None,
-                        seed=params.seed)
-            r, c = np.nonzero(inner.dist <= thr)
-            for i, j in zip(r, c):
-                a, b2 = sha_b[i], sha_b[inner.idx[i, j]]
-                if a != b2:
-                    dup_pairs.add((min(a, b2), max(a, b2)))
         placed += nb_
-        if time.perf_counter() - last_log > 10:
-            last_log = time.perf_counter()
-            el = last_log - t
-            log.info("analyze %s: placed %d / %d rows (%.0f rows/s)", run_id, placed, n - m, placed / max(el, 1e-9))
+        z_parts.append(pspace(Xb))
+        sha_all.extend(sha_b)
+        progress.update(nb_)
+    progress.close()
     place_s = time.perf_counter() - t
     timer.stage("place (streaming)", t)
     info["placement"] = {
@@ -193,17 +198,15 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
                 **{mth: cluster_method(mth).placement for mth in fit.placers},
                 "novelty": "kNN against the fit sample + nearest centroid (+ GLOSH), the sample's robust z-scores"},
     }
-    info["near_duplicates"] = ("pairs searched inside the fit sample, between each placed row and the sample, and "
-                               "inside each placed batch; pairs between placed rows of different batches are not searched")
 
-    # near-duplicate groups, now that every pair is known
-    t = time.perf_counter()
-    in_pairs = sorted({s for p in dup_pairs for s in p})
-    at = {s: i for i, s in enumerate(in_pairs)}
-    g = groups_from_pairs(len(in_pairs), np.array([(at[a], at[b2]) for a, b2 in dup_pairs], np.int64).reshape(-1, 2))
-    group_of = {s: int(x) for s, x in zip(in_pairs, g) if x >= 0}
-    in_sample = set(sha_f)
-    placed_in_groups = [s for s in in_pairs if s in group_of and s not in in_sample]
+    # near-duplicate groups over every pair of rows, sample and placed alike
+    t = timer.begin("near-duplicates", f"{len(sha_all):,} rows")
+    Z = np.concatenate(z_parts)
+    del z_parts
+    g, info["near_duplicates"] = groups_in_space(Z, _vectors_of(Xf, sha_all, ds, flt, params.batch_size),
+                                                 params.duplicates, seed=params.seed)
+    group_of = {sha_all[i]: int(g[i]) for i in np.nonzero(g >= 0)[0]}
+    placed_in_groups = [sha_all[i] for i in np.nonzero(g[m:] >= 0)[0] + m]
 
     # the sample's own rows
     db.append(S.CLUSTERS, fitted_cluster_rows(run_id, sha_f, fit))
@@ -222,7 +225,7 @@ def run_sampled(db: Database, params: AnalysisParams, backend: Backend, model: s
         new = pa.array([group_of[s] for s in old.column("sha256").to_pylist()], pa.int64())
         db.upsert(S.FLAGS, old.set_column(old.schema.get_field_index("dup_group"), "dup_group", new))
     n_groups = len(set(group_of.values()))
-    timer.stage("duplicates + write sample", t)
+    timer.stage("near-duplicates + write sample", t)
 
     rec.totals(n=n, novel=n_novel, contaminated=n_cont, dup_groups=n_groups, phash_groups=len(set(phash_of.values())))
     write_metrics_and_model(db, rec, fit.dmodel)

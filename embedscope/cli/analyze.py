@@ -194,7 +194,7 @@ def _add_analyze_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", metavar="N|auto", help=dflt("clusters for the methods that take k", "k",
                                                       "auto: best silhouette over --k-min..--k-max"))
     p.add_argument("--k-min", type=int, help=dflt("auto k range start", "k_min"))
-    p.add_argument("--k-max", type=int, help=dflt("auto k range end", "k_max"))
+    p.add_argument("--k-max", type=int, help=dflt("auto k range end", "k_max", "min(60, max(15, sqrt(N)/2))"))
     p.add_argument("--hdbscan-space", choices=["umap", "pca"], help=dflt("reduced space for hdbscan/dbscan", "hdbscan_space"))
     p.add_argument("--hdbscan-dims", type=int, help=dflt("dims of that space", "hdbscan_dims"))
     p.add_argument("--min-cluster-size", type=int, help=dflt("HDBSCAN", "min_cluster_size", "max(5, min(50, N/100))"))
