@@ -312,6 +312,7 @@ def test_malformed_callback_values_give_one_line_not_http_500(tiny):
                       (ids.SIDEBAR_LABEL, "value", None), (ids.SIDEBAR_CLUSTER, "value", None),
                       (ids.SIDEBAR_TAG, "value", None), (ids.SIDEBAR_FLAG, "value", None),
                       (ids.SIDEBAR_SCORE, "value", ["not-a-number", 1.0]), (ids.SIDEBAR_FOLDER, "value", None),
+                      (ids.SIDEBAR_ZERO_SHOT, "value", None),
                       (ids.SIDEBAR_CONTEXT, "data", {"run_id": "no-such-run", "score_bounds": [0.0, 2.0]}),
                       (ids.FLAGS_PAGE, "data", 0)])  # the state, after the inputs
     assert resp.status_code == 200, resp.get_data(as_text=True)[:500]
