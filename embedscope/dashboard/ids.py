@@ -140,3 +140,12 @@ DETAIL_TAG_NAME = "detail-tag-name"
 DETAIL_TAG_ADD = "detail-tag-add"
 DETAIL_TAG_REMOVE = "detail-tag-remove"
 DETAIL_TAGS = "detail-tags"
+
+# map page, level of detail (#18)
+MAP_LOD = "map-lod"  # the view on screen: {"mode": "density"|"points"|"3d", "view", "loaded", "key", ...}
+MAP_REPS = "map-representatives"  # the "cluster representatives" layer toggle
+MAP_GALLERY_PREV = "map-gallery-prev"
+MAP_GALLERY_NEXT = "map-gallery-next"
+MAP_GALLERY_PAGE = "map-gallery-page"
+MAP_LOADING = "map-loading"
+PAGE_LOADING = "es-page-loading"
