@@ -91,8 +91,12 @@ def build_scale_db(root: Path, n: int) -> Path:
 
 
 def cached_scale_db(tmp_path_factory, n: int) -> tuple[Path, float]:
-    """``build_scale_db`` once per test session; (path, seconds the build took, 0 when cached)."""
-    root = tmp_path_factory.getbasetemp() / f"map-scale-{n}"
+    """``build_scale_db`` once per test session (or once for good under $EMBEDSCOPE_SCALE_DB_DIR);
+    (path, seconds the build took, 0 when cached)."""
+    import os
+
+    keep = os.environ.get("EMBEDSCOPE_SCALE_DB_DIR")
+    root = (Path(keep) if keep else tmp_path_factory.getbasetemp()) / f"map-scale-{n}"
     done = root / ".built"
     if done.exists():
         return root / "db", 0.0
@@ -103,6 +107,16 @@ def cached_scale_db(tmp_path_factory, n: int) -> tuple[Path, float]:
     build_scale_db(root, n)
     done.touch()
     return root / "db", time.perf_counter() - t0
+
+
+def wait_until_warm(log: Path, timeout: float = 300) -> None:
+    """Wait until the dashboard writing ``log`` has indexed its map in the background (it logs
+    "warmed"): datashader's first compile takes tens of seconds on 2 busy cores."""
+    deadline = time.monotonic() + timeout
+    while "warmed" not in log.read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the dashboard did not warm its map in {timeout}s: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

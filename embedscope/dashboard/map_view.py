@@ -63,28 +63,17 @@ def map_colours(ctx: Any, index: MapIndex, run_id: str, color: str) -> Any:
     return hit
 
 
-def view_from_relayout(relayout: dict | None, full: View) -> View | None:
-    """The view a Plotly ``relayoutData`` asks for: ``full`` on a reset (double click),
-    None when the event is not a zoom or pan (a drag-mode change, a selection)."""
-    r = relayout or {}
-    if r.get("xaxis.autorange"):
-        return full
-    try:
-        if "xaxis.range[0]" in r:
-            xs = (float(r["xaxis.range[0]"]), float(r["xaxis.range[1]"]))
-        elif "xaxis.range" in r:
-            xs = tuple(float(v) for v in r["xaxis.range"])
-        else:
-            return None
-        if "yaxis.range[0]" in r:
-            ys = (float(r["yaxis.range[0]"]), float(r["yaxis.range[1]"]))
-        elif "yaxis.range" in r:
-            ys = tuple(float(v) for v in r["yaxis.range"])
-        else:
-            return None
-    except (TypeError, ValueError, KeyError):
+def moved(viewport: Sequence[float] | None, shown: Sequence[float] | None, tolerance: float = 1e-6) -> View | None:
+    """The view the browser's axes show (``viewport``: [x0, x1, y0, y1]) when it differs from
+    the one drawn (``shown``); None when it does not (a resize, a selection, a re-render)."""
+    if not viewport or len(viewport) != 4:
         return None
-    return View(min(xs), max(xs), min(ys), max(ys))
+    view = View(*(float(v) for v in viewport))
+    if shown and len(shown) == 4:
+        scale = max(abs(view.width), abs(view.height), 1e-12)
+        if all(abs(a - b) <= tolerance * scale for a, b in zip(view.as_list(), shown)):
+            return None
+    return View(min(view.x0, view.x1), max(view.x0, view.x1), min(view.y0, view.y1), max(view.y0, view.y1))
 
 
 def color_title(color: str) -> str:

@@ -63,7 +63,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
                                   overlay_style={"visibility": "visible", "opacity": 0.55},
                                   custom_spinner=C.notice("drawing the map…")),
                       dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right"),
-                      dcc.Store(id=ids.MAP_LOD), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
+                      dcc.Store(id=ids.MAP_LOD), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
                      style={"flex": "1 1 65%", "minWidth": "0"}),
             html.Div([
                 html.H4("Point", style={"margin": "4px 0"}),
@@ -101,20 +101,28 @@ def register_callbacks(app: Any, ctx: Any) -> None:
 
     @app.callback(Output(ids.MAP_GRAPH, "figure"), Output(ids.MAP_NOTICE, "children"), Output(ids.MAP_LOD, "data"),
                   Input(ids.MAP_RUN, "value"), Input(ids.MAP_PROJECTION, "value"), Input(ids.MAP_COLOR, "value"),
-                  Input(ids.MAP_REPS, "value"), Input(ids.MAP_GRAPH, "relayoutData"),
+                  Input(ids.MAP_REPS, "value"), Input(ids.MAP_VIEWPORT, "data"),
                   State(ids.SELECTION, "data"), State(ids.MAP_LOD, "data"))
-    def _figure(run_id: str, proj: str | None, color: str | None, reps: list | None, relayout: dict | None,
+    def _figure(run_id: str, proj: str | None, color: str | None, reps: list | None, viewport: list | None,
                 selection: dict | None, lod: dict | None) -> tuple:
-        zoomed = callback_context.triggered_id == ids.MAP_GRAPH
-        if zoomed and (lod or {}).get("mode") not in ("density", "points"):
-            return no_update, no_update, no_update
-        # a new colour or layer keeps the view of the same projection
-        same_map = (lod or {}).get("key", [None, None])[:2] == [run_id, proj] and lod.get("view")
-        keep = callback_context.triggered_id in (ids.MAP_COLOR, ids.MAP_REPS) and same_map
-        drawn = _draw(ctx, run_id, proj, color, shaping.sql_highlight(selection), reps=bool(reps),
-                      relayout=relayout if zoomed else None, lod=lod if zoomed else None,
-                      view=lod["view"] if keep else None)
-        return drawn if drawn is not None else (no_update, no_update, no_update)
+        lod = lod or {}
+        view = None
+        if callback_context.triggered_id == ids.MAP_VIEWPORT:  # a zoom or pan: only a 2-D view that moved
+            view = map_view.moved(viewport, lod.get("view")) if lod.get("mode") in ("density", "points") else None
+            if view is None:
+                return no_update, no_update, no_update
+        elif callback_context.triggered_id in (ids.MAP_COLOR, ids.MAP_REPS) and lod.get("view") \
+                and lod.get("key", [None, None])[:2] == [run_id, proj]:
+            view = map_view.View(*lod["view"])  # a new colour or layer keeps the view
+        return _draw(ctx, run_id, proj, color, shaping.sql_highlight(selection), reps=bool(reps), view=view,
+                     lod=lod if callback_context.triggered_id == ids.MAP_VIEWPORT else None)
+
+    # the axes ranges after any zoom, pan, reset or resize, as the browser drew them
+    app.clientside_callback(
+        """function(_r) { const g = document.querySelector('#map-graph .js-plotly-plot');
+            if (!g || !g._fullLayout || !g._fullLayout.xaxis || g._fullLayout.scene) return window.dash_clientside.no_update;
+            const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
+        Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
@@ -203,8 +211,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
 
 
 def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str], *, reps: bool = False,
-          relayout: dict | None = None, lod: dict | None = None, view: list | None = None) -> tuple | None:
-    """(figure, notice, view state) of the map; None when ``relayout`` is not a zoom or pan."""
+          view: map_view.View | None = None, lod: dict | None = None) -> tuple:
+    """(figure, notice, view state) of the map at ``view`` (default: all of it); ``lod``: the
+    state of the map on screen, when only its view changed."""
     parsed = shaping.parse_projection(proj)
     if not run_id or parsed is None or not color:
         return figures.go.Figure(), "This run has no projection to show.", None
@@ -212,13 +221,7 @@ def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight:
         fig, notice = _map_figure_3d(ctx, run_id, proj, color, highlight)
         return fig, notice, {"mode": "3d"}
     index = map_view.map_index(ctx, map_state.current(), run_id, *parsed)
-    full = index.full_view()
-    if view is not None:
-        view = map_view.View(*view)
-    else:
-        view = map_view.view_from_relayout(relayout, full) if relayout is not None else full
-    if view is None:
-        return None
+    view = view or index.full_view()
     colours = map_view.map_colours(ctx, index, run_id, color)
     drawn = map_view.draw(ctx, index, colours, view, threshold=ctx.max_points, key=[run_id, proj, color],
                           highlight=highlight, representatives=reps, previous=lod)
