@@ -18,7 +18,9 @@ import numpy as np
 from embedscope.dashboard.map_index import View
 
 MAX_SIDE = 900  # pixels of the longer side of the image (the plot is ~900 px wide)
-_warm_lock = threading.Lock()
+# numba's default (workqueue) threading layer is not safe for concurrent parallel kernels: two
+# renders at once from waitress threads can hang the process, so aggregations take turns
+_aggregate_lock = threading.Lock()
 
 
 def image_size(view: View, max_side: int = MAX_SIDE) -> tuple[int, int]:
@@ -41,21 +43,26 @@ def render(x: np.ndarray, y: np.ndarray, view: View, *, codes: np.ndarray | None
     width, height = image_size(view, max_side)
     canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=(view.x0, view.x1), y_range=(view.y0, view.y1))
     frame: dict[str, Any] = {"x": x, "y": y}
+
+    def aggregate(how: Any) -> np.ndarray:
+        with _aggregate_lock:
+            return canvas.points(pd.DataFrame(frame), "x", "y", agg=how).values
+
     if codes is not None and len(colours):
         frame["c"] = pd.Categorical.from_codes(codes, categories=range(len(colours)))
-        counts = canvas.points(pd.DataFrame(frame), "x", "y", agg=ds.count_cat("c")).values.astype(np.float32)
+        counts = aggregate(ds.count_cat("c")).astype(np.float32)
         total = counts.sum(axis=2)
         rgb = counts.reshape(-1, counts.shape[2]) @ _rgb(colours)
         rgb = rgb.reshape(height, width, 3) / np.maximum(total, 1)[..., None]
     elif values is not None:
         frame["v"] = values
-        mean = canvas.points(pd.DataFrame(frame), "x", "y", agg=ds.mean("v")).values
+        mean = aggregate(ds.mean("v"))
         total = np.isfinite(mean).astype(np.float32)
         finite = mean[np.isfinite(mean)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         rgb = _viridis((np.nan_to_num(mean, nan=lo) - lo) / max(hi - lo, 1e-12))
     else:
-        total = canvas.points(pd.DataFrame(frame), "x", "y", agg=ds.count()).values.astype(np.float32)
+        total = aggregate(ds.count()).astype(np.float32)
         rgb = np.broadcast_to(np.array([8, 48, 107], np.float32), (*total.shape, 3))
     alpha = np.where(total > 0, 90 + 165 * np.log1p(total) / np.log1p(max(float(total.max()), 1.0)), 0)
     rgba = np.dstack([rgb, alpha]).clip(0, 255).astype(np.uint8)
@@ -93,12 +100,11 @@ def png_data_uri(rgba: np.ndarray) -> str:
 
 def warm_up() -> None:
     """Compile datashader's kernels (count, by category, mean) on a few points."""
-    with _warm_lock:
-        x = np.linspace(0, 1, 16, dtype=np.float32)
-        view = View(0, 1, 0, 1)
-        render(x, x, view, codes=np.zeros(16, np.int32), colours=["#000000"], max_side=16)
-        render(x, x, view, values=x, max_side=16)
-        render(x, x, view, max_side=16)
+    x = np.linspace(0, 1, 16, dtype=np.float32)
+    view = View(0, 1, 0, 1)
+    render(x, x, view, codes=np.zeros(16, np.int32), colours=["#000000"], max_side=16)
+    render(x, x, view, values=x, max_side=16)
+    render(x, x, view, max_side=16)
 
 
 def warm_up_in_background() -> threading.Thread:
