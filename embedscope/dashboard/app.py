@@ -97,7 +97,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
             html.Div(id=ids.CALLBACK_ERROR, style={"color": "#b71c1c", "padding": "0 12px", "fontSize": "13px"}),
             # anything that builds a page for over half a second says so
             dcc.Loading(html.Div(dash.page_container, style={"padding": "8px 12px"}), id=ids.PAGE_LOADING,
-                        delay_show=500, target_components={"_pages_content": "children"},
+                        delay_show=500, show_initially=False, target_components={"_pages_content": "children"},
                         overlay_style={"visibility": "visible", "opacity": 0.6},
                         custom_spinner=html.Div("loading the page…", style=_SPINNER)),
         ], style={"fontFamily": "system-ui, sans-serif"})

@@ -34,7 +34,7 @@ def category_colours(categories: Sequence[str]) -> tuple[list[str], list[str]]:
 def _base_layout(fig: go.Figure, view: View, *, color_title: str) -> go.Figure:
     fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso", uirevision="map",
                       legend={"title": {"text": color_title}, "itemsizing": "constant"}, template="plotly_white",
-                      clickmode="event", height=620, hovermode="closest")
+                      clickmode="event", height=620, hovermode="closest", meta={"lod": True})
     fig.update_xaxes(showticklabels=False, title=None, range=[view.x0, view.x1], autorange=False, constrain="domain",
                      showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, title=None, range=[view.y0, view.y1], autorange=False, showgrid=False, zeroline=False,

@@ -59,7 +59,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         html.Div([
             html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
                                             clear_on_unhover=True),
-                                  id=ids.MAP_LOADING, delay_show=500, target_components={ids.MAP_GRAPH: "figure"},
+                                  id=ids.MAP_LOADING, delay_show=500, show_initially=False, target_components={ids.MAP_GRAPH: "figure"},
                                   overlay_style={"visibility": "visible", "opacity": 0.55},
                                   custom_spinner=C.notice("drawing the map…")),
                       dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right"),
@@ -78,7 +78,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
                           html.Button("next ▶", id=ids.MAP_GALLERY_NEXT, n_clicks=0, style={"marginLeft": "6px"})],
                          style={"margin": "4px 0"}),
                 dcc.Loading(html.Div(id=ids.MAP_GALLERY, style={"maxHeight": "520px", "overflowY": "auto"}),
-                            delay_show=500, custom_spinner=C.notice("selecting…"),
+                            delay_show=500, show_initially=False, custom_spinner=C.notice("selecting…"),
                             overlay_style={"visibility": "visible", "opacity": 0.55}),
             ], style={"flex": "0 0 33%", "paddingLeft": "10px", "minWidth": "0"}),
         ], style={"display": "flex"}),
@@ -107,7 +107,10 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 selection: dict | None, lod: dict | None) -> tuple:
         lod = lod or {}
         view = None
-        if callback_context.triggered_id == ids.MAP_VIEWPORT:  # a zoom or pan: only a 2-D view that moved
+        # a zoom or pan of the drawn map: only a view that moved. (A newer request supersedes an
+        # older one in flight, so a viewport event can arrive before the map it belongs to: then draw.)
+        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps)
+        if callback_context.triggered_id == ids.MAP_VIEWPORT and current:
             view = map_view.moved(viewport, lod.get("view")) if lod.get("mode") in ("density", "points") else None
             if view is None:
                 return no_update, no_update, no_update
@@ -115,12 +118,13 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 and lod.get("key", [None, None])[:2] == [run_id, proj]:
             view = map_view.View(*lod["view"])  # a new colour or layer keeps the view
         return _draw(ctx, run_id, proj, color, shaping.sql_highlight(selection), reps=bool(reps), view=view,
-                     lod=lod if callback_context.triggered_id == ids.MAP_VIEWPORT else None)
+                     lod=lod if view is not None and current else None)
 
     # the axes ranges after any zoom, pan, reset or resize, as the browser drew them
     app.clientside_callback(
         """function(_r) { const g = document.querySelector('#map-graph .js-plotly-plot');
-            if (!g || !g._fullLayout || !g._fullLayout.xaxis || g._fullLayout.scene) return window.dash_clientside.no_update;
+            if (!g || !g.layout || !g.layout.meta || !g.layout.meta.lod || !g._fullLayout.xaxis)
+                return window.dash_clientside.no_update;  // not (yet) a 2-D level-of-detail map
             const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
         Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
 
