@@ -37,6 +37,7 @@ EXPECTED_S: dict[str, tuple[float, float]] = {
     "bench_queries": (150, 2 * 3600),
     "bench_ray": (130, 350),
     "bench_sam2": (60, 1800),
+    "bench_map": (150, 600),
 }
 
 

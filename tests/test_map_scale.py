@@ -171,3 +171,11 @@ def test_projection_columns_and_colours_from_a_real_database(tmp_path):
     assert [c.categories[k] for k in c.codes] == ["noise", "unknown", "cluster 1", "cluster 0"]
     lab = map_columns.point_colours(db, "r", cols.sha256, "label")
     assert [lab.categories[k] for k in lab.codes] == ["unknown", "a", "b", "a"]
+
+
+def test_contact_sheet_puts_one_picture_per_cell_nearest_its_centre():
+    view = View(0, 2, 0, 2)
+    x = np.array([0.5, 0.45, 1.5, 1.9, 0.1], np.float32)
+    y = np.array([0.5, 0.5, 1.5, 1.9, 1.9], np.float32)
+    picked = map_view.contact_sheet(x, y, view, side=2)
+    assert sorted(picked.tolist()) == [0, 2, 4]  # per cell the point nearest its centre; (1.9, 1.9) loses to (1.5, 1.5)

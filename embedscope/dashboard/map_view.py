@@ -4,8 +4,8 @@ and the figure builders (:mod:`map_layers`, :mod:`map_density`). No Dash layout 
 
 Level of detail: more than ``threshold`` points in view → the density image; fewer → the
 points themselves (those of a region twice the view, so small pans need no new query); at
-most ``THUMBS_VIEW_MAX`` in view → also the thumbnails of the ``THUMBS_MAX`` points nearest
-the view's centre.
+most ``THUMBS_VIEW_MAX`` in view → also thumbnails, one per cell of a 7 × 7 grid over the
+view (:func:`contact_sheet`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from embedscope.dashboard.map_index import MapIndex, View
 
 
 THUMBS_VIEW_MAX = 2_000  # "close zoom": at most this many points in view
-THUMBS_MAX = 40  # thumbnails drawn on the map at close zoom
+THUMBS_SIDE = 7  # at close zoom the view is cut into 7 × 7 cells, one thumbnail each
+THUMBS_MAX = THUMBS_SIDE * THUMBS_SIDE
 HOVER_CELLS = 1.5  # a density hover answers when a point is within this many hover-grid cells
 
 
@@ -145,15 +146,31 @@ def _pictures(index: MapIndex, colours: Any, view: View, in_view: np.ndarray, re
     images: list = []
     notes: list = []
     if 0 < len(in_view) <= THUMBS_VIEW_MAX:
-        cx, cy = view.centre
-        d = (index.x[in_view] - cx) ** 2 + (index.y[in_view] - cy) ** 2
-        rows = in_view[np.argsort(d, kind="stable")[:THUMBS_MAX]]
-        images += map_layers.thumbnail_images(view, rows, index.x, index.y, index.shas(rows))
+        rows = contact_sheet(index.x[in_view], index.y[in_view], view)
+        rows = in_view[rows]
+        images += map_layers.thumbnail_images(view, rows, index.x, index.y, index.shas(rows), per_side=THUMBS_SIDE + 1)
     if representatives and not colours.continuous:
         reps = index.representatives(colours.codes, colours.categories)
         rep_images, notes = map_layers.representative_layers(reps, index.shas([r["index"] for r in reps]), index.extent)
         images += rep_images
     return images, notes
+
+
+def contact_sheet(x: np.ndarray, y: np.ndarray, view: View, side: int = 0) -> np.ndarray:
+    """Which points get a picture at close zoom: the view cut into ``side`` × ``side`` cells
+    (at most ``THUMBS_MAX`` pictures), in each the point nearest the cell's centre, so the
+    pictures tile the view instead of piling up; the cells nearest the view's centre first."""
+    side = side or THUMBS_SIDE
+    cw, ch = max(view.width, 1e-12) / side, max(view.height, 1e-12) / side
+    col = np.clip(((x - view.x0) / cw).astype(np.int64), 0, side - 1)
+    row = np.clip(((y - view.y0) / ch).astype(np.int64), 0, side - 1)
+    d = ((x - (view.x0 + (col + 0.5) * cw)) / cw) ** 2 + ((y - (view.y0 + (row + 0.5) * ch)) / ch) ** 2
+    cell = row * side + col
+    order = np.lexsort((d, cell))
+    _, first = np.unique(cell[order], return_index=True)
+    picked = order[first]
+    centre = (col[picked] - (side - 1) / 2) ** 2 + (row[picked] - (side - 1) / 2) ** 2
+    return picked[np.argsort(centre, kind="stable")][:THUMBS_MAX]
 
 
 def event_indices(index: MapIndex, event: dict | None, state: dict | None) -> list[int]:
