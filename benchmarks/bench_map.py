@@ -5,12 +5,11 @@ loaded thumbnail, a lasso of ~20% of the points to its counts, and the bytes the
 sent (Chrome's performance log). The server is measured after it warmed its map (it indexes
 the latest run's map and compiles the density renderer in the background at start).
 
-    python -m benchmarks.bench_map [--quick]
+    python -m benchmarks.run --only map [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -61,23 +60,9 @@ def _bytes_received(driver) -> int:
     return total
 
 
-def _pointer(driver, points, down_up: bool = False) -> None:
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-
-    ab = ActionBuilder(driver, duration=10)
-    pa = ab.pointer_action
-    pa.move_to_location(int(points[0][0]), int(points[0][1]))
-    if down_up:
-        pa.pointer_down()
-    for x, y in points[1:]:
-        pa.move_to_location(int(x), int(y))
-    if down_up:
-        pa.pointer_up()
-    ab.perform()
-
-
 def measure(url: str, n: int) -> dict[str, float]:
     from tests.map_scale_db import blob_centres
+    from tests.test_dashboard_browser import _pointer
 
     driver = _driver()
     try:
@@ -161,14 +146,3 @@ def run(quick: bool = False) -> list[dict]:
                                 "settings": {**settings, **extra}})
     return results
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for r in run(quick=args.quick):
-        print(f"{r['name']:28} {r['value']:>10} {r['unit']:4} {r['settings']}")
-
-
-if __name__ == "__main__":
-    main()
