@@ -32,7 +32,11 @@ def register_map_routes(server: Any, ctx: Any) -> None:
     def map_thumb(sha256: str) -> Response:
         if not views.is_sha256(sha256):
             abort(404)
-        data = views.thumbnail(ctx.db(), sha256)
+        from embedscope.dashboard.map_state import current
+
+        known, data = current().thumbnail(sha256)
+        if not known:
+            data = views.thumbnail(ctx.db(), sha256)
         resp = Response(data or placeholder_jpeg(), mimetype="image/jpeg")
         resp.headers["Cache-Control"] = "private, max-age=3600"
         resp.headers["X-Embedscope-Source"] = "thumbnail" if data else "placeholder"

@@ -20,6 +20,7 @@ from embedscope.dashboard.map_index import MapIndexCache
 STATE_KEY = "EMBEDSCOPE_MAP_STATE"
 INLINE_MAX = 10_000  # selections up to this size travel to the browser as sha256 lists
 KEEP_SELECTIONS = 16  # large selections remembered per server (the most recent)
+KEEP_THUMBNAILS = 4_000  # thumbnails read ahead for the pictures on the map (~10 KB each)
 
 
 class MapState:
@@ -28,7 +29,30 @@ class MapState:
     def __init__(self, max_bytes: int | None = None) -> None:
         self.indexes = MapIndexCache(max_bytes) if max_bytes else MapIndexCache()
         self._selections: OrderedDict[str, list[str]] = OrderedDict()
+        self._thumbs: OrderedDict[str, bytes | None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def read_ahead(self, db: Any, shas: Sequence[str]) -> None:
+        """Read the thumbnails of ``shas`` in one query (the pictures a map draws), so their
+        ``/map-thumb`` requests do not each scan the images table."""
+        from embedscope.store.map_columns import thumbnails
+
+        with self._lock:
+            missing = [s for s in dict.fromkeys(shas) if s not in self._thumbs]
+        if not missing:
+            return
+        found = thumbnails(db, missing)
+        with self._lock:
+            self._thumbs.update(found)
+            while len(self._thumbs) > KEEP_THUMBNAILS:
+                self._thumbs.popitem(last=False)
+
+    def thumbnail(self, sha: str) -> tuple[bool, bytes | None]:
+        """(known, bytes) of a thumbnail read ahead."""
+        with self._lock:
+            if sha in self._thumbs:
+                return True, self._thumbs[sha]
+        return False, None
 
     def selection_store(self, shas: Sequence[str], source: str = "map") -> dict[str, Any] | None:
         """What the session's ``SELECTION`` store keeps for a selection of ``shas``."""

@@ -10,7 +10,7 @@ view (:func:`contact_sheet`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,6 +32,7 @@ class Drawn:
     figure: Any
     notice: str
     state: dict[str, Any]
+    pictures: list[str] = field(default_factory=list)  # sha256 of the thumbnails drawn on the map
 
 
 def map_index(ctx: Any, state: Any, run_id: str, method: str, dims: int) -> MapIndex:
@@ -106,7 +107,7 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
             patch["layout"]["images"] = images
             patch["layout"]["annotations"] = notes
             return Drawn(patch, _points_notice(n, total, previous.get("n_loaded", n)),
-                         {**previous, **state, "loaded": loaded.as_list()})
+                         {**previous, **state, "loaded": loaded.as_list()}, _picture_shas(images))
         region = view.grown(2.0)
         rows = index.in_view(region)
         if len(rows) > threshold:
@@ -119,7 +120,12 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
         if highlight:
             notice += f" Ringed in red: {len(hl):,} images selected by a SQL query or a text search."
     fig.update_layout(images=list(fig.layout.images) + images, annotations=notes)
-    return Drawn(fig, notice, state)
+    return Drawn(fig, notice, state, _picture_shas(images))
+
+
+def _picture_shas(images: list[dict]) -> list[str]:
+    prefix = map_layers.THUMB_URL.format("")
+    return [i["source"][len(prefix):] for i in images if i["source"].startswith(prefix)]
 
 
 def _points_notice(n: int, total: int, loaded: int) -> str:

@@ -98,3 +98,14 @@ def point_colours(db: Database, run_id: str, points: pa.Array, color_by: str) ->
     if continuous:
         return PointColours([], values=np.asarray([np.nan if v is None else float(v) for v in values], np.float32))
     return encode_categories(values)
+
+
+def thumbnails(db: Database, shas: list[str]) -> dict[str, bytes | None]:
+    """The stored thumbnails of ``shas`` in one read (None for ids without one)."""
+    from embedscope.store.filters import isin
+
+    if not shas:
+        return {}
+    t = db.read(S.IMAGES, ["sha256", "thumbnail"], where=isin("sha256", list(shas)))
+    found = dict(zip(t.column("sha256").to_pylist(), t.column("thumbnail").to_pylist()))
+    return {s: found.get(s) for s in shas}

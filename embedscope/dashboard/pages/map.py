@@ -229,6 +229,7 @@ def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight:
     colours = map_view.map_colours(ctx, index, run_id, color)
     drawn = map_view.draw(ctx, index, colours, view, threshold=ctx.max_points, key=[run_id, proj, color],
                           highlight=highlight, representatives=reps, previous=lod)
+    map_state.current().read_ahead(ctx.db(), drawn.pictures)
     return drawn.figure, drawn.notice, drawn.state
 
 
@@ -249,8 +250,10 @@ def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str
     from embedscope.store import views
 
     start = page * GALLERY_MAX
-    rows = views.image_rows(ctx.db(), shas[start:start + GALLERY_MAX])
-    cards = [C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")) for r in rows]
+    db = ctx.db()
+    rows = views.image_rows(db, shas[start:start + GALLERY_MAX])
+    map_state.current().read_ahead(db, [r["sha256"] for r in rows])
+    cards = [_map_thumb(C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")), r["sha256"]) for r in rows]
     title = shaping.selection_title(len(shas), source, len(shas))
     if len(shas) > GALLERY_MAX:
         pages = (len(shas) - 1) // GALLERY_MAX + 1
@@ -263,6 +266,13 @@ def _tooltip(sha: str, row: dict | None) -> Any:
     tip = C.map_tooltip(sha, row)
     tip.children[0].src = map_layers.THUMB_URL.format(sha)
     return tip
+
+
+def _map_thumb(card: Any, sha: str) -> Any:
+    """A gallery card whose picture comes from ``/map-thumb`` (read ahead; a placeholder for ids
+    without a thumbnail)."""
+    card.children[0].children.src = map_layers.THUMB_URL.format(sha)
+    return card
 
 
 def _resolve(ctx: Any, event: dict | None, run_id: str, proj: str | None, lod: dict | None) -> list[str]:
