@@ -51,13 +51,20 @@ def _until(driver, script: str, timeout: float = 120.0, poll: float = 0.02):
     raise TimeoutError(script[:80])
 
 
-def _bytes_received(driver) -> int:
-    total = 0
+def _bytes_received(driver) -> tuple[int, int]:
+    """(bytes of data: callbacks and pictures, bytes of everything incl. the JS bundles)."""
+    urls, data, total = {}, 0, 0
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
-        if msg["method"] == "Network.loadingFinished":
-            total += int(msg["params"].get("encodedDataLength", 0))
-    return total
+        if msg["method"] == "Network.requestWillBeSent":
+            urls[msg["params"]["requestId"]] = msg["params"]["request"]["url"]
+        elif msg["method"] == "Network.loadingFinished":
+            size = int(msg["params"].get("encodedDataLength", 0))
+            total += size
+            url = urls.get(msg["params"]["requestId"], "")
+            if "_dash-update-component" in url or "/map-thumb/" in url or url.startswith("data:"):
+                data += size
+    return data, total
 
 
 def measure(url: str, n: int) -> dict[str, float]:
@@ -73,7 +80,7 @@ def measure(url: str, n: int) -> dict[str, float]:
         driver.get(url + "/")
         notice = _until(driver, DRAWN)[0]
         first = time.perf_counter() - t0
-        sent = _bytes_received(driver)
+        sent, sent_all = _bytes_received(driver)
         time.sleep(1.0)
         cx, cy = (float(v) for v in blob_centres()[0])
         steps = []
@@ -112,7 +119,8 @@ def measure(url: str, n: int) -> dict[str, float]:
         lasso = time.perf_counter() - t0
         selected = int(title.split(" ")[1].replace(",", ""))
         return {"first map": first, "zoom step": sum(steps) / len(steps), "zoom steps": steps, "hover": hover,
-                "lasso": lasso, "lasso points": selected, "first view MB": sent / 1e6, "first notice": notice[:60]}
+                "lasso": lasso, "lasso points": selected, "first view MB": sent / 1e6,
+                "first view MB incl. scripts": sent_all / 1e6, "first notice": notice[:60]}
     finally:
         driver.quit()
 
@@ -140,6 +148,8 @@ def run(quick: bool = False) -> list[dict]:
                 extra = {"target": TARGETS[n][name]}
                 if name == "zoom step":
                     extra["steps"] = [round(s, 3) for s in m["zoom steps"]]
+                if name == "first view MB":
+                    extra["incl. scripts (plotly.js, uncompressed)"] = round(m["first view MB incl. scripts"], 2)
                 if name == "lasso":
                     extra["selected"] = m["lasso points"]
                 results.append({"name": f"map {n // 1000}k: {name}", "value": round(m[name], 3), "unit": unit,

@@ -36,7 +36,8 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1", warm_map: bool = True) -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
-    ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
+    ``max_points``: a 2-D map draws points up to this many in view, a density image beyond; a
+    3-D map shows a fixed random sample of this many, and says so.
     ``auth``: ``"user:password"`` or ``(user, password)`` to require HTTP basic auth on every
     request (wrong passwords back off per client, see :mod:`embedscope.dashboard.auth`).
     ``query_flags`` / ``query_config``: how the Search page embeds an uploaded image

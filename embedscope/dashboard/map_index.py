@@ -69,6 +69,7 @@ class MapIndex:
     order: np.ndarray  # point indices, cell by cell
     starts: np.ndarray  # order[starts[c]:starts[c + 1]] are the points of cell c
     colours: dict[str, Any] = field(default_factory=dict)  # colour field → store.map_columns.PointColours
+    images: dict[int, str] = field(default_factory=dict)  # the whole map's density image (PNG data URI)
     _tree: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -91,7 +92,8 @@ class MapIndex:
     def nbytes(self) -> int:
         own = self.x.nbytes + self.y.nbytes + self.order.nbytes + self.starts.nbytes + self.sha256.nbytes
         tree = 0 if self._tree is None else 3 * self.x.nbytes * 4
-        return own + tree + sum(c.codes.nbytes if c.codes is not None else c.values.nbytes for c in self.colours.values())
+        colours = sum(c.codes.nbytes if c.codes is not None else c.values.nbytes for c in self.colours.values())
+        return own + tree + colours + sum(len(uri) for uri in self.images.values())
 
     def full_view(self, pad: float = 0.03) -> View:
         e = self.extent

@@ -135,16 +135,24 @@ def _points_notice(n: int, total: int, loaded: int) -> str:
 
 
 def _density(index: MapIndex, colours: Any, view: View, in_view: np.ndarray, title: str) -> Any:
+    """The density figure; the whole map's image is rendered once per colour field (it is the
+    first view of every visit)."""
     x, y = index.x[in_view], index.y[in_view]
+    whole = view == index.full_view()
+    uri = index.images.get(id(colours)) if whole else None
     if colours.continuous:
-        rgba = map_density.render(x, y, view, values=colours.values[in_view])
-        return map_layers.density_figure(view, map_density.png_data_uri(rgba), continuous_title=title, color_title=title)
-    _, palette = map_layers.category_colours(colours.categories)
-    codes = colours.codes[in_view]
-    rgba = map_density.render(x, y, view, codes=codes, colours=palette)
-    counts = np.bincount(codes, minlength=len(colours.categories))
-    return map_layers.density_figure(view, map_density.png_data_uri(rgba), categories=colours.categories,
-                                     colours=palette, counts=counts.tolist(), color_title=title)
+        uri = uri or map_density.png_data_uri(map_density.render(x, y, view, values=colours.values[in_view]))
+        fig = map_layers.density_figure(view, uri, continuous_title=title, color_title=title)
+    else:
+        _, palette = map_layers.category_colours(colours.categories)
+        codes = colours.codes[in_view]
+        uri = uri or map_density.png_data_uri(map_density.render(x, y, view, codes=codes, colours=palette))
+        counts = np.bincount(codes, minlength=len(colours.categories))
+        fig = map_layers.density_figure(view, uri, categories=colours.categories, colours=palette,
+                                        counts=counts.tolist(), color_title=title)
+    if whole:
+        index.images = {id(colours): uri}  # one colour field at a time
+    return fig
 
 
 def _pictures(index: MapIndex, colours: Any, view: View, in_view: np.ndarray, representatives: bool) -> tuple[list, list]:
