@@ -38,6 +38,7 @@ EXPECTED_S: dict[str, tuple[float, float]] = {
     "bench_ray": (0, 350),  # skipped in the quick tier (Ray's start-up alone is about a minute)
     "bench_sam2": (60, 1800),
     "bench_verdicts": (100, 3 * 3600),
+    "bench_map": (150, 600),
 }
 
 

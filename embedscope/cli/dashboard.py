@@ -57,7 +57,8 @@ def register(sub: Any) -> None:
     p.add_argument("--auth", help=argparse.SUPPRESS)  # refused with a pointer to --auth-file: argv is public
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"server worker threads (default {DEFAULT_THREADS})")
     p.add_argument("--max-points", type=int, default=D.DEFAULT_MAX_POINTS,
-                   help=f"the map shows a fixed random sample beyond this many points (default {D.DEFAULT_MAX_POINTS})")
+                   help=f"a 2-D map draws points up to this many in view, a density image beyond; a 3-D map a "
+                        f"random sample of this many (default {D.DEFAULT_MAX_POINTS})")
     p.add_argument("--max-original-mb", type=float, default=D.DEFAULT_MAX_ORIGINAL_BYTES / 2**20,
                    help="/image serves an original file up to this many MiB, else its thumbnail (default %(default)g)")
     p.add_argument("--max-upload-mpx", type=float, default=D.DEFAULT_MAX_UPLOAD_PIXELS / 1e6,

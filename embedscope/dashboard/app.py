@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 from typing import Any
 
 from embedscope.dashboard.context import (
@@ -32,10 +33,11 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                query_config: str | None = None, storage_options: dict[str, str] | None = None,
                sql_limits: Any = None, max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
                max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1") -> Any:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1", warm_map: bool = True) -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
-    ``max_points``: the map shows a fixed random sample beyond this many points, and says so.
+    ``max_points``: a 2-D map draws points up to this many in view, a density image beyond; a
+    3-D map shows a fixed random sample of this many, and says so.
     ``auth``: ``"user:password"`` or ``(user, password)`` to require HTTP basic auth on every
     request (wrong passwords back off per client, see :mod:`embedscope.dashboard.auth`).
     ``query_flags`` / ``query_config``: how the Search page embeds an uploaded image
@@ -46,7 +48,8 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     ``DASHBOARD_LIMITS``). ``max_original_bytes``: /image serves originals up to this size.
     ``max_upload_pixels``: the Search page refuses larger uploads. ``max_body_bytes``: larger
     request bodies get 413 before they are read. ``host``: the address it will be served on;
-    it writes tags only when that is loopback or ``auth`` is set.
+    it writes tags only when that is loopback or ``auth`` is set. ``warm_map``: index the latest
+    run's map (and compile the density renderer) in the background at start.
     """
     import dash
     from dash import dcc, html
@@ -54,6 +57,9 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     from embedscope.dashboard import ids, pages
     from embedscope.dashboard.auth import install_basic_auth, parse_credentials
     from embedscope.dashboard.encoders import EncoderCache
+    from embedscope.dashboard.map_routes import register_map_routes
+    from embedscope.dashboard.map_state import install as install_map_state
+    from embedscope.dashboard.map_view import warm_latest_map
     from embedscope.dashboard.routes import register_routes
     from embedscope.store.db import Database
     from embedscope.store.search_cache import SearchIndexCache
@@ -73,7 +79,11 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     if auth:
         install_basic_auth(app.server, parse_credentials(auth, "auth") if isinstance(auth, str) else tuple(auth))
     register_routes(app.server, ctx)
+    register_map_routes(app.server, ctx)
+    map_state = install_map_state(app.server)
     pages.register(app, ctx)
+    if warm_map:
+        threading.Thread(target=warm_latest_map, args=(ctx, map_state), name="map-warm-up", daemon=True).start()
 
     def shell() -> Any:
         return html.Div([
@@ -86,11 +96,19 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                      id=ids.NAV, style={"padding": "8px 12px", "borderBottom": "1px solid #ddd", "background": "#fafafa"}),
             _banner(ctx),
             html.Div(id=ids.CALLBACK_ERROR, style={"color": "#b71c1c", "padding": "0 12px", "fontSize": "13px"}),
-            html.Div(dash.page_container, style={"padding": "8px 12px"}),
+            # anything that builds a page for over half a second says so
+            dcc.Loading(html.Div(dash.page_container, style={"padding": "8px 12px"}), id=ids.PAGE_LOADING,
+                        delay_show=500, show_initially=False, target_components={"_pages_content": "children"},
+                        overlay_style={"visibility": "visible", "opacity": 0.6},
+                        custom_spinner=html.Div("loading the page…", style=_SPINNER)),
         ], style={"fontFamily": "system-ui, sans-serif"})
 
     app.layout = shell
     return app
+
+
+_SPINNER = {"position": "fixed", "top": "48px", "right": "16px", "background": "#fff4e5", "border": "1px solid #ffb74d",
+            "padding": "4px 10px", "borderRadius": "4px", "fontSize": "13px", "zIndex": 1000}
 
 
 def _callback_error(exc: Exception) -> None:

@@ -11,7 +11,10 @@ if TYPE_CHECKING:
     from embedscope.store.search_cache import SearchIndexCache
     from embedscope.store.sql import SqlLimits
 
-DEFAULT_MAX_POINTS = 150_000  # WebGL scatter stays smooth below this; above, a fixed random sample
+# the map draws points (WebGL) up to this many in view, a server-rendered density image beyond
+# (measured in benchmarks/bench_map.py: 100k WebGL points took 6.7 s to draw and 28 s to lasso in
+# headless Chromium); a 3-D map shows a fixed random sample of this many
+DEFAULT_MAX_POINTS = 50_000
 DEFAULT_MAX_ORIGINAL_BYTES = 64 * 1024 * 1024  # /image serves originals up to this size, else the thumbnail
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # the Search page decodes uploads up to this many pixels
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024  # request bodies (a 25 MiB upload is ~34 MB of base64 JSON)

@@ -37,7 +37,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   State(ids.SELECTION, "data"), State(ids.TAG_NAME, "value"), State(ids.TAG_NOTE, "value"),
                   prevent_initial_call=True)
     def _tag(_add: int, _remove: int, stored: dict | None, tag: str | None, note: str | None) -> Any:
-        shas = (stored or {}).get("sha256") or []
+        from embedscope.dashboard.map_state import selected_shas
+
+        shas = selected_shas(stored)  # a large map selection is held by the server
         if not shas:
             return "nothing selected: lasso or box-select points first"
         remove = callback_context.triggered_id == ids.TAG_REMOVE

@@ -1,18 +1,25 @@
-"""Map: a projection of the embeddings as a WebGL scatter, coloured by cluster / label /
-novelty / contamination / drop / ingest date. Hover: thumbnail + file name. Click: the
-image's summary with its nearest neighbours. Lasso/box: a gallery of the selection + CSV."""
+"""Map: a projection of the embeddings, coloured by cluster / label / novelty / contamination /
+drop / ingest date. A 2-D map draws by level of detail (:mod:`embedscope.dashboard.map_view`):
+a server-rendered density image when many points are in view, WebGL markers of the points in
+view otherwise, thumbnails at close zoom, cluster representatives on request. Hover: thumbnail
++ file name. Click: the image's summary with its nearest neighbours. Lasso/box: selected on the
+server, a paged gallery of the selection + CSV + tags. A 3-D map is the WebGL scatter of a
+fixed sample."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, curation, figures, ids, shaping, sidebar, text_search
+from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_state, map_view, shaping, sidebar,
+                                  text_search)
 
-GALLERY_MAX = 60  # thumbnails shown for a selection (the CSV has all of it)
+GALLERY_MAX = 60  # thumbnails per gallery page (the CSV has all of the selection)
 
 
 def _options(db: Any, run: Any) -> tuple[list[dict], str | None, list[dict], str | None]:
@@ -45,14 +52,20 @@ def layout(run: str | None = None, **_: Any) -> Any:
                                                              clearable=False)], style=dd),
             html.Div([html.Label("colour by"), dcc.Dropdown(id=ids.MAP_COLOR, options=c_opts, value=c_value,
                                                             clearable=False)], style=dd),
+            dcc.Checklist(id=ids.MAP_REPS, options=[{"label": " cluster representatives", "value": "on"}], value=[],
+                          style={"display": "inline-block", "verticalAlign": "bottom", "fontSize": "13px"}),
         ]),
         html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
         text_search.text_box(),
         html.Div([
             sidebar.sidebar(db, current, with_apply=True),
-            html.Div([dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
-                                clear_on_unhover=True),
-                      dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right")],
+            html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
+                                            clear_on_unhover=True),
+                                  id=ids.MAP_LOADING, delay_show=500, show_initially=False, target_components={ids.MAP_GRAPH: "figure"},
+                                  overlay_style={"visibility": "visible", "opacity": 0.55},
+                                  custom_spinner=C.notice("drawing the map…")),
+                      dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right"),
+                      dcc.Store(id=ids.MAP_LOD), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
                      style={"flex": "1 1 65%", "minWidth": "0"}),
             html.Div([
                 html.H4("Point", style={"margin": "4px 0"}),
@@ -63,7 +76,12 @@ def layout(run: str | None = None, **_: Any) -> Any:
                           html.Button("Clear selection", id=ids.MAP_CLEAR, n_clicks=0, style={"marginLeft": "6px"})]),
                 dcc.Download(id=ids.MAP_DOWNLOAD),
                 curation.tag_panel(),
-                html.Div(id=ids.MAP_GALLERY, style={"maxHeight": "520px", "overflowY": "auto"}),
+                html.Div([html.Button("◀ previous", id=ids.MAP_GALLERY_PREV, n_clicks=0),
+                          html.Button("next ▶", id=ids.MAP_GALLERY_NEXT, n_clicks=0, style={"marginLeft": "6px"})],
+                         style={"margin": "4px 0"}),
+                dcc.Loading(html.Div(id=ids.MAP_GALLERY, style={"maxHeight": "520px", "overflowY": "auto"}),
+                            delay_show=500, show_initially=False, custom_spinner=C.notice("selecting…"),
+                            overlay_style={"visibility": "visible", "opacity": 0.55}),
             ], style={"flex": "0 0 33%", "paddingLeft": "10px", "minWidth": "0"}),
         ], style={"display": "flex"}),
     ])
@@ -83,47 +101,74 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         db = ctx.db()
         return _options(db, run_by_id(db, run_id)) if run_id else ([], None, [], None)
 
-    @app.callback(Output(ids.MAP_GRAPH, "figure"), Output(ids.MAP_NOTICE, "children"),
+    @app.callback(Output(ids.MAP_GRAPH, "figure"), Output(ids.MAP_NOTICE, "children"), Output(ids.MAP_LOD, "data"),
                   Input(ids.MAP_RUN, "value"), Input(ids.MAP_PROJECTION, "value"), Input(ids.MAP_COLOR, "value"),
-                  State(ids.SELECTION, "data"))
-    def _figure(run_id: str, proj: str | None, color: str | None, selection: dict | None) -> tuple:
-        return _map_figure(ctx, run_id, proj, color, shaping.sql_highlight(selection))
+                  Input(ids.MAP_REPS, "value"), Input(ids.MAP_VIEWPORT, "data"),
+                  State(ids.SELECTION, "data"), State(ids.MAP_LOD, "data"))
+    def _figure(run_id: str, proj: str | None, color: str | None, reps: list | None, viewport: list | None,
+                selection: dict | None, lod: dict | None) -> tuple:
+        lod = lod or {}
+        view = None
+        # a zoom or pan of the drawn map: only a view that moved. (A newer request supersedes an
+        # older one in flight, so a viewport event can arrive before the map it belongs to: then draw.)
+        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps)
+        if callback_context.triggered_id == ids.MAP_VIEWPORT and current:
+            view = map_view.moved(viewport, lod.get("view")) if lod.get("mode") in ("density", "points") else None
+            if view is None:
+                return no_update, no_update, no_update
+        elif callback_context.triggered_id in (ids.MAP_COLOR, ids.MAP_REPS) and lod.get("view") \
+                and lod.get("key", [None, None])[:2] == [run_id, proj]:
+            view = map_view.View(*lod["view"])  # a new colour or layer keeps the view
+        return _draw(ctx, run_id, proj, color, shaping.sql_highlight(selection), reps=bool(reps), view=view,
+                     lod=lod if view is not None and current else None)
+
+    # the axes ranges after any zoom, pan, reset or resize, as the browser drew them
+    app.clientside_callback(
+        """function(_r) { const g = document.querySelector('#map-graph .js-plotly-plot');
+            if (!g || !g.layout || !g.layout.meta || !g.layout.meta.lod || !g._fullLayout.xaxis)
+                return window.dash_clientside.no_update;  // not (yet) a 2-D level-of-detail map
+            const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
+        Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
+                  Output(ids.MAP_LOD, "data", allow_duplicate=True),
                   Output(ids.MAP_GALLERY_TITLE, "children", allow_duplicate=True),
                   Output(ids.MAP_GALLERY, "children", allow_duplicate=True),
                   Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.MAP_TEXT_STATUS, "children"),
                   Input(ids.MAP_TEXT_GO, "n_clicks"), Input(ids.MAP_TEXT, "n_submit"), State(ids.MAP_TEXT, "value"),
                   State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"), State(ids.MAP_COLOR, "value"),
-                  prevent_initial_call=True)
-    def _text(_n: int, _submit: int, text: str | None, run_id: str, proj: str | None, color: str | None) -> tuple:
+                  State(ids.MAP_REPS, "value"), prevent_initial_call=True)
+    def _text(_n: int, _submit: int, text: str | None, run_id: str, proj: str | None, color: str | None,
+              reps: list | None) -> tuple:
         if not (text or "").strip():
-            return (no_update,) * 5 + ("",)
+            return (no_update,) * 6 + ("",)
         try:
             shas, model = text_search.text_hits(ctx, text.strip())
         except EmbedscopeError as exc:
-            return (no_update,) * 5 + (C.notice(exc.one_line(), kind="error"),)
-        fig, notice = _map_figure(ctx, run_id, proj, color, shas)
+            return (no_update,) * 6 + (C.notice(exc.one_line(), kind="error"),)
+        fig, notice, lod = _draw(ctx, run_id, proj, color, shas, reps=bool(reps))
         title, gallery = _gallery(ctx, shas, "text")
         status = html.Span(f"top {len(shas)} for {text.strip()!r} in {model}", id=ids.MAP_TEXT_STATUS + "-done",
                            **{"data-hits": ",".join(shas)})
-        return fig, notice, title, gallery, {"source": "text", "sha256": shas}, status
+        return fig, notice, lod, title, gallery, {"source": "text", "sha256": shas}, status
 
     @app.callback(Output(ids.MAP_TOOLTIP, "show"), Output(ids.MAP_TOOLTIP, "bbox"), Output(ids.MAP_TOOLTIP, "children"),
-                  Input(ids.MAP_GRAPH, "hoverData"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"))
-    def _hover(hover: dict | None, run_id: str, proj: str | None) -> tuple:
-        shas = _resolve(ctx, hover, run_id, proj)
+                  Input(ids.MAP_GRAPH, "hoverData"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"),
+                  State(ids.MAP_LOD, "data"))
+    def _hover(hover: dict | None, run_id: str, proj: str | None, lod: dict | None) -> tuple:
+        shas = _resolve(ctx, hover, run_id, proj, lod)
         if not shas:
             return False, no_update, no_update
         bbox = hover["points"][0].get("bbox") or {"x0": 0, "x1": 0, "y0": 0, "y1": 0}
         rows = views.image_rows(ctx.db(), shas[:1])
-        return True, bbox, C.map_tooltip(shas[0], rows[0] if rows else None)
+        return True, bbox, _tooltip(shas[0], rows[0] if rows else None)
 
     @app.callback(Output(ids.MAP_POINT_PANEL, "children"), Input(ids.MAP_GRAPH, "clickData"),
-                  State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"), prevent_initial_call=True)
-    def _click(click: dict | None, run_id: str, proj: str | None) -> Any:
-        shas = _resolve(ctx, click, run_id, proj)
+                  State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"), State(ids.MAP_LOD, "data"),
+                  prevent_initial_call=True)
+    def _click(click: dict | None, run_id: str, proj: str | None, lod: dict | None) -> Any:
+        shas = _resolve(ctx, click, run_id, proj, lod)
         if not shas:
             return no_update
         db = ctx.db()
@@ -137,61 +182,123 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         return C.point_panel(shas[0], detail, near)
 
     @app.callback(Output(ids.MAP_GALLERY_TITLE, "children"), Output(ids.MAP_GALLERY, "children"),
-                  Output(ids.SELECTION, "data"),
+                  Output(ids.SELECTION, "data"), Output(ids.MAP_GALLERY_PAGE, "data"),
                   Input(ids.MAP_GRAPH, "selectedData"), Input(ids.MAP_CLEAR, "n_clicks"),
-                  State(ids.SELECTION, "data"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"))
-    def _selection(selected: dict | None, _clear: int, stored: dict | None, run_id: str, proj: str | None) -> tuple:
+                  Input(ids.MAP_GALLERY_PREV, "n_clicks"), Input(ids.MAP_GALLERY_NEXT, "n_clicks"),
+                  State(ids.SELECTION, "data"), State(ids.MAP_GALLERY_PAGE, "data"),
+                  State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"))
+    def _selection(selected: dict | None, _clear: int, _prev: int, _next: int, stored: dict | None, page: int | None,
+                   run_id: str, proj: str | None) -> tuple:
         # when the page is (re)built every input counts as triggered, with empty values
         trigger = callback_context.triggered_id
         if trigger == ids.MAP_CLEAR and _clear:
-            return "Selection", C.gallery([], empty="nothing selected"), None
+            return "Selection", C.gallery([], empty="nothing selected"), None, 0
+        if trigger in (ids.MAP_GALLERY_PREV, ids.MAP_GALLERY_NEXT) and stored:
+            shas = map_state.selected_shas(stored)
+            last = max(0, (len(shas) - 1) // GALLERY_MAX)
+            page = min(last, max(0, (page or 0) + (1 if trigger == ids.MAP_GALLERY_NEXT else -1)))
+            return (*_gallery(ctx, shas, stored.get("source", "map"), page), no_update, page)
         if trigger == ids.MAP_GRAPH and selected is not None:
-            shas = _resolve(ctx, selected, run_id, proj)
-            new = {"source": "map", "sha256": shas} if shas else None
+            shas = _selected(ctx, selected, run_id, proj)
+            new = map_state.current().selection_store(shas)
         else:  # page load: show what the SQL page (or an earlier lasso) selected
             new = stored
-            shas = (stored or {}).get("sha256") or []
-        return (*_gallery(ctx, shas, (new or {}).get("source", "map")), new)
+            shas = map_state.selected_shas(stored) if stored else []
+        return (*_gallery(ctx, shas, (new or {}).get("source", "map")), new, 0)
 
     @app.callback(Output(ids.MAP_DOWNLOAD, "data"), Input(ids.MAP_EXPORT, "n_clicks"), State(ids.SELECTION, "data"),
                   prevent_initial_call=True)
     def _export(_n: int, stored: dict | None) -> Any:
-        shas = (stored or {}).get("sha256") or []
+        shas = map_state.selected_shas(stored)
         if not shas:
             return no_update
         rows = views.image_rows(ctx.db(), shas)
         return {"content": shaping.rows_csv(rows), "filename": f"embedscope-selection-{len(rows)}.csv", "type": "text/csv"}
 
 
-def _map_figure(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str]) -> tuple:
-    """The map figure of a run's projection coloured by ``color``, ``highlight`` ringed; and its notice."""
+def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str], *, reps: bool = False,
+          view: map_view.View | None = None, lod: dict | None = None) -> tuple:
+    """(figure, notice, view state) of the map at ``view`` (default: all of it); ``lod``: the
+    state of the map on screen, when only its view changed."""
+    parsed = shaping.parse_projection(proj)
+    if not run_id or parsed is None or not color:
+        return figures.go.Figure(), "This run has no projection to show.", None
+    if parsed[1] != 2:
+        fig, notice = _map_figure_3d(ctx, run_id, proj, color, highlight)
+        return fig, notice, {"mode": "3d"}
+    index = map_view.map_index(ctx, map_state.current(), run_id, *parsed)
+    view = view or index.full_view()
+    colours = map_view.map_colours(ctx, index, run_id, color)
+    drawn = map_view.draw(ctx, index, colours, view, threshold=ctx.max_points, key=[run_id, proj, color],
+                          highlight=highlight, representatives=reps, previous=lod)
+    map_state.current().read_ahead(ctx.db(), drawn.pictures)
+    return drawn.figure, drawn.notice, drawn.state
+
+
+def _map_figure_3d(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str]) -> tuple:
+    """The 3-D map figure of a run's projection coloured by ``color``, ``highlight`` ringed; and its notice."""
     from embedscope.store import views
 
     parsed = shaping.parse_projection(proj)
-    if not run_id or parsed is None or not color:
-        return figures.go.Figure(), "This run has no projection to show."
     points = ctx.map_points(run_id, *parsed)
     values, continuous = views.point_colors(ctx.db(), run_id, points.sha256, color)
     fig = figures.map_figure(dataclasses.replace(points, color=values, continuous=continuous),
-                             color_title=color.replace("cluster:", "cluster "), highlight=highlight,
+                             color_title=map_view.color_title(color), highlight=highlight,
                              clip_at=sidebar.novelty_clip(ctx.db(), run_id, color))
     return fig, figures.map_notice(points, ctx.max_points, len(highlight))
 
 
-def _gallery(ctx: Any, shas: list[str], source: str) -> tuple[str, Any]:
-    """The selection gallery's title and thumbnails (the first ``GALLERY_MAX``)."""
+def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str, Any]:
+    """The selection gallery's title and one page (``GALLERY_MAX``) of its thumbnails."""
     from embedscope.store import views
 
-    rows = views.image_rows(ctx.db(), shas[:GALLERY_MAX])
-    cards = [C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")) for r in rows]
-    title = shaping.selection_title(len(shas), source, GALLERY_MAX)
+    start = page * GALLERY_MAX
+    db = ctx.db()
+    rows = views.image_rows(db, shas[start:start + GALLERY_MAX])
+    map_state.current().read_ahead(db, [r["sha256"] for r in rows])
+    cards = [_map_thumb(C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")), r["sha256"]) for r in rows]
+    title = shaping.selection_title(len(shas), source, len(shas))
+    if len(shas) > GALLERY_MAX:
+        pages = (len(shas) - 1) // GALLERY_MAX + 1
+        title += f" · {start + 1:,}–{min(start + GALLERY_MAX, len(shas)):,} shown (page {page + 1} of {pages:,})"
     return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
 
 
-def _resolve(ctx: Any, event: dict | None, run_id: str, proj: str | None) -> list[str]:
-    """sha256 of the points in a Plotly event (which carries only our point indices)."""
+def _tooltip(sha: str, row: dict | None) -> Any:
+    """The hover card, its picture from ``/map-thumb`` (a placeholder for ids without one)."""
+    tip = C.map_tooltip(sha, row)
+    tip.children[0].src = map_layers.THUMB_URL.format(sha)
+    return tip
+
+
+def _map_thumb(card: Any, sha: str) -> Any:
+    """A gallery card whose picture comes from ``/map-thumb`` (read ahead; a placeholder for ids
+    without a thumbnail)."""
+    card.children[0].children.src = map_layers.THUMB_URL.format(sha)
+    return card
+
+
+def _resolve(ctx: Any, event: dict | None, run_id: str, proj: str | None, lod: dict | None) -> list[str]:
+    """sha256 of the point a hover / click event is on (its index, or the nearest point)."""
     parsed = shaping.parse_projection(proj)
     if not event or not run_id or parsed is None:
         return []
-    points = ctx.map_points(run_id, *parsed)
-    return shaping.shas_for(shaping.point_indices(event), points.sha256)
+    if parsed[1] != 2:
+        points = ctx.map_points(run_id, *parsed)
+        return shaping.shas_for(shaping.point_indices(event), points.sha256)
+    index = map_view.map_index(ctx, map_state.current(), run_id, *parsed)
+    return index.shas(map_view.event_indices(index, event, lod))
+
+
+def _selected(ctx: Any, selected: dict, run_id: str, proj: str | None) -> list[str]:
+    """sha256 of every point inside a lasso / box (on the server, whatever is drawn)."""
+    parsed = shaping.parse_projection(proj)
+    if not run_id or parsed is None:
+        return []
+    if parsed[1] != 2:
+        points = ctx.map_points(run_id, *parsed)
+        return shaping.shas_for(shaping.point_indices(selected), points.sha256)
+    index = map_view.map_index(ctx, map_state.current(), run_id, *parsed)
+    polygon = map_view.selection_polygon(selected)
+    rows = index.in_polygon(*polygon) if polygon else np.asarray(shaping.point_indices(selected), np.int64)
+    return index.shas(rows)

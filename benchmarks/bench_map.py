@@ -1,0 +1,158 @@
+"""The map at scale, as a user meets it: a real `embedscope dashboard` on a generated database
+(imported vectors + a stored projection, tests/map_scale_db.py) driven by headless Chromium
+(selenium, software GL). Per size: navigation to the first drawn map, a zoom step, hover to a
+loaded thumbnail, a lasso of ~20% of the points to its counts, and the bytes the first view
+sent (Chrome's performance log). The server is measured after it warmed its map (it indexes
+the latest run's map and compiles the density renderer in the background at start).
+
+    python -m benchmarks.run --only map [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._stream import Rows
+
+GRAPH = "document.querySelector('#map-graph .js-plotly-plot')"
+DRAWN = f"""const g = {GRAPH}; if (!g || !g.layout || !g.layout.meta) return null;
+    const n = document.getElementById('map-notice').innerText; return n ? [n, (g.layout.images || []).length] : null;"""
+TARGETS = {1_000_000: {"first map": 3.0, "zoom step": 1.0, "hover": 0.3, "lasso": 2.0, "first view MB": 5.0},
+           100_000: {"first map": 0.5, "zoom step": 0.5, "hover": 0.5, "lasso": 0.5, "first view MB": None}}
+
+
+def _driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", "--window-size=1500,1100"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+def _until(driver, script: str, timeout: float = 120.0, poll: float = 0.02):
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        try:
+            value = driver.execute_script(script)
+        except Exception:  # mid re-render
+            value = None
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(script[:80])
+
+
+def _bytes_received(driver) -> tuple[int, int]:
+    """(bytes of data: callbacks and pictures, bytes of everything incl. the JS bundles)."""
+    urls, data, total = {}, 0, 0
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls[msg["params"]["requestId"]] = msg["params"]["request"]["url"]
+        elif msg["method"] == "Network.loadingFinished":
+            size = int(msg["params"].get("encodedDataLength", 0))
+            total += size
+            url = urls.get(msg["params"]["requestId"], "")
+            if "_dash-update-component" in url or "/map-thumb/" in url or url.startswith("data:"):
+                data += size
+    return data, total
+
+
+def measure(url: str, n: int) -> dict[str, float]:
+    from tests.map_scale_db import blob_centres
+    from tests.test_dashboard_browser import _pointer
+
+    driver = _driver()
+    try:
+        driver.get(url + "/sql")  # the app's scripts cached, as on a second visit
+        _until(driver, "return document.getElementById('sql-input')")
+        driver.get_log("performance")
+        t0 = time.perf_counter()
+        driver.get(url + "/")
+        notice = _until(driver, DRAWN)[0]
+        first = time.perf_counter() - t0
+        sent, sent_all = _bytes_received(driver)
+        time.sleep(1.0)
+        cx, cy = (float(v) for v in blob_centres()[0])
+        steps = []
+        for half in (6.0, 3.0, 1.5):  # scroll-zoom-sized steps toward one cluster
+            before = driver.execute_script("return document.getElementById('map-notice').innerText")
+            t0 = time.perf_counter()
+            driver.execute_script(f"Plotly.relayout({GRAPH}, {{'xaxis.range': [{cx - half}, {cx + half}], "
+                                  f"'yaxis.range': [{cy - half}, {cy + half}]}})")
+            _until(driver, f"const n = document.getElementById('map-notice').innerText; return n !== {json.dumps(before)}")
+            steps.append(time.perf_counter() - t0)
+            time.sleep(0.5)
+        driver.execute_script(f"Plotly.relayout({GRAPH}, {{'xaxis.autorange': true, 'yaxis.autorange': true}})")
+        driver.get(url + "/")
+        _until(driver, DRAWN)
+        time.sleep(1.0)
+        px = driver.execute_script(f"""const g={GRAPH}, xa=g._fullLayout.xaxis, ya=g._fullLayout.yaxis, r=g.getBoundingClientRect();
+            return [r.left + xa._offset + xa.l2p({cx}), r.top + ya._offset + ya.l2p({cy}), r.left + xa._offset,
+                    r.top + ya._offset, xa._length, ya._length]""")
+        t0 = time.perf_counter()
+        _pointer(driver, [(px[0] + 2, px[1] + 2), (px[0], px[1])])
+        _until(driver, "const i = document.querySelector('#map-tooltip-content img'); return i && i.complete && i.naturalWidth > 0")
+        hover = time.perf_counter() - t0
+        _pointer(driver, [(px[2] + 5, px[3] + 5)])
+        time.sleep(0.5)
+        # a lasso around the right-hand fifth of the ring of clusters (~20% of the points)
+        left, top, w, h = px[2], px[3], px[4], px[5]
+        quad = [(left + 0.72 * w, top + 0.02 * h), (left + 0.99 * w, top + 0.02 * h), (left + 0.99 * w, top + 0.98 * h),
+                (left + 0.72 * w, top + 0.98 * h)]
+        path = []
+        for (ax, ay), (bx, by) in zip(quad, quad[1:] + quad[:1]):
+            path += [(ax + (bx - ax) * t / 6, ay + (by - ay) * t / 6) for t in range(6)]
+        t0 = time.perf_counter()
+        _pointer(driver, path + [quad[0]], down_up=True)
+        title = _until(driver, "const t = document.getElementById('map-gallery-title').innerText;"
+                               "return t.startsWith('Selection: ') && !t.startsWith('Selection: 0 ') ? t : null")
+        lasso = time.perf_counter() - t0
+        selected = int(title.split(" ")[1].replace(",", ""))
+        return {"first map": first, "zoom step": sum(steps) / len(steps), "zoom steps": steps, "hover": hover,
+                "lasso": lasso, "lasso points": selected, "first view MB": sent / 1e6,
+                "first view MB incl. scripts": sent_all / 1e6, "first notice": notice[:60]}
+    finally:
+        driver.quit()
+
+
+def run(quick: bool = False) -> list[dict]:
+    from tests.dashboard_db import running_dashboard
+    from tests.map_scale_db import build_scale_db, wait_until_warm
+
+    results = Rows()
+    for n in ([100_000] if quick else [100_000, 1_000_000]):
+        with tempfile.TemporaryDirectory(prefix="bench-map-") as tmp:
+            t0 = time.perf_counter()
+            db = build_scale_db(Path(tmp), n)
+            built = time.perf_counter() - t0
+            log = Path(tmp) / "server.log"
+            t0 = time.perf_counter()
+            with running_dashboard(db, log, start_timeout=180) as url:
+                wait_until_warm(log)
+                warm = time.perf_counter() - t0
+                m = measure(url, n)
+            settings = {"points": n, "db build s": round(built, 1), "server warm-up s": round(warm, 1),
+                        "first view": m["first notice"]}
+            for name, unit in (("first map", "s"), ("zoom step", "s"), ("hover", "s"), ("lasso", "s"),
+                               ("first view MB", "MB")):
+                extra = {"target": TARGETS[n][name]}
+                if name == "zoom step":
+                    extra["steps"] = [round(s, 3) for s in m["zoom steps"]]
+                if name == "first view MB":
+                    extra["incl. scripts (plotly.js, uncompressed)"] = round(m["first view MB incl. scripts"], 2)
+                if name == "lasso":
+                    extra["selected"] = m["lasso points"]
+                results.append({"name": f"map {n // 1000}k: {name}", "value": round(m[name], 3), "unit": unit,
+                                "settings": {**settings, **extra}})
+    return results
+
