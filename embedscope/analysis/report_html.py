@@ -93,7 +93,8 @@ def image_cards(db: Database, items: Sequence[tuple[str, str]], *, grid_id: str,
 
 def params_tables(params: dict[str, Any], *, skip: Sequence[str] = ("dendrogram",)) -> str:
     """The run's parameters as tables: the plain settings in one, then one per group (a dict);
-    a group of dicts (e.g. per method) is a matrix, one row per entry."""
+    a group's dict entries (e.g. one per method) are a matrix, one row per entry, and its other
+    entries a name/value table below it."""
     scalars = [[k, _value(v)] for k, v in params.items() if k not in skip and not isinstance(v, dict)]
     groups = [("settings", table(["setting", "value"], scalars, css="params"))] if scalars else []
     for key, value in params.items():
@@ -101,11 +102,18 @@ def params_tables(params: dict[str, Any], *, skip: Sequence[str] = ("dendrogram"
             continue
         if not value:
             body = "<p>none</p>"
-        elif all(isinstance(v, dict) for v in value.values()):
-            cols = list(dict.fromkeys(c for v in value.values() for c in v))
-            body = table(["", *cols], [[k, *[_value(v.get(c)) for c in cols]] for k, v in value.items()], css="params")
         else:
-            body = table(["name", "value"], [[k, _value(v)] for k, v in _flatten(value)], css="params")
+            entries = {k: v for k, v in value.items() if isinstance(v, dict)}
+            rest = {k: v for k, v in value.items() if k not in entries}
+            if len(entries) < 2:
+                entries, rest = {}, value
+            body = ""
+            if entries:
+                cols = list(dict.fromkeys(c for v in entries.values() for c in v))
+                body = table(["", *cols], [[k, *[_value(v.get(c)) for c in cols]] for k, v in entries.items()],
+                             css="params")
+            if rest:
+                body += table(["name", "value"], [[k, _value(v)] for k, v in _flatten(rest)], css="params")
         groups.append((key.replace("_", " "), body))
     return "".join(f"<div class=pgroup><h3>{html.escape(name)}</h3>{body}</div>" for name, body in groups)
 
