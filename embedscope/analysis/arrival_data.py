@@ -114,14 +114,21 @@ def embeddings_of(db: Database, model: str, variant: str, shas: Sequence[str]) -
     return [sha[i] for i in order], normalize(vectors_to_numpy(tbl.column("vector"))[order])
 
 
-def table_quality_columns(db: Database) -> tuple[list[str], dict[str, np.ndarray]]:
-    """:func:`quality_columns` of the whole table, reading only the numbers it needs (the
-    graph-served check's thresholds)."""
+def table_quality_columns(db: Database) -> dict[str, np.ndarray]:
+    """:func:`quality_columns`'s columns for the whole table, read column-wise (the
+    graph-served check's thresholds: no per-row Python objects)."""
+    import pyarrow.compute as pc
+
+    qual = db.read(S.QUALITY, ["sha256", "blur", "brightness", "entropy", "colorfulness"])
     imgs = db.read(S.IMAGES, ["sha256", "width", "height"])
-    images = {s: ImageInfo("", None, None, w or 0, h or 0, 0.0) for s, w, h in zip(
-        *(imgs.column(c).to_pylist() for c in ("sha256", "width", "height")))}
-    quality = {r.pop("sha256"): r for r in db.read(S.QUALITY).to_pylist()}
-    return quality_columns(ArrivalData({}, images, {}, quality))
+    at = pc.index_in(qual.column("sha256"), value_set=imgs.column("sha256").combine_chunks())
+    keep = pc.is_valid(at)
+    qual, at = qual.filter(keep), at.filter(keep)
+    cols = {name: qual.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+            for name in ("blur", "brightness", "entropy", "colorfulness")}
+    for name in ("width", "height"):
+        cols[name] = imgs.column(name).take(at).cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return cols
 
 
 def quality_columns(data: ArrivalData) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -310,12 +310,11 @@ class _Judge:
         nb = search(self.data.X[rows], min(self.cfg.k + 1, n))
         return distinct_nn(_without_self(nb, rows), self.cfg.distinct_ratio)[1]
 
-    def quality(self, qcfg: QualityConfig,
-                table: tuple[list[str], dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    def quality(self, qcfg: QualityConfig, table: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Low quality, against the table's own distribution of the raw numbers (``table``: its
         columns, when the check read only some rows)."""
         shas, cols = quality_columns(self.data)
-        t = quality_thresholds((table or (shas, cols))[1], qcfg)
+        t = quality_thresholds(cols if table is None else table, qcfg)
         index = {s: i for i, s in enumerate(shas)}
         for sha, path in self.first_path.items():
             if sha not in index:
