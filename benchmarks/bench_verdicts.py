@@ -11,12 +11,15 @@ against the embedding time per image measured in the same run.
   first drop on the table, which also draws the calibration (a 5,000-row kNN against the whole
   table; later drops reuse it until the table has grown by 10%);
 - ``table_pass_<N>``: the whole table judged as one drop (``check_table``, ``embedscope
-  verdicts``), total seconds and per image.
+  verdicts``), total seconds and per image;
+- ``graph_build_<N>`` / ``graph_load_<N>`` (from 20k rows, where the hnswlib graph serves the
+  check): building the graph once, and loading the saved one (a one-shot ``ingest``); the drops
+  share one graph cache, as the ``watch`` daemon does.
 
 Quick tier: N = 10k (per arrival and whole table); full tier: per arrival at 10k, 100k and 1M,
 the whole table at 100k and 1M.
 
-    python -m benchmarks.bench_verdicts [--quick]
+    python -m benchmarks.bench_verdicts [--quick] [--sizes 1e4,1e5] [--table-sizes 1e5]
 """
 
 from __future__ import annotations
