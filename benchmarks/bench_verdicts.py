@@ -11,12 +11,15 @@ against the embedding time per image measured in the same run.
   first drop on the table, which also draws the calibration (a 5,000-row kNN against the whole
   table; later drops reuse it until the table has grown by 10%);
 - ``table_pass_<N>``: the whole table judged as one drop (``check_table``, ``embedscope
-  verdicts``), total seconds and per image.
+  verdicts``), total seconds and per image;
+- ``graph_build_<N>`` / ``graph_load_<N>`` (from 20k rows, where the hnswlib graph serves the
+  check): building the graph once, and loading the saved one (a one-shot ``ingest``); the drops
+  share one graph cache, as the ``watch`` daemon does.
 
 Quick tier: N = 10k (per arrival and whole table); full tier: per arrival at 10k, 100k and 1M,
 the whole table at 100k and 1M.
 
-    python -m benchmarks.bench_verdicts [--quick]
+    python -m benchmarks.bench_verdicts [--quick] [--sizes 1e4,1e5] [--table-sizes 1e5]
 """
 
 from __future__ import annotations
@@ -112,37 +115,60 @@ def _arrivals(db: Any, X: np.ndarray, phash: np.ndarray, first: int, seed: int) 
     return _write(db, V, ph, first, dt.datetime.now(dt.timezone.utc), label_of)
 
 
-def _timed_drop(db: Any, X: np.ndarray, phash: np.ndarray, first: int) -> tuple[float, Any]:
-    """One drop of ``ARRIVALS`` judged by the real job: seconds per arrival, and its result."""
+def _timed_drop(db: Any, X: np.ndarray, phash: np.ndarray, first: int, cache: Any) -> tuple[float, Any]:
+    """One drop of ``ARRIVALS`` judged by the real job (with the graph cache a watch daemon
+    keeps across batches): seconds per arrival, and its result."""
     from embedscope.analysis.arrivals import check_arrivals
 
     arrived = _arrivals(db, X, phash, first, seed=first)
     t0 = time.perf_counter()
-    result = check_arrivals(db, arrived, model=MODEL, kind="bench")
+    result = check_arrivals(db, arrived, model=MODEL, kind="bench", index_cache=cache)
     return (time.perf_counter() - t0) / len(arrived), result
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
+def _graph_times(db: Any, n: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Building the graph (once per table: the first large drop, or ``embedscope index``) and
+    loading the saved one (each one-shot ``ingest``); the daemon keeps it in memory."""
+    from embedscope.analysis.arrival_graph import GRAPH_MIN_ROWS, verdict_index_cache
+
+    if n < GRAPH_MIN_ROWS:
+        return []
+    out = []
+    for what in ("graph_build", "graph_load"):
+        t0 = time.perf_counter()
+        verdict_index_cache().graph_for(db, MODEL, "full")
+        out.append({"name": f"{what}_{n // 1000}k", "value": round(time.perf_counter() - t0, 2), "unit": "s",
+                    "settings": settings})
+    return out
+
+
+def run(quick: bool = False, sizes: tuple[int, ...] | None = None,
+        table_sizes: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    from embedscope.analysis.arrival_graph import verdict_index_cache
     from embedscope.analysis.arrivals import check_table
 
     rows = Rows()
     embed_s, embed_settings = embed_seconds_per_image(4.0 if quick else 10.0)
     rows.append({"name": "embed_per_image", "value": round(embed_s, 5), "unit": "s", "settings": embed_settings})
-    per_arrival = (10_000,) if quick else (10_000, 100_000, 1_000_000)
-    whole = (10_000,) if quick else (100_000, 1_000_000)
+    per_arrival = sizes if sizes is not None else (10_000,) if quick else (10_000, 100_000, 1_000_000)
+    whole = table_sizes if table_sizes is not None else (10_000,) if quick else (100_000, 1_000_000)
     for n in sorted(set(per_arrival) | set(whole)):
         with tempfile.TemporaryDirectory(prefix="bench-verdicts-") as tmp:
             t0 = time.perf_counter()
             db, X, phash = _stored(f"{tmp}/db", n)
             settings = {"stored": n, "dim": DIM, "vectors": "clustered random, 200 centres", "build_s":
                         round(time.perf_counter() - t0, 1)}
+            for row in _graph_times(db, n, settings):
+                rows.append(row)
+            cache = verdict_index_cache()  # kept across the drops, as the watch daemon does
             if n in per_arrival:  # the first drop draws the calibration; the next ones reuse it (until 10% growth)
-                first_s, _ = _timed_drop(db, X, phash, n)
+                first_s, _ = _timed_drop(db, X, phash, n, cache)
                 rows.append({"name": f"first_drop_per_image_{n // 1000}k", "value": round(first_s, 5), "unit": "s",
                              "settings": {**settings, "arrivals": ARRIVALS, "calibration": "drawn"}})
-                steady = [_timed_drop(db, X, phash, n + ARRIVALS * (1 + i)) for i in range(REPEATS)]
+                steady = [_timed_drop(db, X, phash, n + ARRIVALS * (1 + i), cache) for i in range(REPEATS)]
                 s = float(np.median([t for t, _ in steady]))
                 found = {"arrivals": ARRIVALS, "drops": REPEATS, "counts": steady[-1][1].counts,
+                         "search": _search_of(db, steady[-1][1].drop_id),
                          "calibration": "reused" if steady[-1][1].calibration.get("reused_from") else "drawn"}
                 rows.append({"name": f"check_per_image_{n // 1000}k", "value": round(s, 5), "unit": "s",
                              "settings": {**settings, **found, "what": "median over the drops"}})
@@ -150,21 +176,38 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                              "settings": {**settings, "what": "check time per arrival / embedding time per image"}})
             if n in whole:
                 t0 = time.perf_counter()
-                result = check_table(db, model=MODEL)
+                result = check_table(db, model=MODEL, index_cache=cache)
                 s = time.perf_counter() - t0
                 rows.append({"name": f"table_pass_{n // 1000}k", "value": round(s, 2), "unit": "s",
-                             "settings": {**settings, "counts": result.counts}})
+                             "settings": {**settings, "counts": result.counts,
+                                          "search": _search_of(db, result.drop_id)}})
                 rows.append({"name": f"table_pass_vs_embed_{n // 1000}k", "value": round(s / result.n / embed_s, 3),
                              "unit": "x", "settings": {**settings, "what": "whole-table pass per image / "
                                                                            "embedding time per image"}})
     return rows
 
 
+def _search_of(db: Any, drop_id: str) -> str:
+    import json
+
+    from embedscope.store import schema as S
+    from embedscope.store.filters import eq
+
+    params = db.read(S.DROPS, ["params"], where=eq("drop_id", drop_id)).column("params").to_pylist()
+    return json.loads(params[0]).get("search", "") if params else ""
+
+
+def _sizes(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(float(v)) for v in text.split(",") if v)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--sizes", help="stored vectors for the per-arrival check, e.g. 1e4,1e5 (one heavy run at a time)")
+    p.add_argument("--table-sizes", help="stored vectors for the whole-table pass ('' for none)")
     args = p.parse_args(argv)
-    run(quick=args.quick)
+    run(quick=args.quick, sizes=_sizes(args.sizes), table_sizes=_sizes(args.table_sizes))
     return 0
 
 

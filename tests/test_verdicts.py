@@ -228,6 +228,64 @@ def test_novel_by_the_analyze_runs_model_of_the_data_when_there_is_one(tmp_path)
     assert params["novelty"] == f"analyze run {run_id}'s model of the data"
 
 
+def _graph_vs_exact_table(root: Path) -> tuple[object, list[list[tuple[str, str]]]]:
+    """480 stored vectors in 8 clouds (labels c0..c6, every 5th in val), then two drops: near
+    copies filed under another label or split, fresh points and far-off ones."""
+    from embedscope.analysis.vectors_import import import_vectors
+    from embedscope.store.db import Database
+    from tests.conftest import vectors_parquet
+
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(8, 32)) * 3
+    X = np.vstack([c + rng.normal(size=(60, 32)) for c in centres])
+    db = Database(root, create=True)
+    ids = [f"a/{'val' if i % 5 == 0 else 'train'}/c{i % 7}/i{i:03d}" for i in range(len(X))]
+    import_vectors(db, vectors_parquet(root.parent / f"{root.name}-a.parquet", ids, X), model="toy")
+    drops = []
+    for name, src in (("b", rng.choice(len(X), 12, replace=False)), ("c", rng.choice(len(X), 4, replace=False))):
+        copies = X[src] + rng.normal(size=(len(src), 32)) * 0.003
+        fresh = centres[rng.integers(0, 8, 6)] + rng.normal(size=(6, 32))
+        far = -centres[:2] * 6
+        V = np.vstack([copies, fresh, far])
+        new_ids = [f"{name}/{'test' if j % 2 else 'train'}/c{(j + 1) % 7}/n{j:02d}" for j in range(len(V))]
+        import_vectors(db, vectors_parquet(root.parent / f"{root.name}-{name}.parquet", new_ids, V), model="toy")
+        drops.append(new_ids)
+    return db, drops
+
+
+def test_the_graph_path_gives_the_exact_paths_verdicts_above_the_switch_over(tmp_path):
+    from embedscope.analysis.arrival_graph import verdict_index_cache
+    from embedscope.analysis.arrivals import check_arrivals, check_table
+    from embedscope.store.search_cache import SearchIndexCache
+
+    def run_checks(root: Path, cache: SearchIndexCache) -> tuple[list, list, list]:
+        db, drops = _graph_vs_exact_table(root)
+        imgs = db.read("images", ["sha256", "path"]).to_pylist()
+        results = []
+        for name, ids in zip("bc", drops):  # judged after both were stored: each against all earlier
+            wanted = set(ids)
+            results.append(check_arrivals(db, [(r["sha256"], r["path"]) for r in imgs if r["path"] in wanted],
+                                          model="toy", index_cache=cache))
+        results.append(check_table(db, model="toy", index_cache=cache))
+        params = [json.loads(d["params"]) for d in db.read("drops").to_pylist()]
+        rows = sorted((r["path"], r["verdict"], r["partner_path"] or "", round(r["cosine"] or 0.0, 5), r["reason"])
+                      for r in db.read("arrivals").to_pylist())
+        return [(r.counts, r.calibration) for r in results], rows, params
+
+    graph = run_checks(tmp_path / "graph", verdict_index_cache(min_rows=100))  # lowered switch-over
+    exact = run_checks(tmp_path / "exact", SearchIndexCache(graph=False))
+    assert {p["search"] for p in graph[2]} == {"hnswlib graph of 512 rows"}
+    assert {p["search"] for p in exact[2]} == {"exact"}
+    assert graph[1] == exact[1]  # every arrivals row: verdict, partner, cosine, reason
+    for (g_counts, g_cal), (e_counts, e_cal) in zip(graph[0], exact[0]):
+        assert g_counts == e_counts
+        for key in ("median_nn", "log_sd", "near", "phash_guard", "novel"):  # float32 distances in both
+            assert g_cal[key] == pytest.approx(e_cal[key], rel=1e-4)
+    drop_b, drop_c, whole = (counts for counts, _ in graph[0])
+    assert drop_b["near_dup"] >= 12 and drop_b["label_conflict"] and drop_b["leak"] and whole["novel"] == 2
+    assert graph[0][0][1]["reused_from"] is None and graph[0][1][1]["reused_from"]  # drawn from the graph, reused
+
+
 @pytest.mark.slow
 def test_whole_table_check_of_imported_vectors_finds_the_near_copy_the_leak_and_the_far_off_one(tmp_path):
     from tests.conftest import vectors_parquet

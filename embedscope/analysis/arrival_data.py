@@ -4,17 +4,19 @@ images' columns, quarantine reasons, quality numbers and the embeddings of one m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from embedscope.analysis.reading import read_embeddings
+from embedscope.analysis.neighbors import normalize
+from embedscope.analysis.reading import embeddings_filter, read_embeddings
 from embedscope.analysis.verdicts import NO_PHASH
 from embedscope.errors import ConfigError
 from embedscope.store import schema as S
 from embedscope.store.db import Database
-from embedscope.store.filters import eq, isin
+from embedscope.store.filters import both, eq, isin
+from embedscope.store.vectors import vectors_to_numpy
 
 Arrival = tuple[str, str]  # (sha256, path); sha256 is '' for a file that could not be read
 
@@ -74,29 +76,59 @@ class ArrivalData:
         return np.array(out, np.int64)
 
 
-def read_arrival_data(db: Database, model: str, variant: str) -> ArrivalData:
-    """One read of each table the check compares with (the whole table: exact kNN while it is
-    small enough to hold; the neighbour search is pluggable in the job)."""
-    src = db.read(S.SOURCES, ["sha256", "path"])
+def read_arrival_data(db: Database, model: str, variant: str, shas: Sequence[str] | None = None) -> ArrivalData:
+    """One read of each table the check compares with: every row, or (``shas``) only the rows of
+    those contents, as the graph-served check reads just the arrivals and their neighbours."""
+    only = None if shas is None else isin("sha256", shas)
+    src = db.read(S.SOURCES, ["sha256", "path"], where=only)
     paths: dict[str, list[str]] = {}
     for sha, path in zip(src.column("sha256").to_pylist(), src.column("path").to_pylist()):
         paths.setdefault(sha or "", []).append(path)
     for v in paths.values():
         v.sort()
-    imgs = db.read(S.IMAGES, ["sha256", "path", "label", "phash", "width", "height", "ingested_at"])
+    imgs = db.read(S.IMAGES, ["sha256", "path", "label", "phash", "width", "height", "ingested_at"], where=only)
     when = imgs.column("ingested_at").cast(pa.int64()).fill_null(0).to_numpy() / 1e6  # column-wise: no datetimes
     images = {sha: ImageInfo(path, label, ph, w or 0, h or 0, t) for sha, path, label, ph, w, h, t in zip(
         *(imgs.column(c).to_pylist() for c in ("sha256", "path", "label", "phash", "width", "height")), when.tolist())}
-    q = db.read(S.QUARANTINE, ["sha256", "reason"])
+    q = db.read(S.QUARANTINE, ["sha256", "reason"], where=only)
     quarantined = dict(zip(q.column("sha256").to_pylist(), q.column("reason").to_pylist()))
-    qual = db.read(S.QUALITY)
+    qual = db.read(S.QUALITY, where=only)
     quality = {r.pop("sha256"): r for r in qual.to_pylist()}
     data = ArrivalData(paths, images, quarantined, quality)
     if db.has_table(S.embeddings_table_name(model)):
-        emb = read_embeddings(db, model, variant)
-        data.sha, data.X = emb.sha, emb.X
+        if shas is None:
+            emb = read_embeddings(db, model, variant)
+            data.sha, data.X = emb.sha, emb.X
+        else:
+            data.sha, data.X = embeddings_of(db, model, variant, shas)
         data.data_model = latest_data_model(db, model, variant)
     return data
+
+
+def embeddings_of(db: Database, model: str, variant: str, shas: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The (sha-sorted) rows of ``shas`` of ``model``/``variant``, L2-normalised."""
+    tbl = db.dataset(S.embeddings_table_name(model)).to_table(
+        columns=["sha256", "vector"], filter=both(embeddings_filter(model, variant), isin("sha256", shas)))
+    sha = tbl.column("sha256").to_pylist()
+    order = np.argsort(np.array(sha, dtype=object), kind="stable")
+    return [sha[i] for i in order], normalize(vectors_to_numpy(tbl.column("vector"))[order])
+
+
+def table_quality_columns(db: Database) -> dict[str, np.ndarray]:
+    """:func:`quality_columns`'s columns for the whole table, read column-wise (the
+    graph-served check's thresholds: no per-row Python objects)."""
+    import pyarrow.compute as pc
+
+    qual = db.read(S.QUALITY, ["sha256", "blur", "brightness", "entropy", "colorfulness"])
+    imgs = db.read(S.IMAGES, ["sha256", "width", "height"])
+    at = pc.index_in(qual.column("sha256"), value_set=imgs.column("sha256").combine_chunks())
+    keep = pc.is_valid(at)
+    qual, at = qual.filter(keep), at.filter(keep)
+    cols = {name: qual.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+            for name in ("blur", "brightness", "entropy", "colorfulness")}
+    for name in ("width", "height"):
+        cols[name] = imgs.column(name).take(at).cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return cols
 
 
 def quality_columns(data: ArrivalData) -> tuple[list[str], dict[str, np.ndarray]]:

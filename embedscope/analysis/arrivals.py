@@ -19,7 +19,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from embedscope.analysis.arrival_data import (Arrival, ArrivalData, quality_columns, read_arrival_data, split_column,
-                                              table_of)
+                                              table_of, table_quality_columns)
+from embedscope.analysis.arrival_graph import (graph_for, graph_search, neighbourhood, sampled_nn_distances,
+                                               verdict_index_cache)
 from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
@@ -29,12 +31,13 @@ from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, Pai
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
 from embedscope.store.drops import list_drops
+from embedscope.store.search_cache import SearchIndexCache
 
 log = logging.getLogger(__name__)
 
 Search = Callable[[np.ndarray, int], Neighbors]
-"""``search(queries, k) -> Neighbors`` over the embedding rows: exact kNN by default; an ANN
-index can serve instead once the table outgrows memory."""
+"""``search(queries, k) -> Neighbors`` over the embedding rows: exact kNN on a small table, the
+hnswlib graph on a large one (:mod:`.arrival_graph`), or one the caller passes."""
 
 
 @dataclass
@@ -64,24 +67,37 @@ def check_arrivals(
     sources: Sequence[str] = (),
     drop_id: str | None = None,
     search: Search | None = None,
+    index_cache: SearchIndexCache | None = None,
 ) -> DropResult:
     """Judge ``arrivals`` against everything stored for ``model``/``variant`` and write the
     drop's rows. Labels are the parent folder's name (``label_from_folder``); splits follow
-    ``config.split_from``. Nothing arrived: nothing is written (the result's ``drop_id`` is '')."""
+    ``config.split_from``. Nothing arrived: nothing is written (the result's ``drop_id`` is '').
+
+    ``index_cache`` (:func:`~.arrival_graph.verdict_index_cache` by default; a long-running
+    process passes the one it keeps): from its ``min_rows`` up, the graph serves and only the
+    arrivals' neighbourhood is read (:mod:`.arrival_graph`)."""
     if not arrivals:
         return DropResult("", 0)
     cfg, qcfg = config or VerdictConfig(), quality or QualityConfig()
     started = utc_now()
     drop_id = drop_id or "drop-" + new_run_id()
-    data = read_arrival_data(db, model, variant)
+    graph = None if search is not None else graph_for(db, model, variant, index_cache or verdict_index_cache())
+    local = graph is not None and kind != "table"  # the whole table reads every row anyway
+    shas = neighbourhood(db, graph, model, variant, arrivals, cfg.k) if local else None
+    data = read_arrival_data(db, model, variant, shas)
+    if graph is not None:
+        search = graph_search(graph, data.sha)
+    table_rows = len(graph) if graph is not None else len(data.sha)
     judge = _Judge(data, arrivals, cfg, label_from_folder)
     split_kind, split_name = parse_split_rule(cfg.split_from)
     if split_kind == "column":
         judge.split_by = split_column(db, split_name)
     judge.exact()
-    previous = None if kind == "table" else _previous_calibration(db, model, variant, cfg, len(data.sha))
+    previous = None if kind == "table" else _previous_calibration(db, model, variant, cfg, table_rows)
+    if local and previous is None and len(data.sha):  # the neighbourhood alone cannot calibrate
+        previous = calibrate(sampled_nn_distances(graph, cfg), cfg, table_rows)
     calib = judge.near(search, previous)
-    thresholds = judge.quality(qcfg)
+    thresholds = judge.quality(qcfg, table_quality_columns(db) if local else None)
     rows, pairs = judge.finish(drop_id, started)
     counts = {v: len({r["path"] for r in rows if r["verdict"] == v}) for v in VERDICTS}
     counts = {v: n for v, n in counts.items() if n}
@@ -91,6 +107,7 @@ def check_arrivals(
     params = {"config": cfg.as_dict(), "quality": asdict(qcfg),
               "calibration": calib.as_dict() if calib else None, "quality_thresholds": thresholds,
               "label_from_folder": label_from_folder,
+              "search": f"hnswlib graph of {table_rows} rows" if graph is not None else "exact",
               "novelty": f"analyze run {data.data_model[0]}'s model of the data" if data.data_model else "calibration"}
     db.upsert(S.DROPS, table_of([{
         "drop_id": drop_id, "kind": kind, "model": model, "variant": variant, "sources": json.dumps(list(sources)),
@@ -293,10 +310,11 @@ class _Judge:
         nb = search(self.data.X[rows], min(self.cfg.k + 1, n))
         return distinct_nn(_without_self(nb, rows), self.cfg.distinct_ratio)[1]
 
-    def quality(self, qcfg: QualityConfig) -> dict[str, Any]:
-        """Low quality, against the table's own distribution of the raw numbers."""
+    def quality(self, qcfg: QualityConfig, table: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Low quality, against the table's own distribution of the raw numbers (``table``: its
+        columns, when the check read only some rows)."""
         shas, cols = quality_columns(self.data)
-        t = quality_thresholds(cols, qcfg)
+        t = quality_thresholds(cols if table is None else table, qcfg)
         index = {s: i for i, s in enumerate(shas)}
         for sha, path in self.first_path.items():
             if sha not in index:

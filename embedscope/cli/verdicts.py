@@ -62,13 +62,17 @@ def watch_callback(args: argparse.Namespace, *, label_from_folder: bool,
             raise ConfigError("--report-dir needs the verdicts: drop --no-verdicts")
         return None
     config = verdict_config(args)
+    caches: list[Any] = []  # the graph index, kept in memory from one batch to the next
 
     def check(db: Any, model: str, paths: list[str]) -> dict[str, Any]:
         from embedscope.analysis.arrival_data import arrived_at
+        from embedscope.analysis.arrival_graph import verdict_index_cache
         from embedscope.analysis.jobs import check_arrivals
 
+        caches[:] = caches or [verdict_index_cache()]
         result = check_arrivals(db, arrived_at(db, paths), model=model, config=config,
-                                label_from_folder=label_from_folder, kind="watch", sources=drops)
+                                label_from_folder=label_from_folder, kind="watch", sources=drops,
+                                index_cache=caches[0])
         fields = {"drop_id": result.drop_id, "counts": result.counts}
         if report_dir and result.drop_id:
             fields["report"] = str(write_batch_report(db, result.drop_id, report_dir))
