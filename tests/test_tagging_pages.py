@@ -162,3 +162,30 @@ def test_tagging_on_a_read_only_dashboard_is_refused_in_one_line(db_copy):
     status = _sql_tag(client, shas, "refused")
     assert "read-only" in status and "\n" not in status
     assert _tagged(db_copy, "refused") == set()
+
+
+def test_clusters_galleries_show_only_the_images_the_sidebar_matches(client, db_copy):
+    from embedscope.dashboard import ids
+    from embedscope.dashboard.pages.clusters import FILTER_NOTE
+
+    context = _context(db_copy)
+    outputs = [(ids.CLUSTERS_SIZES, "figure"), (ids.CLUSTERS_GALLERIES, "children"), (ids.CLUSTERS_PAGE, "data"),
+               (ids.CLUSTERS_PAGE_LABEL, "children"), (FILTER_NOTE, "children")]
+
+    def galleries(values):
+        out = _call(client, outputs, [(ids.CLUSTERS_METHOD, "value", "kmeans"), (ids.CLUSTERS_PREV, "n_clicks", 0),
+                                      (ids.CLUSTERS_NEXT, "n_clicks", 0), *_sidebar(values, context)],
+                    [(ids.CLUSTERS_RUN, "data", context["run_id"]), (ids.CLUSTERS_PAGE, "data", 0)],
+                    f"{ids.CLUSTERS_METHOD}.value")
+        text = json.dumps(out[ids.CLUSTERS_GALLERIES]["children"])
+        return {s for s in shas if f"/thumb/{s}" in text}, out[FILTER_NOTE]["children"]
+
+    db = Database(str(db_copy))
+    images = run_sql(db, "SELECT sha256, label FROM images").to_pylist()
+    shas = [r["sha256"] for r in images]
+    cats = {r["sha256"] for r in images if r["label"] == "cats"}
+    everything, note = galleries(SIDEBAR_EMPTY)
+    assert note is None and everything - cats  # unfiltered: other labels shown too
+    only_cats, note = galleries(dict(SIDEBAR_EMPTY, label=["cats"]))
+    assert only_cats and only_cats <= cats
+    assert note["props"]["data-images"] == str(len(cats))
