@@ -74,14 +74,15 @@ def test_clusters_flags_and_point_panel_callbacks_work_on_imported_ids(imported)
     db = Database(str(imported["path"]))
     run = latest_run(db)
     c = imported["client"]
+    context = sidebar_context(db, run)
     out = _callback(c, [(ids.CLUSTERS_SIZES, "figure"), (ids.CLUSTERS_GALLERIES, "children"), (ids.CLUSTERS_PAGE, "data"),
-                        (ids.CLUSTERS_PAGE_LABEL, "children")],
-                    [(ids.CLUSTERS_METHOD, "value", "kmeans"), (ids.CLUSTERS_PREV, "n_clicks", 0), (ids.CLUSTERS_NEXT, "n_clicks", 0)],
+                        (ids.CLUSTERS_PAGE_LABEL, "children"), ("clusters-filter-note", "children")],
+                    [(ids.CLUSTERS_METHOD, "value", "kmeans"), (ids.CLUSTERS_PREV, "n_clicks", 0), (ids.CLUSTERS_NEXT, "n_clicks", 0),
+                     *[(i, "value", None) for i in INPUTS], (ids.SIDEBAR_CONTEXT, "data", context)],
                     [(ids.CLUSTERS_RUN, "data", run.run_id), (ids.CLUSTERS_PAGE, "data", 0)])
     galleries = json.dumps(out[ids.CLUSTERS_GALLERIES]["children"])
     assert galleries.count("/thumb/vec_") >= 4 * 6  # k=4 clusters, 6 typical members each
     assert "/detail?sha=vec_" in galleries
-    context = sidebar_context(db, run)
     out = _callback(c, [(ids.FLAGS_GALLERY, "children"), (ids.FLAGS_COUNT, "children"), (ids.FLAGS_PAGE, "data"),
                         (ids.FLAGS_PAGE_LABEL, "children")],
                     [(ids.FLAGS_KIND, "value", "novel"), (ids.FLAGS_PREV, "n_clicks", 0), (ids.FLAGS_NEXT, "n_clicks", 0),

@@ -49,7 +49,8 @@ class DashboardContext:
 
         return Database(self.db_path, storage_options=self.storage_options)
 
-    def tag(self, shas: list[str], tag: str, *, note: str | None = None, remove: bool = False) -> int:
+    def tag(self, shas: list[str], tag: str, *, note: str | None = None, remove: bool = False,
+            source: str = "dashboard") -> int:
         """Tag (or untag) images from the dashboard: the only write it makes, refused with one
         line unless the server is bound to a loopback address or requires auth."""
         from embedscope.errors import ConfigError
@@ -58,7 +59,7 @@ class DashboardContext:
         if not self.writes_allowed:
             raise ConfigError("this dashboard is read-only: it is served off-loopback without auth",
                               "serve it on 127.0.0.1 or with --auth-file to tag images")
-        return tag_images(self.db(), shas, tag, note=note, remove=remove, source="dashboard", wait_lock=10.0)
+        return tag_images(self.db(), shas, tag, note=note, remove=remove, source=source, wait_lock=10.0)
 
     def text_vectors(self) -> Any:
         """The server's :class:`~embedscope.ingest.embed_text.TextVectors` (one per app)."""

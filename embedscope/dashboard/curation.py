@@ -8,7 +8,7 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
@@ -17,16 +17,53 @@ from embedscope.dashboard import ids
 _INPUT = {"width": "130px", "marginRight": "4px"}
 
 
+class TagControlIds(NamedTuple):
+    """The component ids of one :func:`tag_controls` group (``prefix``-name, -note, -add, -remove, -status)."""
+
+    name: str
+    note: str
+    add: str
+    remove: str
+    status: str
+
+
+def tag_control_ids(prefix: str) -> TagControlIds:
+    return TagControlIds(*(f"{prefix}-{part}" for part in TagControlIds._fields))
+
+
+def tag_controls(prefix: str, add_label: str, *, add_id: str | None = None) -> list[Any]:
+    """Tag name (default ``exclude``) and note inputs, an add and an Untag button, a status
+    line: the tagging controls of the Map, Flags and SQL pages (ids from :func:`tag_control_ids`)."""
+    i = tag_control_ids(prefix)
+    return [
+        dcc.Input(id=i.name, type="text", value="exclude", placeholder="tag, e.g. exclude", debounce=False, style=_INPUT),
+        dcc.Input(id=i.note, type="text", placeholder="note (why)", style=_INPUT),
+        html.Button(add_label, id=add_id or i.add, n_clicks=0),
+        html.Button("Untag", id=i.remove, n_clicks=0, style={"marginLeft": "4px"}),
+        html.Div(id=i.status, style={"fontSize": "13px", "color": "#555", "margin": "4px 0"}),
+    ]
+
+
+def apply_tag(ctx: Any, shas: list[str], tag: str | None, note: str | None, *, remove: bool,
+              source: str = "dashboard") -> str:
+    """Tag (or untag) ``shas`` through ``ctx.tag`` (the writer lock); the status line to show,
+    one line also when refused (read-only dashboard, bad tag name, writer busy)."""
+    from embedscope.errors import EmbedscopeError
+
+    if not shas:
+        return "no images to tag"
+    try:
+        n = ctx.tag(shas, tag or "", note=note or None, remove=remove, source=source)
+    except EmbedscopeError as exc:
+        return exc.one_line()
+    return f"{'untagged' if remove else 'tagged'} {n:,} image(s) {(tag or '').strip()!r}"
+
+
 def tag_panel() -> html.Div:
     """Tag name + note inputs, Tag / Untag buttons for the current selection, a status line, and
     the curated export's download button."""
     return html.Div([
-        dcc.Input(id=ids.TAG_NAME, type="text", value="exclude", placeholder="tag, e.g. exclude", debounce=False,
-                  style=_INPUT),
-        dcc.Input(id=ids.TAG_NOTE, type="text", placeholder="note (why)", style=_INPUT),
-        html.Button("Tag selection", id=ids.TAG_ADD, n_clicks=0),
-        html.Button("Untag", id=ids.TAG_REMOVE, n_clicks=0, style={"marginLeft": "4px"}),
-        html.Div(id=ids.TAG_STATUS, style={"fontSize": "13px", "color": "#555", "margin": "4px 0"}),
+        *tag_controls("tag", "Tag selection"),
         html.Button("Download curated export (kept.csv + excluded.csv)", id=ids.CURATED_EXPORT, n_clicks=0),
         dcc.Download(id=ids.CURATED_DOWNLOAD),
     ], style={"margin": "6px 0"})
@@ -42,9 +79,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         shas = selected_shas(stored)  # a large map selection is held by the server
         if not shas:
             return "nothing selected: lasso or box-select points first"
-        remove = callback_context.triggered_id == ids.TAG_REMOVE
-        n = ctx.tag(shas, tag or "", note=note or None, remove=remove)
-        return f"{'untagged' if remove else 'tagged'} {n} image(s) {(tag or '').strip()!r}"
+        return apply_tag(ctx, shas, tag, note, remove=callback_context.triggered_id == ids.TAG_REMOVE)
 
     @app.callback(Output(ids.CURATED_DOWNLOAD, "data"), Input(ids.CURATED_EXPORT, "n_clicks"), prevent_initial_call=True)
     def _download(_n: int) -> Any:

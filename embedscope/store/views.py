@@ -334,9 +334,10 @@ class ClusterSummary:
 
 
 def cluster_summaries(db: Database, run: Run, method: str, *, n_rep: int = 6,
-                      n_atypical: int = 3) -> list[ClusterSummary]:
+                      n_atypical: int = 3, only: Any = None) -> list[ClusterSummary]:
     """Per cluster: size, label purity, members nearest to and farthest from the centroid
-    (cosine, in the run's embedding space). Largest cluster first; noise (-1) last."""
+    (cosine, in the run's embedding space). Largest cluster first; noise (-1) last. ``only``
+    (a set of sha256): the members shown are chosen among these, clusters without one left out."""
     c = db.read(S.CLUSTERS, ["sha256", "cluster"], where=both(eq("run_id", run.run_id), eq("method", method)))
     if c.num_rows == 0:
         return []
@@ -356,6 +357,10 @@ def cluster_summaries(db: Database, run: Run, method: str, *, n_rep: int = 6,
         else:
             order = np.arange(len(idx))
         ranked = [members[i] for i in order]
+        if only is not None:
+            ranked = [m for m in ranked if m in only]
+            if not ranked:
+                continue
         labs = [labels.get(s) for s in members if labels.get(s)]
         if labs:
             values, counts = np.unique(labs, return_counts=True)

@@ -1,7 +1,7 @@
 """Clusters: the sizes; in tabs, the dendrogram of agglomerative runs (stored by the analysis)
 and a teaching animation of k-means / k-medoids iterations on a stored 2-D projection; below,
 per cluster (paged) its size, label purity, the members nearest the centroid and the most
-atypical ones. ``?run=`` (or the run picker) chooses the run."""
+atypical ones, among the images the filter sidebar matches. ``?run=`` (or the run picker) chooses the run."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dcc, html
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import cluster_figures, context, figures, ids, run_picker, shaping
+from embedscope.dashboard import cluster_figures, context, figures, ids, run_picker, shaping, sidebar
 
 MAX_ANIM_POINTS = 3_000  # points in the animation (a seeded sample beyond this)
 MAX_ANIM_K = 12
 MAX_ANIM_ITER = 30
 CLUSTERS_PER_PAGE = 8
 TAB_DENDROGRAM, TAB_ANIMATION = "dendrogram", "animation"
+FILTER_NOTE = "clusters-filter-note"
 
 
 def layout(method: str | None = None, run: str | None = None, **_: Any) -> Any:
@@ -51,8 +52,12 @@ def layout(method: str | None = None, run: str | None = None, **_: Any) -> Any:
         html.Div(_animation_controls(current, value, projections, proj), id=ids.CLUSTERS_TABS + "-" + TAB_ANIMATION),
         html.H4("Clusters: typical and atypical members", style={"marginTop": "18px"}),
         dcc.Store(id=ids.CLUSTERS_PAGE, data=0),
-        C.pager(ids.CLUSTERS_PREV, ids.CLUSTERS_NEXT, ids.CLUSTERS_PAGE_LABEL),
-        html.Div(id=ids.CLUSTERS_GALLERIES),
+        html.Div([
+            sidebar.sidebar(db, current),
+            html.Div([C.pager(ids.CLUSTERS_PREV, ids.CLUSTERS_NEXT, ids.CLUSTERS_PAGE_LABEL),
+                      html.Div(id=FILTER_NOTE, style={"fontSize": "12px", "color": "#555"}),
+                      html.Div(id=ids.CLUSTERS_GALLERIES)], style={"flex": "1 1 auto", "minWidth": "0"}),
+        ], style={"display": "flex", "alignItems": "flex-start"}),
     ])
 
 
@@ -101,20 +106,29 @@ def register_callbacks(app: Any, ctx: Any) -> None:
 
     @app.callback(Output(ids.CLUSTERS_SIZES, "figure"), Output(ids.CLUSTERS_GALLERIES, "children"),
                   Output(ids.CLUSTERS_PAGE, "data"), Output(ids.CLUSTERS_PAGE_LABEL, "children"),
+                  Output(FILTER_NOTE, "children"),
                   Input(ids.CLUSTERS_METHOD, "value"), Input(ids.CLUSTERS_PREV, "n_clicks"),
-                  Input(ids.CLUSTERS_NEXT, "n_clicks"), State(ids.CLUSTERS_RUN, "data"), State(ids.CLUSTERS_PAGE, "data"))
-    def _clusters(method: str, _prev: int, _next: int, run_id: str, page: int | None) -> tuple:
+                  Input(ids.CLUSTERS_NEXT, "n_clicks"), *sidebar.inputs(), State(ids.CLUSTERS_RUN, "data"),
+                  State(ids.CLUSTERS_PAGE, "data"))
+    def _clusters(method: str, _prev: int, _next: int, *args: Any) -> tuple:
+        run_id, page = args[-2], args[-1]
         db = ctx.db()
+        only = filtered_shas(ctx, sidebar.sidebar_values(*args[:-2]), args[-3])
         summaries = views.cluster_summaries(db, run_by_id(db, run_id), method)
-        n = len(summaries)
+        shown_summaries = summaries if only is None else views.cluster_summaries(db, run_by_id(db, run_id), method, only=only)
+        n = len(shown_summaries)
         page = shaping.turn_page(page or 0, callback_context.triggered_id, ids.CLUSTERS_PREV, ids.CLUSTERS_NEXT, n,
                                  CLUSTERS_PER_PAGE)
-        shown = summaries[page * CLUSTERS_PER_PAGE:(page + 1) * CLUSTERS_PER_PAGE]
+        shown = shown_summaries[page * CLUSTERS_PER_PAGE:(page + 1) * CLUSTERS_PER_PAGE]
         shas = [s for c in shown for s in c.representatives + c.atypical]
         rows = {r["sha256"]: r for r in views.image_rows(db, shas)}
         label = shaping.page_label(page, n, CLUSTERS_PER_PAGE).replace("images", "clusters", 1)
+        note = (None if only is None else
+                html.Span(f"filter: {len(only):,} images match, in {n:,} of {len(summaries):,} clusters; "
+                          "the members shown are matching ones", id="clusters-filter-count",
+                          **{"data-images": str(len(only)), "data-clusters": str(n)}))
         return (figures.cluster_sizes_figure(summaries), [C.cluster_block(s, rows, run_id=run_id) for s in shown],
-                page, label)
+                page, label, note)
 
     @app.callback(Output(ids.CLUSTERS_TABS, "value"), Input(ids.CLUSTERS_METHOD, "value"), prevent_initial_call=True)
     def _tab_for(method: str) -> str:
@@ -169,3 +183,12 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                                                 names=[names.get(s) or s[:12] for s in shas])
         note = shaping.animation_note(projection, len(xy), points.total, it, MAX_ANIM_ITER)
         return fig, html.Div(note, id=ids.ANIM_NOTE_TEXT, **{"data-frames": str(it.n_frames)})
+
+
+def filtered_shas(ctx: Any, values: dict[str, Any], context_: dict[str, Any] | None) -> set[str] | None:
+    """The images the sidebar matches (its SQL), or None when nothing is chosen."""
+    where = sidebar.filter_where(values)
+    if not where or not context_:
+        return None
+    return set(sidebar.matching(ctx.db(), context_, where, columns="sha256", limits=sidebar.sql_limits(ctx))
+               .column("sha256").to_pylist())

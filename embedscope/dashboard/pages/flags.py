@@ -1,6 +1,6 @@
 """Flags: novel, contaminated, near-duplicate (and, after `analyze --zero-shot`, label
 disagreement) images as paged galleries with the reason for each, filtered by the sidebar;
-export CSV. Rows and counts come from one SQL query (``sidebar.base_query``), so they equal
+export CSV; tag (or untag) every image the kind and filter match. Rows and counts come from one SQL query (``sidebar.base_query``), so they equal
 what the SQL page returns for the same condition. The novelty-score range filters novel images
 only."""
 
@@ -11,12 +11,13 @@ from typing import Any
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import context, ids, run_picker, shaping, sidebar
+from embedscope.dashboard import context, curation, ids, run_picker, shaping, sidebar
 
 KINDS = (("novel", "novel"), ("contaminated", "contaminated"), ("duplicate", "near-duplicates"),
          ("label_disagreement", "zero-shot disagrees with label"))
 PAGE_SIZE = 60
 EXPORT_MAX = 1_000_000
+TAGS = curation.tag_control_ids("flags-tag")
 
 
 def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
@@ -44,6 +45,7 @@ def layout(kind: str = "novel", run: str | None = None, **_: Any) -> Any:
                     html.Button("Export CSV", id=ids.FLAGS_EXPORT, n_clicks=0, style={"marginLeft": "16px"}),
                     dcc.Download(id=ids.FLAGS_DOWNLOAD),
                 ]),
+                html.Div(curation.tag_controls("flags-tag", "Tag all shown by this filter"), style={"margin": "6px 0"}),
                 dcc.Store(id=ids.FLAGS_RUN, data=current.run_id),
                 dcc.Store(id=ids.FLAGS_PAGE, data=0),
                 html.Div(id=ids.FLAGS_COUNT, style={"margin": "6px 0", "fontSize": "13px"}),
@@ -102,3 +104,22 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update
         return {"content": shaping.rows_csv(shaping.flag_card_rows(kind, records), ("sha256", "path", "label", "score", "reason")),
                 "filename": f"embedscope-flags-{kind}.csv", "type": "text/csv"}
+
+    @app.callback(Output(TAGS.add, "children"), Input(ids.FLAGS_KIND, "value"), *sidebar.inputs())
+    def _tag_label(kind: str, *args: Any) -> str:
+        where = flag_where(kind, sidebar.sidebar_values(*args))
+        n = sidebar.matching(ctx.db(), args[-1], where, columns="count(*) AS n", limits=sidebar.sql_limits(ctx))
+        return f"Tag all {n.column('n')[0].as_py():,} shown by this filter"
+
+    @app.callback(Output(TAGS.status, "children"), Input(TAGS.add, "n_clicks"), Input(TAGS.remove, "n_clicks"),
+                  State(ids.FLAGS_KIND, "value"), *sidebar.inputs(State), State(TAGS.name, "value"),
+                  State(TAGS.note, "value"), prevent_initial_call=True)
+    def _tag(_add: int, _remove: int, kind: str, *args: Any) -> str:
+        shas = matching_shas(ctx, kind, sidebar.sidebar_values(*args[:-2]), args[-3])
+        return curation.apply_tag(ctx, shas, args[-2], args[-1], remove=callback_context.triggered_id == TAGS.remove)
+
+
+def matching_shas(ctx: Any, kind: str, values: dict[str, Any], context_: dict[str, Any]) -> list[str]:
+    """Every image of flag ``kind`` under the sidebar's filters (the SQL the page counts with)."""
+    return sidebar.matching(ctx.db(), context_, flag_where(kind, values), columns="sha256",
+                            limits=sidebar.sql_limits(ctx)).column("sha256").to_pylist()

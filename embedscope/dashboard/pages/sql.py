@@ -1,18 +1,19 @@
 """SQL: the same read-only SQL as `embedscope query`, results as a table; a result with a
 sha256 column gets a thumbnail per row linking to the image page, and can be shown on the map
-as a selection."""
+as a selection, or tagged (tags record the source ``sql-result``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import ids, shaping
+from embedscope.dashboard import curation, ids, shaping
 
 EXAMPLE = "SELECT sha256, path, label, width, height FROM images ORDER BY path LIMIT 100"
 MAX_ROWS = 5_000  # rows sent to the table
+TAGS = curation.tag_control_ids("sql-tag")
 
 
 def layout(**_: Any) -> Any:
@@ -24,6 +25,7 @@ def layout(**_: Any) -> Any:
         html.Div([html.Button("Run", id=ids.SQL_RUN, n_clicks=0),
                   html.Button("Show on map", id=ids.SQL_SHOW_ON_MAP, n_clicks=0, disabled=True, style={"marginLeft": "8px"})]),
         html.Div(id=ids.SQL_STATUS, style={"margin": "6px 0", "fontSize": "13px"}),
+        html.Div(curation.tag_controls("sql-tag", "Tag these images"), id="sql-tag-panel", style={"display": "none"}),
         dcc.Store(id=ids.SQL_SHAS),
         dash_table.DataTable(id=ids.SQL_TABLE, page_size=25, sort_action="native", filter_action="native",
                              style_table={"overflowX": "auto"}, markdown_options={"link_target": "_self"},
@@ -61,3 +63,15 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         if not shas:
             return no_update, no_update
         return {"source": "sql", "sha256": shas}, "/"
+
+    @app.callback(Output(TAGS.add, "children"), Output("sql-tag-panel", "style"), Input(ids.SQL_SHAS, "data"))
+    def _tag_label(shas: list[str] | None) -> tuple:
+        shown = {"margin": "6px 0"} if shas else {"display": "none"}
+        return f"Tag these {len(shas or []):,} images", shown
+
+    @app.callback(Output(TAGS.status, "children"), Input(TAGS.add, "n_clicks"), Input(TAGS.remove, "n_clicks"),
+                  State(ids.SQL_SHAS, "data"), State(TAGS.name, "value"), State(TAGS.note, "value"),
+                  prevent_initial_call=True)
+    def _tag(_add: int, _remove: int, shas: list[str] | None, tag: str | None, note: str | None) -> str:
+        return curation.apply_tag(ctx, list(shas or []), tag, note, remove=callback_context.triggered_id == TAGS.remove,
+                                  source="sql-result")
