@@ -161,7 +161,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         if not shas:
             return False, no_update, no_update
         bbox = hover["points"][0].get("bbox") or {"x0": 0, "x1": 0, "y0": 0, "y1": 0}
-        rows = views.image_rows(ctx.db(), shas[:1])
+        rows = _image_rows(ctx, shas[:1])
         return True, bbox, _tooltip(shas[0], rows[0] if rows else None)
 
     @app.callback(Output(ids.MAP_POINT_PANEL, "children"), Input(ids.MAP_GRAPH, "clickData"),
@@ -222,7 +222,7 @@ def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight:
     state of the map on screen, when only its view changed."""
     parsed = shaping.parse_projection(proj)
     if not run_id or parsed is None or not color:
-        return figures.go.Figure(), "This run has no projection to show.", None
+        return {"data": [], "layout": {}}, "This run has no projection to show.", None
     if parsed[1] != 2:
         fig, notice = _map_figure_3d(ctx, run_id, proj, color, highlight)
         return fig, notice, {"mode": "3d"}
@@ -250,11 +250,9 @@ def _map_figure_3d(ctx: Any, run_id: str, proj: str | None, color: str | None, h
 
 def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str, Any]:
     """The selection gallery's title and one page (``GALLERY_MAX``) of its thumbnails."""
-    from embedscope.store import views
-
     start = page * GALLERY_MAX
     db = ctx.db()
-    rows = views.image_rows(db, shas[start:start + GALLERY_MAX])
+    rows = _image_rows(ctx, shas[start:start + GALLERY_MAX])
     map_state.current().read_ahead(db, [r["sha256"] for r in rows])
     cards = [_map_thumb(C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")), r["sha256"]) for r in rows]
     title = shaping.selection_title(len(shas), source, len(shas))
@@ -262,6 +260,17 @@ def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str
         pages = (len(shas) - 1) // GALLERY_MAX + 1
         title += f" · {start + 1:,}–{min(start + GALLERY_MAX, len(shas)):,} shown (page {page + 1} of {pages:,})"
     return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
+
+
+def _image_rows(ctx: Any, shas: list[str]) -> list[dict[str, Any]]:
+    """``{sha256, path, label}`` of ``shas`` (unknown ones skipped) from the app's cached
+    sha256 → (path, label) map: no scan of a large images table per hover or gallery page."""
+    if ctx.search is None:
+        from embedscope.store import views
+
+        return views.image_rows(ctx.db(), shas)
+    info = ctx.search.image_info(ctx.db(), shas)
+    return [{"sha256": s, "path": info[s][0], "label": info[s][1]} for s in shas if s in info]
 
 
 def _tooltip(sha: str, row: dict | None) -> Any:
