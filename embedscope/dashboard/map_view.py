@@ -232,8 +232,7 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
     the first visit draws at once. Run in a background thread when the dashboard starts."""
     import logging
 
-    from embedscope.dashboard import shaping
-    from embedscope.store import views
+    from embedscope.dashboard import map_page_cache, shaping
     from embedscope.store.runs import latest_run
 
     log = logging.getLogger(__name__)
@@ -243,7 +242,8 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
         run = latest_run(db)
         if run is None:
             return
-        _, proj, _, color = shaping.map_options(run, views.projection_options(db, run.run_id), views.color_options(db, run))
+        _, proj, _, color = map_page_cache.map_choices(db, run)
+        map_page_cache.map_sidebar(db, run)  # the page's sidebar reads whole columns too
         parsed = shaping.parse_projection(proj)
         if parsed is None or parsed[1] != 2 or not color:
             return

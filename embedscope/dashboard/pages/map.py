@@ -16,16 +16,10 @@ import numpy as np
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_state, map_view, shaping, sidebar,
-                                  text_search)
+from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_page_cache, map_state, map_view, shaping,
+                                  sidebar, text_search)
 
 GALLERY_MAX = 60  # thumbnails per gallery page (the CSV has all of the selection)
-
-
-def _options(db: Any, run: Any) -> tuple[list[dict], str | None, list[dict], str | None]:
-    from embedscope.store import views
-
-    return shaping.map_options(run, views.projection_options(db, run.run_id), views.color_options(db, run))
 
 
 def layout(run: str | None = None, **_: Any) -> Any:
@@ -41,7 +35,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         current = run_or_latest(db, run)
     except UnknownRunError as exc:
         return C.message_page("Map", exc.one_line(), kind="error", id=ids.RUN_ERROR)
-    p_opts, p_value, c_opts, c_value = _options(db, current)
+    p_opts, p_value, c_opts, c_value = map_page_cache.map_choices(db, current)
     dd = {"display": "inline-block", "width": "300px", "marginRight": "10px", "verticalAlign": "top"}
     return html.Div([
         html.Div([
@@ -58,7 +52,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
         text_search.text_box(),
         html.Div([
-            sidebar.sidebar(db, current, with_apply=True),
+            map_page_cache.map_sidebar(db, current),
             html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
                                             clear_on_unhover=True),
                                   id=ids.MAP_LOADING, delay_show=500, show_initially=False, target_components={ids.MAP_GRAPH: "figure"},
@@ -99,7 +93,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   Input(ids.MAP_RUN, "value"), prevent_initial_call=True)
     def _run_changed(run_id: str) -> tuple:
         db = ctx.db()
-        return _options(db, run_by_id(db, run_id)) if run_id else ([], None, [], None)
+        return map_page_cache.map_choices(db, run_by_id(db, run_id)) if run_id else ([], None, [], None)
 
     @app.callback(Output(ids.MAP_GRAPH, "figure"), Output(ids.MAP_NOTICE, "children"), Output(ids.MAP_LOD, "data"),
                   Input(ids.MAP_RUN, "value"), Input(ids.MAP_PROJECTION, "value"), Input(ids.MAP_COLOR, "value"),
