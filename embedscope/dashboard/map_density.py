@@ -50,22 +50,27 @@ def render(x: np.ndarray, y: np.ndarray, view: View, *, codes: np.ndarray | None
 
     if codes is not None and len(colours):
         frame["c"] = pd.Categorical.from_codes(codes, categories=range(len(colours)))
-        counts = aggregate(ds.count_cat("c")).astype(np.float32)
+        counts = aggregate(ds.count_cat("c"))
         total = counts.sum(axis=2)
-        rgb = counts.reshape(-1, counts.shape[2]) @ _rgb(colours)
-        rgb = rgb.reshape(height, width, 3) / np.maximum(total, 1)[..., None]
+        painted = total > 0  # shade only the painted pixels (a fraction of the image)
+        weights = counts[painted].astype(np.float32)
+        rgb = (weights @ _rgb(colours)) / total[painted][:, None].astype(np.float32)
     elif values is not None:
         frame["v"] = values
         mean = aggregate(ds.mean("v"))
-        total = np.isfinite(mean).astype(np.float32)
-        finite = mean[np.isfinite(mean)]
+        painted = np.isfinite(mean)
+        total = painted.astype(np.float32)
+        finite = mean[painted]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        rgb = _viridis((np.nan_to_num(mean, nan=lo) - lo) / max(hi - lo, 1e-12))
+        rgb = _viridis((finite - lo) / max(hi - lo, 1e-12))
     else:
-        total = aggregate(ds.count()).astype(np.float32)
-        rgb = np.broadcast_to(np.array([8, 48, 107], np.float32), (*total.shape, 3))
-    alpha = np.where(total > 0, 90 + 165 * np.log1p(total) / np.log1p(max(float(total.max()), 1.0)), 0)
-    rgba = np.dstack([rgb, alpha]).clip(0, 255).astype(np.uint8)
+        total = aggregate(ds.count())
+        painted = total > 0
+        rgb = np.broadcast_to(np.array([8, 48, 107], np.float32), (int(painted.sum()), 3))
+    shown = total[painted].astype(np.float32)
+    alpha = 90 + 165 * np.log1p(shown) / np.log1p(max(float(shown.max()) if shown.size else 1.0, 1.0))
+    rgba = np.zeros((height, width, 4), np.uint8)
+    rgba[painted] = np.column_stack([rgb, alpha]).clip(0, 255).astype(np.uint8)
     return rgba[::-1]  # datashader's row 0 is the bottom (y0); an image's is the top
 
 

@@ -120,7 +120,8 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
         notice = _points_notice(n, total, len(rows))
         if highlight:
             notice += f" Ringed in red: {len(hl):,} images selected by a SQL query or a text search."
-    fig.update_layout(images=list(fig.layout.images) + images, annotations=notes)
+    fig["layout"]["images"] = fig["layout"]["images"] + images
+    fig["layout"]["annotations"] = notes
     return Drawn(fig, notice, state, _picture_shas(images))
 
 
@@ -231,8 +232,7 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
     the first visit draws at once. Run in a background thread when the dashboard starts."""
     import logging
 
-    from embedscope.dashboard import shaping
-    from embedscope.store import views
+    from embedscope.dashboard import map_page_cache, shaping
     from embedscope.store.runs import latest_run
 
     log = logging.getLogger(__name__)
@@ -242,13 +242,16 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
         run = latest_run(db)
         if run is None:
             return
-        _, proj, _, color = shaping.map_options(run, views.projection_options(db, run.run_id), views.color_options(db, run))
+        _, proj, _, color = map_page_cache.map_choices(db, run)
+        map_page_cache.map_sidebar(db, run)  # the page's sidebar reads whole columns too
         parsed = shaping.parse_projection(proj)
         if parsed is None or parsed[1] != 2 or not color:
             return
         index = map_index(ctx, state, run.run_id, *parsed)
         colours = map_colours(ctx, index, run.run_id, color)
         index.nearest(index.extent.x0, index.extent.y0)  # builds the k-d tree
+        if ctx.search is not None:  # the sha256 → (path, label) map of hovers and gallery pages
+            ctx.search.image_info(db, [])
         if len(index) > ctx.max_points and not colours.continuous:  # the first density image compiles its kernel
             _density(index, colours, index.full_view(), index.in_view(index.full_view()), "")
         log.info("map of run %s warmed: %d points", run.run_id, len(index))

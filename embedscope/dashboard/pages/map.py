@@ -16,16 +16,10 @@ import numpy as np
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
-from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_state, map_view, shaping, sidebar,
-                                  text_search)
+from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_page_cache, map_state, map_view, shaping,
+                                  sidebar, text_search)
 
 GALLERY_MAX = 60  # thumbnails per gallery page (the CSV has all of the selection)
-
-
-def _options(db: Any, run: Any) -> tuple[list[dict], str | None, list[dict], str | None]:
-    from embedscope.store import views
-
-    return shaping.map_options(run, views.projection_options(db, run.run_id), views.color_options(db, run))
 
 
 def layout(run: str | None = None, **_: Any) -> Any:
@@ -41,7 +35,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         current = run_or_latest(db, run)
     except UnknownRunError as exc:
         return C.message_page("Map", exc.one_line(), kind="error", id=ids.RUN_ERROR)
-    p_opts, p_value, c_opts, c_value = _options(db, current)
+    p_opts, p_value, c_opts, c_value = map_page_cache.map_choices(db, current)
     dd = {"display": "inline-block", "width": "300px", "marginRight": "10px", "verticalAlign": "top"}
     return html.Div([
         html.Div([
@@ -58,7 +52,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
         html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
         text_search.text_box(),
         html.Div([
-            sidebar.sidebar(db, current, with_apply=True),
+            map_page_cache.map_sidebar(db, current),
             html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
                                             clear_on_unhover=True),
                                   id=ids.MAP_LOADING, delay_show=500, show_initially=False, target_components={ids.MAP_GRAPH: "figure"},
@@ -99,7 +93,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                   Input(ids.MAP_RUN, "value"), prevent_initial_call=True)
     def _run_changed(run_id: str) -> tuple:
         db = ctx.db()
-        return _options(db, run_by_id(db, run_id)) if run_id else ([], None, [], None)
+        return map_page_cache.map_choices(db, run_by_id(db, run_id)) if run_id else ([], None, [], None)
 
     @app.callback(Output(ids.MAP_GRAPH, "figure"), Output(ids.MAP_NOTICE, "children"), Output(ids.MAP_LOD, "data"),
                   Input(ids.MAP_RUN, "value"), Input(ids.MAP_PROJECTION, "value"), Input(ids.MAP_COLOR, "value"),
@@ -161,7 +155,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         if not shas:
             return False, no_update, no_update
         bbox = hover["points"][0].get("bbox") or {"x0": 0, "x1": 0, "y0": 0, "y1": 0}
-        rows = views.image_rows(ctx.db(), shas[:1])
+        rows = _image_rows(ctx, shas[:1])
         return True, bbox, _tooltip(shas[0], rows[0] if rows else None)
 
     @app.callback(Output(ids.MAP_POINT_PANEL, "children"), Input(ids.MAP_GRAPH, "clickData"),
@@ -222,7 +216,7 @@ def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight:
     state of the map on screen, when only its view changed."""
     parsed = shaping.parse_projection(proj)
     if not run_id or parsed is None or not color:
-        return figures.go.Figure(), "This run has no projection to show.", None
+        return {"data": [], "layout": {}}, "This run has no projection to show.", None
     if parsed[1] != 2:
         fig, notice = _map_figure_3d(ctx, run_id, proj, color, highlight)
         return fig, notice, {"mode": "3d"}
@@ -250,11 +244,9 @@ def _map_figure_3d(ctx: Any, run_id: str, proj: str | None, color: str | None, h
 
 def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str, Any]:
     """The selection gallery's title and one page (``GALLERY_MAX``) of its thumbnails."""
-    from embedscope.store import views
-
     start = page * GALLERY_MAX
     db = ctx.db()
-    rows = views.image_rows(db, shas[start:start + GALLERY_MAX])
+    rows = _image_rows(ctx, shas[start:start + GALLERY_MAX])
     map_state.current().read_ahead(db, [r["sha256"] for r in rows])
     cards = [_map_thumb(C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")), r["sha256"]) for r in rows]
     title = shaping.selection_title(len(shas), source, len(shas))
@@ -262,6 +254,17 @@ def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str
         pages = (len(shas) - 1) // GALLERY_MAX + 1
         title += f" · {start + 1:,}–{min(start + GALLERY_MAX, len(shas)):,} shown (page {page + 1} of {pages:,})"
     return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
+
+
+def _image_rows(ctx: Any, shas: list[str]) -> list[dict[str, Any]]:
+    """``{sha256, path, label}`` of ``shas`` (unknown ones skipped) from the app's cached
+    sha256 → (path, label) map: no scan of a large images table per hover or gallery page."""
+    if ctx.search is None:
+        from embedscope.store import views
+
+        return views.image_rows(ctx.db(), shas)
+    info = ctx.search.image_info(ctx.db(), shas)
+    return [{"sha256": s, "path": info[s][0], "label": info[s][1]} for s in shas if s in info]
 
 
 def _tooltip(sha: str, row: dict | None) -> Any:
