@@ -6,13 +6,19 @@ stage by stage. What does not scale is sampled, and the output says so: silhouet
 5 000-row sample, kNN candidates from PCA-64 above 20 000 rows (distances exact), UMAP on the
 PCA-50 of the vectors. Peak memory is the process's maximum resident set size.
 
-    python -m benchmarks.bench_analysis [--quick] [--only base|neardup|scale]   # --quick: 5k rows
+    python -m benchmarks.bench_analysis [--quick] [--only base|neardup|scale|allrows]   # --quick: 5k rows
 
 Every row of the *base* run is fitted (no sample): one kNN graph is shared by both UMAPs and
-novelty. The *neardup* part (30k rows quick, 100k full, 1,000 planted pairs) times the exact
+novelty. The *neardup* part (20k rows quick, 100k full, 1,000 planted pairs) times the exact
 range search over every pair (``analysis/near_pairs.py``) against the old way (10 nearest
 neighbours of every row, then the threshold) and faiss IVF256,Flat range search (nprobe 4), with
 recall of the planted pairs, in the same run.
+
+The *allrows* part (full tier only; ``--only allrows``, ``EMBEDSCOPE_BENCH_ALLROWS`` rows, default
+100k) analyses 30 planted blobs on every row (``--fit-sample 0``) in a process of its own (wall,
+CPU, peak RSS), then fits the reference on the same vectors (umap-learn 10-D with its own kNN +
+hdbscan on every row): ARI against it and against the truth, k-means auto-k's k and ARI, and
+hdbscan vs fast_hdbscan on the reference's UMAP-10 (time, ARI of their labels).
 
 The *scale* part (issue 9) measures the sample-then-place path: N × 384 vectors (1M; quick:
 100k) written in chunks and imported with ``ingest-vectors``, then ``embedscope analyze
@@ -42,17 +48,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-PARTS = ("base", "neardup", "scale")
+PARTS = ("base", "neardup", "scale", "allrows")
 
 
 def run(quick: bool = False, only: str | None = None) -> list[dict]:
     """Run the benchmark; one dict per measurement ``{"name", "value", "unit", "settings"}``.
     ``only``: one of :data:`PARTS`; default all (the quick tier skips *scale*: its subprocesses
     and 100k-row ingest alone take minutes, which the quick tier's three do not allow)."""
-    parts = [only] if only else [p for p in PARTS if not (quick and p == "scale")]
+    parts = [only] if only else [p for p in PARTS if not (quick and p in ("scale", "allrows"))]
     results: list[dict] = []
     for part in parts:
-        results += {"base": run_base, "neardup": run_neardup, "scale": run_scale}[part](quick)
+        results += {"base": run_base, "neardup": run_neardup, "scale": run_scale, "allrows": run_allrows}[part](quick)
     return results
 
 
@@ -93,7 +99,7 @@ def run_neardup(quick: bool = False) -> list[dict]:
     from embedscope.analysis.near_pairs import near_pairs
     from embedscope.analysis.neighbors import knn
 
-    n = 30_000 if quick else 100_000
+    n = 20_000 if quick else 100_000
     thr = 0.03
     X, planted = planted_pairs(n)
     settings = {"rows": n, "dim": 384, "planted_pairs": len(planted), "threshold": thr, "cores": __import__("os").cpu_count(),
@@ -318,9 +324,95 @@ def run_scale(quick: bool = False) -> list[dict]:
     return results
 
 
+# -- all rows at 100k against umap-learn + hdbscan with their own searches ---------------------
+
+ALLROWS_ARGS = ["--project", "umap", "--dims", "2", "--cluster", "hdbscan,kmeans", "--fit-sample", "0"]
+
+
+def run_allrows(quick: bool = False) -> list[dict]:
+    """100k × 384 (quick: 20k; ``EMBEDSCOPE_BENCH_ALLROWS`` sets it), 30 planted blobs, analysed on every row in its own process (wall,
+    CPU, peak RSS), then the reference on the same vectors: umap-learn 10-D with its own kNN +
+    hdbscan fitted on every row; ARI of our HDBSCAN and k-means labels against it and the truth.
+    On the reference's UMAP-10, hdbscan and fast_hdbscan are timed side by side (labels' ARI)."""
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    from embedscope.analysis.synthetic import make_blobs
+    from embedscope.store import schema as S
+    from embedscope.store.db import Database
+
+    rows = int(os.environ.get("EMBEDSCOPE_BENCH_ALLROWS", 20_000 if quick else 100_000))
+    per_blob = max(10, (rows - 1_000) // 30)
+    syn = make_blobs(n_per_blob=per_blob, n_blobs=30, dim=384, n_planted=500, n_outliers=500, n_dups=0, seed=0)
+    n = len(syn.ids)
+    settings = {"rows": n, "dim": 384, "blobs": 30, "analysis": " ".join(ALLROWS_ARGS), "cores": os.cpu_count(),
+                "load_avg_1m": round(os.getloadavg()[0], 2)}
+    results = Rows()
+
+    def add(name: str, value: float, unit: str, **extra) -> None:
+        results.append({"name": name, "value": round(float(value), 3), "unit": unit, "settings": {**settings, **extra}})
+
+    truth = dict(zip(syn.ids, syn.truth.tolist()))
+    with tempfile.TemporaryDirectory(prefix="bench-allrows-") as tmp:
+        path = Path(tmp) / "vectors.parquet"
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(syn.X.ravel(), pa.float32()), 384)
+        pq.write_table(pa.table({"id": syn.ids, "vector": vec}), path)
+        db_dir = Path(tmp) / "db"
+        _cli_measured("ingest-vectors", str(path), "--db", str(db_dir), "--model", "bench")
+        out, wall, rss, cpu = _cli_measured("analyze", "--db", str(db_dir), *ALLROWS_ARGS, "--json")
+        p = json.loads(Database(db_dir).read(S.RUNS, where=f"run_id = '{out['run_id']}'").to_pylist()[0]["params"])
+        add("allrows_analyze_wall_seconds", wall, "s", load_avg_1m_after=round(os.getloadavg()[0], 2))
+        add("allrows_analyze_cpu_seconds", cpu, "CPU-s")
+        add("allrows_analyze_peak_rss", rss, "MiB")
+        for stage, sec in p["timings_s"].items():
+            add(f"allrows_stage_{stage.replace(' ', '_')}_seconds", sec, "s")
+        ours = {m: _labels(db_dir, out["run_id"], m) for m in ("hdbscan", "kmeans")}
+        order = sorted(ours["hdbscan"])  # imported rows: sha256 is the id they were imported with
+        true = [truth[s] for s in order]
+        km = ours["kmeans"]
+        add("allrows_kmeans_auto_k", len(set(km.values())), "k", info=json.dumps(p["methods_info"].get("kmeans", ""))[:300])
+        add("allrows_ari_kmeans_vs_truth", ari(true, [km[s] for s in order]), "ARI")
+        ours_h = [ours["hdbscan"][s] for s in order]
+        add("allrows_ari_hdbscan_vs_truth", ari(true, ours_h), "ARI")
+
+        import hdbscan
+        import umap
+
+        pos = {k: i for i, k in enumerate(syn.ids)}
+        X = syn.X[[pos[s] for s in order]]
+        (Z, t_umap) = _timed(lambda: umap.UMAP(n_components=10, n_neighbors=15, min_dist=0.1, metric="cosine",
+                                               random_state=0).fit_transform(X))
+        add("allrows_reference_umap10_seconds", t_umap, "s", how="umap-learn, own pynndescent kNN, cosine, all rows")
+        mcs = max(5, min(50, n // 100))
+        ref, t_h = _timed(lambda: hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=5, core_dist_n_jobs=1).fit_predict(Z))
+        add("allrows_reference_hdbscan_seconds", t_h, "s", how=f"hdbscan on every row, min_cluster_size {mcs}")
+        add("allrows_ari_hdbscan_vs_reference", ari(ref, ours_h), "ARI", target=">= 0.95")
+        add("allrows_ari_reference_vs_truth", ari(true, ref), "ARI")
+        try:
+            import fast_hdbscan
+        except ImportError:
+            return results
+        fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=5).fit_predict(Z[:2000])  # numba compiles here
+        fast, t_f = _timed(lambda: fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=5).fit_predict(Z))
+        add("allrows_fast_hdbscan_seconds", t_f, "s", how="fast_hdbscan on the same UMAP-10 (compiled beforehand)")
+        add("allrows_ari_fast_hdbscan_vs_hdbscan", ari(ref, fast), "ARI")
+        add("allrows_fast_over_hdbscan_time", t_f / max(t_h, 1e-9), "x (lower is better)")
+    return results
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="5k rows instead of 100k, near-dups at 30k, no scale part")
+    ap.add_argument("--quick", action="store_true", help="5k rows instead of 100k, near-dups at 20k, no scale or allrows part")
     ap.add_argument("--only", choices=list(PARTS), help="run one part only")
     args = ap.parse_args(argv)
     import logging

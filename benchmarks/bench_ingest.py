@@ -45,15 +45,15 @@ MODEL = "dinov2_vits14"
 def _sizes(quick: bool) -> dict[str, int]:
     """Benchmark sizes; each can be overridden by ``EMBEDSCOPE_BENCH_<NAME>``."""
     sizes = {
-        "images": 128 if quick else 320,  # ingest_e2e / reingest drop
+        "images": 96 if quick else 320,  # ingest_e2e / reingest drop
         "image_size": 112 if quick else 224,  # model input side
-        "naive_images": 24 if quick else 32,
-        "model_seconds": 8 if quick else 20,
-        "rss_small": 300 if quick else 1500,
-        "rss_large": 3000 if quick else 15000,
+        "naive_images": 16 if quick else 32,
+        "model_seconds": 5 if quick else 20,
+        "rss_small": 200 if quick else 1500,
+        "rss_large": 2000 if quick else 15000,
         "rss_image_size": 28,
         "sam2_images": 8 if quick else 32,
-        "decode_images": 64 if quick else 160,
+        "decode_images": 48 if quick else 160,
         "compile": 0 if quick else 1,  # measure torch.compile (minutes of compiling on a CPU)
     }
     for key in sizes:

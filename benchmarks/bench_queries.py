@@ -10,8 +10,9 @@ in batches of 100, build time and memory per vector, for
 Vectors are clustered random unit vectors written with the real store (embeddings and
 ``images`` rows, so results carry path and label as users get them); queries are stored
 vectors plus a little noise. Every result row is printed as it is measured.
-``--quick``: 30k vectors (hnswlib builds ~700 vectors/s on the loaded 2-core machine, so 300k
-would take ~8 minutes to build alone); the full tier: 300k and 1M.
+``--quick``: 10k vectors (hnswlib builds ~700 vectors/s on the loaded 2-core machine, so 300k
+would take ~8 minutes to build alone, and the quick tier has 3 minutes in all); the full tier:
+300k and 1M.
 
     python -m benchmarks.bench_queries [--quick]
 """
@@ -191,9 +192,9 @@ def _targets(m: _Measure) -> None:
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Benchmark rows for ``make bench``: 30k vectors with ``quick``, else 300k and 1M."""
+    """Benchmark rows for ``make bench``: 10k vectors with ``quick``, else 300k and 1M."""
     rows = Rows()
-    for n in ([30_000] if quick else [300_000, 1_000_000]):
+    for n in ([10_000] if quick else [300_000, 1_000_000]):
         bench_size(n, 100, rows=rows)
     return rows
 

@@ -31,10 +31,10 @@ HERE = Path(__file__).resolve().parent
 # Rough wall seconds per benchmark (quick, full) from the last runs on 2 shared cores: printed up
 # front so a long run says how long it will be. A benchmark not listed shows "?".
 EXPECTED_S: dict[str, tuple[float, float]] = {
-    "bench_ingest": (120, 600),
+    "bench_ingest": (120, 600),  # quick: 548 s measured at load 8-13 (five ingest processes, torch start-up each)
     "bench_analysis": (120, 3 * 3600),  # quick: 201 s measured at load ~9, UMAP numba compile most of it
     "bench_dashboard": (30, 120),
-    "bench_queries": (150, 2 * 3600),
+    "bench_queries": (60, 2 * 3600),  # quick: 10k vectors (30k took 159-203 s)
     "bench_ray": (0, 350),  # skipped in the quick tier (Ray's start-up alone is about a minute)
     "bench_sam2": (60, 1800),
     "bench_verdicts": (100, 3 * 3600),
@@ -103,7 +103,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="run the embedscope benchmarks")
-    p.add_argument("--quick", action="store_true", help="small sizes (about a minute or two)")
+    p.add_argument("--quick", action="store_true", help="small sizes (see the expected time it prints first)")
     p.add_argument("--sam2", action="store_true", help="also the SAM2-masked variant (if present)")
     p.add_argument("--only", help="comma-separated topics, e.g. ingest,queries")
     p.add_argument("--out", default="bench-results.json")
