@@ -51,7 +51,7 @@ dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboa
 bench: install ## all benchmarks at full size (ingest, SAM2, Ray, 100k/1M analysis, 1M search): hours on 2 cores
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
-bench-quick: install ## the benchmarks at small sizes, each line as measured (run.py prints the expected time first; the 3-min aim is not met yet: ingest alone took 9 min at load 8-13; Ray skipped)
+bench-quick: install ## the benchmarks at small sizes, streamed as measured (run.py states the expected time first; ~15 min on 2 cores, Ray skipped)
 	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
 analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
