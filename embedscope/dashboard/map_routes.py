@@ -30,7 +30,7 @@ def register_map_routes(server: Any, ctx: Any) -> None:
 
     @server.route("/map-thumb/<sha256>")
     def map_thumb(sha256: str) -> Response:
-        if not views.is_sha256(sha256):
+        if not views.is_image_key(sha256):  # imported vectors have ids, not sha256
             abort(404)
         from embedscope.dashboard.map_state import current
 

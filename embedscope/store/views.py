@@ -39,7 +39,7 @@ COLOR_LABEL_DISAGREEMENT = "label_disagreement"  # ... and whether it contradict
 
 
 def is_sha256(value: Any) -> bool:
-    """True for a 64-digit lowercase hex string (the only image key the dashboard accepts)."""
+    """True for a 64-digit lowercase hex string: the key of an ingested file (see is_image_key for any stored id)."""
     return isinstance(value, str) and bool(_SHA_RE.match(value))
 
 
