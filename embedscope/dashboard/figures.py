@@ -111,6 +111,17 @@ def map_figure(points: MapPoints, *, color_title: str = "", highlight: Sequence[
     return fig
 
 
+def novelty_clip(db: Any, run_id: str | None, color: str | None) -> float | None:
+    """Where the map's novelty colour scale ends: the run's novelty threshold (None otherwise)."""
+    from embedscope.store.runs import run_by_id
+    from embedscope.store.views import COLOR_NOVELTY
+
+    if color != COLOR_NOVELTY or not run_id:
+        return None
+    threshold = run_by_id(db, run_id).params.get("novelty_threshold")
+    return float(threshold) if threshold is not None else None
+
+
 def continuous_scale(values: np.ndarray, clip_at: float | None) -> dict[str, Any]:
     """Marker colour settings of a continuous colour: Viridis over the data's range; with
     ``clip_at``, :data:`NOVELTY_SCALE` from the data's minimum up to ``clip_at`` (beyond: red)."""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embedscope.dashboard import map_density, map_layers, sidebar
+from embedscope.dashboard import figures, map_density, map_layers
 from embedscope.dashboard.map_index import MapIndex, View
 
 
@@ -115,7 +115,7 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
         hl = index.index_of(list(highlight)) if highlight else None
         fig = map_layers.points_figure(view, rows, index.x, index.y, codes=colours.codes, categories=colours.categories,
                                        values=colours.values, highlight=hl, color_title=title,
-                                       clip_at=sidebar.novelty_clip(ctx.db(), key[0], key[-1]) if key else None)
+                                       clip_at=figures.novelty_clip(ctx.db(), key[0], key[-1]) if key else None)
         state.update(mode="points", loaded=region.as_list(), n_loaded=int(len(rows)))
         notice = _points_notice(n, total, len(rows))
         if highlight:

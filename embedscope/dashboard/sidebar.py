@@ -228,16 +228,6 @@ def inputs(kind: type = Input) -> list[Any]:
     return [kind(i, "value") for i in INPUTS] + [kind(ids.SIDEBAR_CONTEXT, "data")]
 
 
-def novelty_clip(db: Any, run_id: str | None, color: str | None) -> float | None:
-    """Where the map's novelty colour scale ends: the run's novelty threshold (None otherwise)."""
-    from embedscope.store.runs import run_by_id
-    from embedscope.store.views import COLOR_NOVELTY
-
-    if color != COLOR_NOVELTY or not run_id:
-        return None
-    threshold = run_by_id(db, run_id).params.get("novelty_threshold")
-    return float(threshold) if threshold is not None else None
-
 
 def register_callbacks(app: Any, ctx: Any) -> None:
     """The map's "select matching" button: the matching images become the app's selection, and

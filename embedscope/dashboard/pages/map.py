@@ -17,7 +17,7 @@ from dash import Input, Output, State, callback_context, dcc, html, no_update
 
 from embedscope.dashboard import components as C
 from embedscope.dashboard import (context, curation, figures, ids, map_layers, map_page_cache, map_state, map_view, shaping,
-                                  sidebar, text_search)
+                                  text_search)
 
 GALLERY_MAX = 60  # thumbnails per gallery page (the CSV has all of the selection)
 
@@ -238,7 +238,7 @@ def _map_figure_3d(ctx: Any, run_id: str, proj: str | None, color: str | None, h
     values, continuous = views.point_colors(ctx.db(), run_id, points.sha256, color)
     fig = figures.map_figure(dataclasses.replace(points, color=values, continuous=continuous),
                              color_title=map_view.color_title(color), highlight=highlight,
-                             clip_at=sidebar.novelty_clip(ctx.db(), run_id, color))
+                             clip_at=figures.novelty_clip(ctx.db(), run_id, color))
     return fig, figures.map_notice(points, ctx.max_points, len(highlight))
 
 
