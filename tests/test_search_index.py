@@ -140,6 +140,16 @@ def test_a_stale_saved_file_is_topped_up_or_rebuilt(world):
     assert graph.search(moved[None], 1)[0][0][0] == shas[7]
     assert isinstance(GraphIndex.load(graph_folder(db), MODEL, "full"), GraphIndex)
 
+    # the version the file covers cleaned up: the new rows are found by comparing every row id instead
+    import datetime as dt
+
+    Z = _clustered(rng, 50, world["centres"])
+    added = _write(db, N + 200, Z)
+    db.dataset(S.embeddings_table_name(MODEL)).cleanup_old_versions(older_than=dt.timedelta(0))
+    graph, action = open_graph(db, MODEL, "full")
+    assert action == "topped-up" and len(graph) == N + 250
+    assert graph.search(Z[:3], 1) == [[(s, pytest.approx(0.0, abs=1e-5))] for s in added[:3]]
+
 
 def test_api_similar_many_and_cli_index_report_memory(world, tmp_path):
     import embedscope

@@ -284,6 +284,11 @@ def test_the_graph_path_gives_the_exact_paths_verdicts_above_the_switch_over(tmp
     drop_b, drop_c, whole = (counts for counts, _ in graph[0])
     assert drop_b["near_dup"] >= 12 and drop_b["label_conflict"] and drop_b["leak"] and whole["novel"] == 2
     assert graph[0][0][1]["reused_from"] is None and graph[0][1][1]["reused_from"]  # drawn from the graph, reused
+    # the quality thresholds too: drawn from the whole table's columns once, then reused (as the calibration)
+    drawn, reused = (p["quality_thresholds"] for p in graph[2][:2])
+    assert drawn["table_rows"] == 512 and "reused_from" not in drawn
+    assert reused["reused_from"] and {k: v for k, v in reused.items() if k != "reused_from"} == drawn
+    assert {k: v for k, v in drawn.items() if k != "table_rows"} == exact[2][0]["quality_thresholds"]
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from embedscope.analysis.arrival_graph import (graph_for, graph_search, neighbou
                                                verdict_index_cache)
 from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
-from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds
+from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds, reuse_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
                                           distinct_nn, near_pairs, parse_split_rule, reuse_calibration,
                                           split_of)
@@ -93,11 +93,22 @@ def check_arrivals(
     if split_kind == "column":
         judge.split_by = split_column(db, split_name)
     judge.exact()
-    previous = None if kind == "table" else _previous_calibration(db, model, variant, cfg, table_rows)
+    last = None if kind == "table" else _last_calibrated_drop(db, model, variant)
+    previous = None
+    if last is not None:
+        previous = reuse_calibration(last["params"]["calibration"], last["params"].get("config") or {},
+                                     last["drop_id"], cfg, table_rows)
     if local and previous is None and len(data.sha):  # the neighbourhood alone cannot calibrate
         previous = calibrate(sampled_nn_distances(graph, cfg), cfg, table_rows)
     calib = judge.near(search, previous)
-    thresholds = judge.quality(qcfg, table_quality_columns(db) if local else None)
+    thresholds = None
+    if local:  # reading a large table's quality columns is the one part of a drop that grows with it
+        if last is not None:
+            thresholds = reuse_thresholds(last["params"].get("quality_thresholds"), last["params"].get("quality"),
+                                          last["drop_id"], qcfg, table_rows, cfg.recalibrate_growth)
+        if thresholds is None:
+            thresholds = {**quality_thresholds(table_quality_columns(db), qcfg), "table_rows": table_rows}
+    thresholds = judge.quality(qcfg, thresholds)
     rows, pairs = judge.finish(drop_id, started)
     counts = {v: len({r["path"] for r in rows if r["verdict"] == v}) for v in VERDICTS}
     counts = {v: n for v, n in counts.items() if n}
@@ -129,14 +140,13 @@ def check_table(db: Database, *, model: str, variant: str = S.VARIANT_FULL, **kw
                           **kwargs)
 
 
-def _previous_calibration(db: Database, model: str, variant: str, cfg: VerdictConfig,
-                          table_rows: int) -> Calibration | None:
-    """The newest drop of ``model``/``variant`` with a calibration, if it may be reused
-    (:func:`~embedscope.analysis.verdicts.reuse_calibration`)."""
+def _last_calibrated_drop(db: Database, model: str, variant: str) -> dict[str, Any] | None:
+    """The newest drop of ``model``/``variant`` with a calibration: what a drop may reuse of it
+    is decided by :func:`~embedscope.analysis.verdicts.reuse_calibration` and
+    :func:`~embedscope.analysis.quality_rules.reuse_thresholds`."""
     for d in list_drops(db):
-        calib = (d["params"] or {}).get("calibration")
-        if d["model"] == model and d["variant"] == variant and calib:
-            return reuse_calibration(calib, d["params"].get("config") or {}, d["drop_id"], cfg, table_rows)
+        if d["model"] == model and d["variant"] == variant and (d["params"] or {}).get("calibration"):
+            return d
     return None
 
 
@@ -310,11 +320,11 @@ class _Judge:
         nb = search(self.data.X[rows], min(self.cfg.k + 1, n))
         return distinct_nn(_without_self(nb, rows), self.cfg.distinct_ratio)[1]
 
-    def quality(self, qcfg: QualityConfig, table: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-        """Low quality, against the table's own distribution of the raw numbers (``table``: its
-        columns, when the check read only some rows)."""
+    def quality(self, qcfg: QualityConfig, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Low quality, against the table's own distribution of the raw numbers (``thresholds``:
+        drawn from the whole table, when the check read only some rows)."""
         shas, cols = quality_columns(self.data)
-        t = quality_thresholds(cols if table is None else table, qcfg)
+        t = quality_thresholds(cols, qcfg) if thresholds is None else thresholds
         index = {s: i for i, s in enumerate(shas)}
         for sha, path in self.first_path.items():
             if sha not in index:

@@ -10,7 +10,7 @@ with the drop.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -89,3 +89,16 @@ def quality_reasons(row: dict[str, float], t: dict[str, Any]) -> list[str]:
     if t["colour_set"] and col <= t["grey_at_most"]:
         out.append(f"grayscale in a colour set (colourfulness {col:.1f})")
     return out
+
+
+def reuse_thresholds(previous: dict[str, Any] | None, previous_config: dict[str, Any] | None, drop_id: str,
+                     cfg: QualityConfig, table_rows: int, growth: float) -> dict[str, Any] | None:
+    """An earlier drop's thresholds (``previous``, as stored in its params), if they were drawn
+    from the whole table (``table_rows`` recorded) under the same settings and the table has
+    changed by at most ``growth`` of its size since, as the near-duplicate calibration is reused."""
+    if not previous or growth <= 0 or previous_config != asdict(cfg):
+        return None
+    rows = int(previous.get("table_rows") or 0)
+    if rows < cfg.min_rows or abs(table_rows - rows) > growth * rows:
+        return None
+    return {**previous, "reused_from": previous.get("reused_from") or drop_id}

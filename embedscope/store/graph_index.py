@@ -9,7 +9,8 @@ Keeping it current (:meth:`GraphIndex.sync`), by the Lance table version it cove
 
 - same version: nothing to do;
 - the table only gained rows (every row id the graph holds still exists): the new rows are
-  added to the graph ("topped up");
+  added to the graph ("topped up"); when the fragments of the version it covers are all still
+  there unchanged, only the new fragments are read, so a top-up does not scan the table;
 - a row the graph holds is gone (deleted, updated by an upsert, or moved by compaction,
   which all change row ids): the graph is rebuilt from the table.
 
@@ -104,13 +105,15 @@ class GraphIndex:
         ds = db.dataset(self.table)
         if int(ds.version) == self.table_version:
             return "current"
-        now = ds.to_table(columns=[], filter=eq("variant", self.variant), with_row_id=True)
-        now_ids = now.column("_rowid").to_numpy().astype(np.uint64)
-        if not np.isin(self.rowids, now_ids, assume_unique=True).all():
-            fresh = GraphIndex.build(db, self.model, self.variant, self.params)
-            self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
-            return "rebuilt"
-        new_ids = np.setdiff1d(now_ids, self.rowids, assume_unique=True)
+        new_ids = self._appended_rowids(ds)
+        if new_ids is None:
+            now = ds.to_table(columns=[], filter=eq("variant", self.variant), with_row_id=True)
+            now_ids = now.column("_rowid").to_numpy().astype(np.uint64)
+            if not np.isin(self.rowids, now_ids, assume_unique=True).all():
+                fresh = GraphIndex.build(db, self.model, self.variant, self.params)
+                self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
+                return "rebuilt"
+            new_ids = np.setdiff1d(now_ids, self.rowids, assume_unique=True)
         for start in range(0, len(new_ids), _BATCH_ROWS):
             part = ds._take_rows(new_ids[start:start + _BATCH_ROWS].tolist(), columns=["sha256", VECTOR_COLUMN])
             rowids = pa.array(new_ids[start:start + _BATCH_ROWS], pa.uint64())
@@ -118,6 +121,25 @@ class GraphIndex:
         self.table_version = int(ds.version)
         log.info("topped up the graph index of %s/%s with %d rows", self.model, self.variant, len(new_ids))
         return "topped-up"
+
+    def _appended_rowids(self, ds: Any) -> np.ndarray | None:
+        """The row ids of the rows added since :attr:`table_version`, read from the new fragments
+        alone, when the table only gained rows since (every fragment of that version is still
+        there with the same rows deleted); None when that cannot be told, e.g. the version was
+        cleaned up (then every row id of the table is compared)."""
+        try:
+            before = {f.fragment_id: _fragment_state(f) for f in ds.checkout_version(self.table_version).get_fragments()}
+        except (ValueError, OSError, RuntimeError):
+            return None
+        now = ds.get_fragments()
+        if any(_fragment_state(f) != before[f.fragment_id] for f in now if f.fragment_id in before) or \
+                len(before.keys() & {f.fragment_id for f in now}) != len(before):
+            return None
+        fresh = [f for f in now if f.fragment_id not in before]
+        if not fresh:
+            return np.empty(0, np.uint64)
+        table = ds.scanner(columns=[], filter=eq("variant", self.variant), with_row_id=True, fragments=fresh).to_table()
+        return np.sort(table.column("_rowid").to_numpy().astype(np.uint64))
 
     def _add(self, batches: Any) -> None:
         for batch in batches:
@@ -206,6 +228,12 @@ class GraphIndex:
         graph.table_version = int(note["table_version"])
         graph.saved_rows = len(graph)
         return graph
+
+
+def _fragment_state(fragment: Any) -> tuple[int, int]:
+    """A fragment's rows written and rows deleted: what a rewrite or a delete changes."""
+    meta = fragment.metadata
+    return int(meta.physical_rows), int(meta.deletion_file.num_deleted_rows) if meta.deletion_file else 0
 
 
 def _as_bytes(column: Any) -> np.ndarray:
