@@ -40,7 +40,7 @@ def _ingest(drop: str, db: str, size: int, extra: list[str]) -> tuple[dict[str, 
         shutil.rmtree(db)
     t0 = time.perf_counter()
     summary, _ = _cli(["ingest", drop, "--db", db, "--weights", "random", "--image-size", str(size),
-                       "--precision", "fp32", *extra], WORK / "ray_rss.json")
+                       "--precision", "fp32", *extra])
     return summary, time.perf_counter() - t0
 
 
