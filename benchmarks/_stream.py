@@ -6,11 +6,22 @@ import sys
 from typing import Any, Iterable
 
 
+_shown: set[int] = set()  # ids of the rows already printed (rows live until the run's table is written)
+
+
 def show(row: dict[str, Any]) -> None:
     """One line on stderr for ``row`` (``name  value unit``), flushed at once."""
+    _shown.add(id(row))
     value = row.get("value")
     shown = "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
-    print(f"   {row.get('name', '?')}: {shown} {row.get('unit', '')}".rstrip(), file=sys.stderr, flush=True)
+    cpu = row.get("settings", {}).get("cpu_s")
+    line = f"   {row.get('name', '?')}: {shown} {row.get('unit', '')}".rstrip()
+    print(line + (f" (CPU {cpu} s)" if cpu is not None else ""), file=sys.stderr, flush=True)
+
+
+def was_shown(row: dict[str, Any]) -> bool:
+    """Whether :func:`show` printed ``row`` already (so the runner does not print it twice)."""
+    return id(row) in _shown
 
 
 class Rows(list):

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stream import Rows, show
+from benchmarks._stream import show, was_shown
 
 HERE = Path(__file__).resolve().parent
 
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             traceback.print_exc()
             out = [{"name": name, "value": None, "unit": "", "settings": {"error": f"{type(exc).__name__}: {exc}"}}]
-        if not isinstance(out, Rows):  # not shown while it ran: show it now
-            for row in out:
+        for row in out:  # rows not shown while it ran: show them now
+            if not was_shown(row):
                 show(row)
         for row in out:
             row.setdefault("settings", {})["benchmark"] = name.removeprefix("bench_")
