@@ -48,7 +48,7 @@ def _sizes(quick: bool) -> dict[str, int]:
     sizes = {
         "images": 64 if quick else 320,  # ingest_e2e / reingest drop
         "image_size": 112 if quick else 224,  # model input side
-        "naive_images": 8 if quick else 32,
+        "naive_images": 4 if quick else 32,
         "model_seconds": 2 if quick else 20,
         "rss_small": 100 if quick else 1500,
         "rss_large": 1000 if quick else 15000,
