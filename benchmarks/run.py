@@ -36,14 +36,14 @@ QUICK_BUDGET_S = 180  # the quick tier's aim: about three minutes in all on 2 qu
 # A module may define ``expected_seconds(quick) -> float`` instead (bench_queries does, from its
 # measured build rates). A benchmark not listed shows "?".
 EXPECTED_S: dict[str, tuple[float, float]] = {
-    "bench_ingest": (35, 240),  # quick: the five ingests in one process (torch starts once)
-    "bench_analysis": (40, 3 * 3600),
-    "bench_dashboard": (8, 40),
-    "bench_map": (30, 600),
-    "bench_multi_model": (15, 120),
+    "bench_ingest": (35, 600),  # quick: 70 CPU-s at load 8 (the five ingests in one process: torch starts once)
+    "bench_analysis": (45, 3 * 3600),  # quick: 74 CPU-s at load 8, numba compiling UMAP most of it
+    "bench_dashboard": (8, 40),  # quick: 9 CPU-s
+    "bench_map": (30, 600),  # quick: 30 CPU-s and Chromium
+    "bench_multi_model": (15, 120),  # quick: 32 CPU-s at load 8
     "bench_ray": (0, 350),  # skipped in the quick tier (Ray's start-up alone is about a minute)
-    "bench_sam2": (20, 1800),
-    "bench_verdicts": (25, 3 * 3600),
+    "bench_sam2": (20, 1800),  # quick: 35 CPU-s at load 8 with the clothing set
+    "bench_verdicts": (25, 3 * 3600),  # quick: 40 CPU-s at load 9
 }
 
 
@@ -70,6 +70,8 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 60:.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"
 
 
@@ -87,7 +89,7 @@ def expected(name: str, quick: bool) -> float | None:
 def announce(names: list[str], quick: bool) -> dict[str, float | None]:
     """Print, before anything runs, each benchmark's expected duration and the total; return them."""
     times = {n: expected(n, quick) for n in names}
-    parts = ", ".join(f"{n.removeprefix('bench_')} ~{_duration(t)}" if t is not None else f"{n.removeprefix('bench_')} ?"
+    parts = ", ".join(f"{n.removeprefix('bench_')} " + ("?" if t is None else "skipped" if t == 0 else f"~{_duration(t)}")
                       for n, t in times.items())
     total = sum(t for t in times.values() if t is not None)
     aim = f" (aim: {_duration(QUICK_BUDGET_S)} in all)" if quick else ""

@@ -14,7 +14,7 @@ def test_expected_durations_are_printed_first(capsys: pytest.CaptureFixture[str]
     times = run.announce(["bench_dashboard", "bench_queries", "bench_nothing"], quick=True)
     err = capsys.readouterr().err
     assert err.startswith("quick tier, expected ~")
-    assert "aim: 3 min in all" in err and "nothing ?" in err
+    assert "aim: 3.0 min in all" in err and "nothing ?" in err
     assert times["bench_queries"] == pytest.approx(bench_queries.expected_seconds(True))
     assert times["bench_nothing"] is None
     full = bench_queries.expected_seconds(False)
