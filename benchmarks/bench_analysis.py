@@ -9,7 +9,7 @@ PCA-50 of the vectors. Peak memory is the process's maximum resident set size.
     python -m benchmarks.bench_analysis [--quick] [--only base|neardup|scale|allrows]   # --quick: 5k rows
 
 Every row of the *base* run is fitted (no sample): one kNN graph is shared by both UMAPs and
-novelty. The *neardup* part (10k rows quick, 100k full, 1,000 planted pairs) times the exact
+novelty. The *neardup* part (20k rows quick, 100k full, 1,000 planted pairs) times the exact
 range search over every pair (``analysis/near_pairs.py``) against the old way (10 nearest
 neighbours of every row, then the threshold) and faiss IVF256,Flat range search (nprobe 4), with
 recall of the planted pairs, in the same run.
@@ -99,7 +99,7 @@ def run_neardup(quick: bool = False) -> list[dict]:
     from embedscope.analysis.near_pairs import near_pairs
     from embedscope.analysis.neighbors import knn
 
-    n = 10_000 if quick else 100_000
+    n = 20_000 if quick else 100_000
     thr = 0.03
     X, planted = planted_pairs(n)
     settings = {"rows": n, "dim": 384, "planted_pairs": len(planted), "threshold": thr, "cores": __import__("os").cpu_count(),
@@ -412,7 +412,7 @@ def _timed(fn):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="5k rows instead of 100k, near-dups at 10k, no scale or allrows part")
+    ap.add_argument("--quick", action="store_true", help="5k rows instead of 100k, near-dups at 20k, no scale or allrows part")
     ap.add_argument("--only", choices=list(PARTS), help="run one part only")
     args = ap.parse_args(argv)
     import logging
