@@ -14,9 +14,13 @@ def show(row: dict[str, Any]) -> None:
     _shown.add(id(row))
     value = row.get("value")
     shown = "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
-    cpu = row.get("settings", {}).get("cpu_s")
+    settings = row.get("settings", {})
     line = f"   {row.get('name', '?')}: {shown} {row.get('unit', '')}".rstrip()
-    print(line + (f" (CPU {cpu} s)" if cpu is not None else ""), file=sys.stderr, flush=True)
+    if settings.get("cpu_s") is not None:
+        line += f" (CPU {settings['cpu_s']} s)"
+    if value is None and (settings.get("skipped") or settings.get("error")):
+        line += f" ({'skipped' if settings.get('skipped') else 'error'}: {settings.get('skipped') or settings['error']})"
+    print(line, file=sys.stderr, flush=True)
 
 
 def was_shown(row: dict[str, Any]) -> bool:
