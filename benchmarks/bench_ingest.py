@@ -19,6 +19,11 @@ All figures come from one run, so the ratios hold on a noisy machine:
 - with CUDA (device auto): the same table on the GPU, plus ``ingest_e2e_gpu_decode``
   (``--decode gpu``) and its ratio to ``model_only``
 
+The five ``embedscope ingest`` runs (start-up, the two memory drops, e2e, re-ingest) each get
+a fresh process; with ``--quick`` they share one (``EMBEDSCOPE_BENCH_ONE_PROCESS``), so torch
+starts once: ``reingest`` then adds the measured start-up, and the memory peaks are that
+process's after each drop. Every row is printed as it is measured.
+
 ``python -m benchmarks.bench_ingest [--quick] [--sam2] [--compile|--no-compile]``; sizes via
 ``EMBEDSCOPE_BENCH_*`` environment variables (see :func:`_sizes`), the image folder via
 ``EMBEDSCOPE_BENCH_DATA``.

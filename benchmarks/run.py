@@ -43,7 +43,7 @@ EXPECTED_S: dict[str, tuple[float, float]] = {
     "bench_multi_model": (15, 120),  # quick: 32 CPU-s at load 8
     "bench_ray": (0, 350),  # skipped in the quick tier (Ray's start-up alone is about a minute)
     "bench_sam2": (20, 1800),  # quick: 35 CPU-s at load 8 with the clothing set
-    "bench_verdicts": (25, 3 * 3600),  # quick: 40 CPU-s at load 9
+    "bench_verdicts": (25, 3 * 3600),  # quick: 36 CPU-s at load 7
 }
 
 
