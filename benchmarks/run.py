@@ -86,11 +86,14 @@ def expected(name: str, quick: bool) -> float | None:
     return EXPECTED_S[name][0 if quick else 1] if name in EXPECTED_S else None
 
 
+def _expected_text(seconds: float | None) -> str:
+    return "?" if seconds is None else "skipped" if seconds == 0 else f"~{_duration(seconds)}"
+
+
 def announce(names: list[str], quick: bool) -> dict[str, float | None]:
     """Print, before anything runs, each benchmark's expected duration and the total; return them."""
     times = {n: expected(n, quick) for n in names}
-    parts = ", ".join(f"{n.removeprefix('bench_')} " + ("?" if t is None else "skipped" if t == 0 else f"~{_duration(t)}")
-                      for n, t in times.items())
+    parts = ", ".join(f"{n.removeprefix('bench_')} {_expected_text(t)}" for n, t in times.items())
     total = sum(t for t in times.values() if t is not None)
     aim = f" (aim: {_duration(QUICK_BUDGET_S)} in all)" if quick else ""
     print(f"{'quick' if quick else 'full'} tier, expected ~{_duration(total)} on 2 quiet cores{aim}: {parts}",
@@ -107,7 +110,7 @@ def print_shares(spent: dict[str, float], times: dict[str, float | None], quick:
     for name, sec in spent.items():
         exp = times.get(name)
         print(f"   {name.removeprefix('bench_'):14} {sec:7.1f} s  {100 * sec / total:4.0f} %   expected "
-              f"{'?' if exp is None else f'~{exp:.0f} s'}", file=file)
+              f"{_expected_text(exp)}", file=file)
     file.flush()
 
 
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.monotonic()
         exp = times.get(name)
-        print(f"== {name} (expected ~{'?' if exp is None else _duration(exp)})", file=sys.stderr, flush=True)
+        print(f"== {name} (expected {_expected_text(exp)})", file=sys.stderr, flush=True)
         try:
             module = importlib.import_module(f"benchmarks.{name}")
             kwargs: dict[str, Any] = {"quick": args.quick}
