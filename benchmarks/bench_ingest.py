@@ -55,8 +55,8 @@ def _sizes(quick: bool) -> dict[str, int]:
         "image_size": 112 if quick else 224,  # model input side
         "naive_images": 4 if quick else 32,
         "model_seconds": 2 if quick else 20,
-        "rss_small": 100 if quick else 1500,
-        "rss_large": 1000 if quick else 15000,
+        "rss_small": 50 if quick else 1500,
+        "rss_large": 500 if quick else 15000,
         "rss_image_size": 28,
         "sam2_images": 8 if quick else 32,
         "decode_images": 16 if quick else 160,
