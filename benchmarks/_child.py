@@ -18,6 +18,9 @@ import sys
 import time
 
 
+MARK = "@bench-child "  # starts each report line: anything else a library writes to fd 1 is skipped
+
+
 def main() -> int:
     commands = json.loads(sys.argv[1])
     out = sys.stdout
@@ -33,7 +36,7 @@ def main() -> int:
             summary = json.loads(lines[-1]) if lines else None
         except ValueError:
             summary = None
-        out.write(json.dumps({"rc": code, "summary": summary, "wall_s": time.monotonic() - t0,
+        out.write(MARK + json.dumps({"rc": code, "summary": summary, "wall_s": time.monotonic() - t0,
                               "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}) + "\n")
         out.flush()
         if code:

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from benchmarks._child import MARK
 from benchmarks._stream import Rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,8 +131,9 @@ def _cli_each(commands: list[list[str]]) -> Iterator[tuple[dict[str, Any], dict[
         proc = subprocess.Popen([sys.executable, "-m", "benchmarks._child", json.dumps(argvs)], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=err, text=True)
         assert proc.stdout is not None
+        reports = (line[len(MARK):] for line in proc.stdout if line.startswith(MARK))
         args = commands[0]
-        for args, line in zip(commands, proc.stdout):
+        for args, line in zip(commands, reports):
             done = json.loads(line)
             if done["rc"] != 0 or done["summary"] is None:
                 proc.kill()
