@@ -1,8 +1,8 @@
 """Run ``embedscope`` CLI commands in this process, reporting each as soon as it ends.
 
 ``python -m benchmarks._child COMMANDS_JSON``: ``COMMANDS_JSON`` is a JSON list of argument
-lists; for each, the command's own stdout is kept apart and one JSON line goes to the real
-stdout: ``{"rc", "summary" (the command's last stdout line, parsed), "wall_s", "max_rss_mib"}``
+lists; for each, the command's own stdout is kept apart and one line goes to the real
+stdout, :data:`MARK` then JSON ``{"rc", "summary" (the command's last stdout line, parsed), "wall_s", "max_rss_mib"}``
 (peak RSS of this process so far). The ingest benchmark runs each command in a fresh process
 (one command per child) so its peak memory is its own, or, in the quick tier, all of them in
 one child, so torch starts once.
