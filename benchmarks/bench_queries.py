@@ -238,7 +238,7 @@ def _in_memory(m: _Measure, db: Any, cache: Any, graph: Any) -> None:
     """hnswlib on our graph directly, then ours through ``similar`` / ``similar_many``."""
     from embedscope.store.search import similar, similar_many
 
-    id_of = np.array([int(key, 16) for key in graph.keys.astype(str)])  # graph label → vector number
+    id_of = np.array([int(key, 16) for key in graph.keys])  # graph label → vector number
     index = graph.index
     m.path("hnswlib (our graph, direct)", lambda q: id_of[index.knn_query(q, k=K)[0][0]].tolist(),
            lambda b: index.knn_query(b, k=K), reference="the very graph ours built, queried with hnswlib's knn_query")
