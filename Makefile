@@ -48,10 +48,10 @@ stats: install ## row counts of DB
 dashboard: install ## serve the dashboard for DB on 127.0.0.1:8050: make dashboard DB=path [ARGS="--port 8051"]
 	$(BIN)/embedscope dashboard --db $(DB) $(ARGS)
 
-bench: install ## all benchmarks at full size (ingest, SAM2, Ray, 100k/1M analysis, 1M search): hours on 2 cores
+bench: install ## every benchmark at full size (100k/1M analysis and verdicts, 300k+1M search, SAM2, Ray): ~7 h on 2 cores, stated first
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
-bench-quick: install ## the benchmarks at small sizes, streamed as measured (run.py states the expected time first; ~15 min on 2 cores, Ray skipped)
+bench-quick: install ## every benchmark at smoke size, each line as measured; aim 3 min on 2 quiet cores (expected time printed first; Ray skipped)
 	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
 analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]

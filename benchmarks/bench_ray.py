@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks._stream import Rows
 from benchmarks.bench_ingest import WORK, _cli, make_drop
 
 RAY_WORKERS = 2
@@ -40,7 +41,7 @@ def _ingest(drop: str, db: str, size: int, extra: list[str]) -> tuple[dict[str, 
         shutil.rmtree(db)
     t0 = time.perf_counter()
     summary, _ = _cli(["ingest", drop, "--db", db, "--weights", "random", "--image-size", str(size),
-                       "--precision", "fp32", *extra], WORK / "ray_rss.json")
+                       "--precision", "fp32", *extra])
     return summary, time.perf_counter() - t0
 
 
@@ -67,14 +68,15 @@ def run(quick: bool = False, force: bool = False) -> list[dict[str, Any]]:
     common = {"images": sz["images"], "image_size": size, "precision": "fp32", "source": source,
               "cpus": os.cpu_count()}
 
+    rows = Rows()  # each row is printed as it is added
     local, local_wall = _ingest(str(drop), str(WORK / "ray_db_local"), size, [])
+    rows.append({"name": "local_executor", "value": local["images_per_s"], "unit": "img/s",
+                 "settings": {**common, "device": local["device"], "wall_s": round(local_wall, 1),
+                              "stage_seconds": local["stage_seconds"]}})
     ray_, ray_wall = _ingest(str(drop), str(WORK / "ray_db_ray"), size,
                              ["--executor", "ray", "--ray-workers", str(RAY_WORKERS)])
     assert local["new"] == ray_["new"] == sz["images"], (local, ray_)
-    rows = [
-        {"name": "local_executor", "value": local["images_per_s"], "unit": "img/s",
-         "settings": {**common, "device": local["device"], "wall_s": round(local_wall, 1),
-                      "stage_seconds": local["stage_seconds"]}},
+    rows += [
         {"name": "ray_executor", "value": ray_["images_per_s"], "unit": "img/s",
          "settings": {**common, "workers": RAY_WORKERS, "device": ray_["device"],
                       "stage_seconds": ray_["stage_seconds"]}},

@@ -21,12 +21,13 @@ offline) they are NOT a comparison of the modes — rerun with ``--weights hub
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks._stream import Rows
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
@@ -72,9 +73,7 @@ def _images(paths: list[Path], max_side: int | None = None) -> list[np.ndarray]:
 
 
 def _row(name: str, value: float, unit: str, **settings: Any) -> dict[str, Any]:
-    row = {"name": name, "value": round(float(value), 4), "unit": unit, "settings": settings}
-    print(f"  {name}: {row['value']} {unit}", file=sys.stderr, flush=True)  # progress: runs are long on CPU
-    return row
+    return {"name": name, "value": round(float(value), 4), "unit": unit, "settings": settings}
 
 
 class _Clock:
@@ -88,13 +87,14 @@ class _Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def measure_cost(images: list[np.ndarray], sides: list[int], amg: list[tuple[int, int]], device: str) -> list[dict]:
-    """Seconds per image of grid-prompted SAM2 and of the automatic mask generator."""
+def measure_cost(images: list[np.ndarray], sides: list[int], amg: list[tuple[int, int]], device: str,
+                 rows: list[dict]) -> list[dict]:
+    """Seconds per image of grid-prompted SAM2 and of the automatic mask generator, added to ``rows``
+    (a :class:`~benchmarks._stream.Rows` shows each as it is measured)."""
     from embedscope.models.sam2 import Sam2Segmenter, get_sam2_config, resolve_sam2_weights
 
     config = get_sam2_config("sam2.1_hiera_tiny")
     weights = resolve_sam2_weights(config.name, "random")
-    rows = []
     for side in sides:
         seg = Sam2Segmenter(config, weights, device=device, input_size=side)
         seg.candidates(images[:1])  # build + warm up
@@ -116,8 +116,9 @@ def measure_cost(images: list[np.ndarray], sides: list[int], amg: list[tuple[int
     return rows
 
 
-def measure_dataset(datasets: Path, name: str, n: int, side: int, weights: str, sam2_weights: str, device: str) -> list[dict]:
-    """Mask statistics and kNN accuracy of full / mean_fill / crop on ``n`` images of ``name``."""
+def measure_dataset(datasets: Path, name: str, n: int, side: int, weights: str, sam2_weights: str, device: str,
+                    rows: list[dict]) -> list[dict]:
+    """Mask statistics and kNN accuracy of full / mean_fill / crop on ``n`` images of ``name``, added to ``rows``."""
     from PIL import Image
 
     from embedscope.models.factory import create_encoder
@@ -136,7 +137,7 @@ def measure_dataset(datasets: Path, name: str, n: int, side: int, weights: str, 
     fill = fill_colour(enc.preprocessor.mean)
     common = {"dataset": name, "n": len(images), "sam2_side": side, "weights": enc.weights.label,
               "sam2_weights": seg.weights.label}
-    rows = [
+    rows += [
         _row(f"{name}/sam2_s_per_image", c.wall / len(images), "s", cpu_s=round(c.cpu / len(images), 2), **common,
              note="includes model build"),
         _row(f"{name}/fallback_rate", np.mean([m.fallback for m in mains]), "fraction", **common),
@@ -156,7 +157,8 @@ def measure_dataset(datasets: Path, name: str, n: int, side: int, weights: str, 
 
 def run(quick: bool = False, *, n: int | None = None, weights: str = "random", sam2_weights: str = "random",
         device: str = "auto", datasets: Path | None = None) -> list[dict]:
-    """The rows described in the module docstring (``quick``: tiny sizes, a few images)."""
+    """The rows described in the module docstring (``quick``: tiny sizes, a few images, the
+    clothing set only), each printed as it is measured."""
     from tests.conftest import make_photo  # generated images when the datasets are absent
 
     datasets = datasets or DEFAULT_DATASETS
@@ -166,11 +168,12 @@ def run(quick: bool = False, *, n: int | None = None, weights: str = "random", s
         images = [np.asarray(make_photo(i, (533, 400))) for i in range(2)]
     sides = [128] if quick else [256, 512, 1024]
     amg = [(128, 4)] if quick else [(512, 8), (512, 16)]
-    rows = measure_cost(images, sides, amg, device)
+    rows = Rows()
+    measure_cost(images, sides, amg, device, rows)
     if datasets.is_dir():
-        for name in ("clothing", "chest_xray_224"):
-            rows += measure_dataset(datasets, name, n or (8 if quick else 20), 128 if quick else 512, weights, sam2_weights,
-                                    device)
+        for name in ("clothing",) if quick else ("clothing", "chest_xray_224"):
+            measure_dataset(datasets, name, n or (8 if quick else 20), 128 if quick else 512, weights, sam2_weights,
+                            device, rows)
     return rows
 
 

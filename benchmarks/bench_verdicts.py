@@ -148,7 +148,7 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None,
     from embedscope.analysis.arrivals import check_table
 
     rows = Rows()
-    embed_s, embed_settings = embed_seconds_per_image(4.0 if quick else 10.0)
+    embed_s, embed_settings = embed_seconds_per_image(2.0 if quick else 10.0)
     rows.append({"name": "embed_per_image", "value": round(embed_s, 5), "unit": "s", "settings": embed_settings})
     per_arrival = sizes if sizes is not None else (10_000,) if quick else (10_000, 100_000, 1_000_000)
     whole = table_sizes if table_sizes is not None else (10_000,) if quick else (100_000, 1_000_000)

@@ -1,7 +1,8 @@
 """``make bench``: run every ``benchmarks/bench_*.py``, print one table, write bench-results.json.
 
-It first prints the tier's expected duration; each result is printed (stderr) as it is
-measured, the full table (stdout) at the end.
+It first prints the tier's expected duration (each benchmark's and the total); each result is
+printed (stderr) as it is measured, then the full table (stdout) and each benchmark's share of
+the run's time (stderr). The quick tier aims at :data:`QUICK_BUDGET_S` in all on 2 quiet cores.
 
 Each module exposes ``run(quick: bool = False) -> list[dict]`` with dicts
 ``{"name", "value", "unit", "settings": {...}}``; the JSON file is the list of them all, plus
@@ -24,21 +25,25 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stream import Rows, show
+from benchmarks._stream import show, was_shown
 
 HERE = Path(__file__).resolve().parent
 
-# Rough wall seconds per benchmark (quick, full) from the last runs on 2 shared cores: printed up
-# front so a long run says how long it will be. A benchmark not listed shows "?".
+QUICK_BUDGET_S = 180  # the quick tier's aim: about three minutes in all on 2 quiet cores
+
+# Rough wall seconds per benchmark (quick, full) on 2 quiet cores, from CPU-seconds measured on
+# the shared machine (docs/benchmarks.md): printed up front so a run says how long it will be.
+# A module may define ``expected_seconds(quick) -> float`` instead (bench_queries does, from its
+# measured build rates). A benchmark not listed shows "?".
 EXPECTED_S: dict[str, tuple[float, float]] = {
-    "bench_ingest": (120, 600),  # quick: 548 s measured at load 8-13 (five ingest processes, torch start-up each)
-    "bench_analysis": (120, 3 * 3600),  # quick: 201 s measured at load ~9, UMAP numba compile most of it
-    "bench_dashboard": (30, 120),
-    "bench_queries": (60, 2 * 3600),  # quick: 10k vectors (30k took 159-203 s)
+    "bench_ingest": (35, 600),  # quick: 61 CPU-s at load 8.6 (the five ingests in one process: torch starts once)
+    "bench_analysis": (45, 3 * 3600),  # quick: 74 CPU-s at load 8, numba compiling UMAP most of it
+    "bench_dashboard": (8, 40),  # quick: 9 CPU-s
+    "bench_map": (30, 600),  # quick: 30 CPU-s and Chromium
+    "bench_multi_model": (15, 120),  # quick: 32 CPU-s at load 8
     "bench_ray": (0, 350),  # skipped in the quick tier (Ray's start-up alone is about a minute)
-    "bench_sam2": (60, 1800),
-    "bench_verdicts": (100, 3 * 3600),
-    "bench_map": (150, 600),
+    "bench_sam2": (20, 1800),  # quick: 35 CPU-s at load 8 with the clothing set
+    "bench_verdicts": (25, 3 * 3600),  # quick: 36 CPU-s at load 7
 }
 
 
@@ -65,16 +70,48 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 60:.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"
 
 
-def announce(names: list[str], quick: bool) -> None:
-    """Print, before anything runs, each benchmark's expected duration and the total."""
-    known = [EXPECTED_S[n][0 if quick else 1] for n in names if n in EXPECTED_S]
-    parts = ", ".join(f"{n.removeprefix('bench_')} ~{_duration(EXPECTED_S[n][0 if quick else 1])}"
-                      if n in EXPECTED_S else f"{n.removeprefix('bench_')} ?" for n in names)
-    print(f"{'quick' if quick else 'full'} tier, expected ~{_duration(sum(known))} on 2 shared cores ({parts})",
+def expected(name: str, quick: bool) -> float | None:
+    """Expected wall seconds of benchmark ``name`` in this tier, or None when unknown."""
+    try:
+        hook = getattr(importlib.import_module(f"benchmarks.{name}"), "expected_seconds", None)
+    except Exception:  # a module that does not import fails later, with its error in the table
+        hook = None
+    if hook is not None:
+        return float(hook(quick))
+    return EXPECTED_S[name][0 if quick else 1] if name in EXPECTED_S else None
+
+
+def _expected_text(seconds: float | None) -> str:
+    return "?" if seconds is None else "skipped" if seconds == 0 else f"~{_duration(seconds)}"
+
+
+def announce(names: list[str], quick: bool) -> dict[str, float | None]:
+    """Print, before anything runs, each benchmark's expected duration and the total; return them."""
+    times = {n: expected(n, quick) for n in names}
+    parts = ", ".join(f"{n.removeprefix('bench_')} {_expected_text(t)}" for n, t in times.items())
+    total = sum(t for t in times.values() if t is not None)
+    aim = f" (aim: {_duration(QUICK_BUDGET_S)} in all)" if quick else ""
+    print(f"{'quick' if quick else 'full'} tier, expected ~{_duration(total)} on 2 quiet cores{aim}: {parts}",
           file=sys.stderr, flush=True)
+    return times
+
+
+def print_shares(spent: dict[str, float], times: dict[str, float | None], quick: bool, file: Any = None) -> None:
+    """Each benchmark's wall seconds, its share of the run and what was expected (stderr)."""
+    file = file or sys.stderr
+    total = sum(spent.values()) or 1e-9
+    budget = f", quick-tier aim {QUICK_BUDGET_S} s" if quick else ""
+    print(f"time per benchmark ({total:.0f} s in all{budget}):", file=file)
+    for name, sec in spent.items():
+        exp = times.get(name)
+        print(f"   {name.removeprefix('bench_'):14} {sec:7.1f} s  {100 * sec / total:4.0f} %   expected "
+              f"{_expected_text(exp)}", file=file)
+    file.flush()
 
 
 def machine() -> dict[str, Any]:
@@ -115,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     failed = False
     started = time.monotonic()
-    announce(names, args.quick)
+    times = announce(names, args.quick)
+    spent: dict[str, float] = {}
     for name in names:
         t0 = time.monotonic()
-        print(f"== {name}", file=sys.stderr, flush=True)
+        exp = times.get(name)
+        print(f"== {name} (expected {_expected_text(exp)})", file=sys.stderr, flush=True)
         try:
             module = importlib.import_module(f"benchmarks.{name}")
             kwargs: dict[str, Any] = {"quick": args.quick}
@@ -129,17 +168,21 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             traceback.print_exc()
             out = [{"name": name, "value": None, "unit": "", "settings": {"error": f"{type(exc).__name__}: {exc}"}}]
-        if not isinstance(out, Rows):  # not shown while it ran: show it now
-            for row in out:
+        for row in out:  # rows not shown while it ran: show them now
+            if not was_shown(row):
                 show(row)
         for row in out:
             row.setdefault("settings", {})["benchmark"] = name.removeprefix("bench_")
         rows += out
-        print(f"   {name}: {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+        spent[name] = time.monotonic() - t0
+        used = time.monotonic() - started
+        budget = f"; {used:.0f} s of the quick tier's {QUICK_BUDGET_S} s used" if args.quick else ""
+        print(f"   {name}: {spent[name]:.0f} s{budget}", file=sys.stderr, flush=True)
     total = round(time.monotonic() - started, 1)
     rows.append({"name": "bench_total", "value": total, "unit": "s",
                  "settings": {"quick": args.quick, "benchmarks": names, **machine()}})
     print_table(rows)
+    print_shares(spent, times, args.quick)
     Path(args.out).write_text(json.dumps(rows, indent=1, default=str) + "\n")
     print(f"wrote {args.out} ({len(rows)} measurements, {total}s)", file=sys.stderr)
     return 1 if failed else 0
