@@ -157,7 +157,9 @@ def _hdbscan(X: np.ndarray, cfg: ClusterConfig) -> ClusterResult:
     mcs = cfg.min_cluster_size or max(5, min(50, n // 100))
     mcs = max(2, min(int(round(mcs * m / n)) if m < n else mcs, m))
     ms = max(1, min(cfg.min_samples, m - 1))
-    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
+    from embedscope.analysis.neighbors import usable_cores
+
+    model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=usable_cores(),
                             prediction_data=m < n or cfg.placeable)
     fit_labels = model.fit_predict(X[idx])
     info: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms, "n_fit": m}
@@ -321,7 +323,7 @@ def sweep_k(X: np.ndarray, k_values: list[int], *, seed: int = 0, sample: int = 
     from sklearn.metrics import silhouette_score
 
     n = X.shape[0]
-    fit_idx = _sample(n, 20_000, seed)
+    fit_idx = _sample(n, SWEEP_FIT_ROWS, seed)
     sil_idx = _sample(len(fit_idx), sample, seed + 1)
     out = []
     for k in k_values:
@@ -335,6 +337,7 @@ def sweep_k(X: np.ndarray, k_values: list[int], *, seed: int = 0, sample: int = 
     return out
 
 
+SWEEP_FIT_ROWS = 5_000  # each k of the sweep fits k-means (2 inits) on a seeded sample this big
 K_AUTO_CAP = 60  # the auto range's top when --k-max is not given: min(this, max(15, sqrt(N)/2))
 
 

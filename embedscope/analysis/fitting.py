@@ -19,7 +19,7 @@ from embedscope.analysis.clustering import (
     ClusterConfig, Placer, best_k, cluster_method, edge_note, fit_clusters, k_grid, k_refinement, sweep_k,
 )
 from embedscope.analysis.metrics import external_metrics, internal_metrics, knn_accuracy
-from embedscope.analysis.neighbors import KnnIndex
+from embedscope.analysis.neighbors import GraphKnnConfig, KnnIndex, graph_knn
 from embedscope.analysis.novelty import DataModel, Scores, fit_model
 from embedscope.analysis.params import AnalysisParams
 from embedscope.analysis.progress import Progress
@@ -63,26 +63,40 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     # wide enough to be UMAP's graph too, so no UMAP searches again (an all-rows fit only: a
     # sampled run's UMAP needs its own search index to transform the placed rows)
     k_nb = max(params.novelty.knn_k, 10, params.n_neighbors - 1)
+    # above knn_exact_max rows the fit rows' graph comes from HNSW on every core (its recall on
+    # a sample is stated); the index (PCA candidates, exact distances) places other rows
     search = params.knn_search_dims if nf > params.knn_exact_max else None
+    parallel = nf > params.reproducible_max
     t = timer.begin("neighbours", f"{nf:,} rows, k={k_nb}")
-    index = KnnIndex(Xf, search_dims=search, seed=params.seed)
+    index = KnnIndex(Xf, search_dims=search if placeable else None, seed=params.seed)
     with Progress("neighbours", nf) as progress:
-        nb = index.search(Xf, k_nb, exclude_self=True, progress=progress.update)
+        if search:
+            threads = 0 if parallel else 1  # one thread: the same graph every run
+            nb, graph_info = graph_knn(Xf, k_nb, GraphKnnConfig(threads=threads), seed=params.seed,
+                                       progress=progress.update)
+            methods_info["knn"] = {"rows": nf, "exact_max": params.knn_exact_max, **graph_info}
+            log.info("analyze: kNN graph recall@%d %.4f on %d rows", k_nb, graph_info["recall_at_k"],
+                     graph_info["recall_rows"])
+        else:
+            nb = index.search(Xf, k_nb, exclude_self=True, progress=progress.update)
+            methods_info["knn"] = {"rows": nf, "exact_max": params.knn_exact_max, "how": "exact (brute force)",
+                                   "k": k_nb}
     graph = None if placeable else umap_graph(nb.idx, nb.dist, params.n_neighbors)
-    if nb.approximate:
-        methods_info["knn"] = (f"{nf} rows > {params.knn_exact_max}: neighbour candidates from PCA-{search}, "
-                               "distances exact")
     timer.stage("neighbours", t)
 
     # projections (shared cache: HDBSCAN's UMAP space reuses a projection of the same dims)
     projections: dict[tuple[str, int], np.ndarray] = {}
     transforms: dict[tuple[str, int], Any] = {}
 
+    # the UMAP that only feeds HDBSCAN (not a result) may run fewer epochs
+    epochs = {params.hdbscan_dims: params.hdbscan_umap_epochs} if params.hdbscan_dims not in params.dims else {}
+
     def project(method: str, dims: int) -> np.ndarray:
         if (method, dims) not in projections:
             t0 = timer.begin(f"{method}{dims}d", f"{nf:,} rows")
             cfg = ProjectionConfig(method, dims, params.seed, params.n_neighbors, params.min_dist, params.perplexity,
-                                   tsne_max_fit=params.tsne_max_fit, backend=backend.name if method == "umap" else "cpu")
+                                   tsne_max_fit=params.tsne_max_fit, backend=backend.name if method == "umap" else "cpu",
+                                   parallel=parallel, n_epochs=epochs.get(dims) if method == "umap" else None)
             res = fit_projection(Xf, cfg, knn=graph if method == "umap" else None)
             projections[(method, dims)] = res.coords
             transforms[(method, dims)] = res.transform
@@ -139,8 +153,9 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
             Z, space = Xf, "embedding"
             spaces[method] = None
         t = timer.begin(f"cluster {method}", f"{len(Z):,} rows in {space}")  # after the reduced space
+        # an all-rows run fits HDBSCAN on every row; a sampled run caps it inside its sample
         cfg = ClusterConfig(method, k or 8, params.seed, params.min_cluster_size, params.min_samples, params.eps,
-                            params.max_fit, params.hdbscan_max_fit, placeable=placeable,
+                            params.max_fit, params.hdbscan_max_fit if placeable else nf, placeable=placeable,
                             backend=backend.name if cluster_method(method).gpu else "cpu")
         res = fit_clusters(Z, cfg)
         labels_by[method], prob_by[method], placers[method] = res.labels, res.probabilities, res.place

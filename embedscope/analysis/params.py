@@ -29,16 +29,19 @@ class AnalysisParams:
     k_max: int | None = None  # None: grows with N, min(60, max(15, sqrt(N)/2)) (clustering.k_grid)
     hdbscan_space: str = "umap"  # 'umap' | 'pca': the reduced space HDBSCAN / DBSCAN run in
     hdbscan_dims: int = 10
+    hdbscan_umap_epochs: int | None = 100  # epochs of that UMAP when it only feeds HDBSCAN (None: umap-learn's 200-500)
     min_cluster_size: int | None = None
     min_samples: int = 5
     eps: float | None = None
     max_fit: int = 5_000
-    hdbscan_max_fit: int = 20_000
+    hdbscan_max_fit: int = 20_000  # a sampled run's HDBSCAN fits on this many rows (an all-rows run: every row)
     seed: int = 0
     holdout: float = 0.0  # fraction of images left out of fitting and scored against the model
     silhouette_sample: int = 5_000
-    knn_exact_max: int = 20_000  # above this many rows, kNN candidates come from PCA-knn_search_dims
-    knn_search_dims: int = 64
+    knn_exact_max: int = 20_000  # above this many fit rows the kNN graph is HNSW (recall stated), else exact
+    knn_search_dims: int = 64  # (the index a sampled run places rows with)
+    reproducible_max: int = 20_000  # up to this many fit rows the kNN graph and UMAP are seeded and
+    # single-threaded (bit-reproducible); above it both use every core (a layout differs run to run)
     n_neighbors: int = 15
     min_dist: float = 0.1
     perplexity: float = 30.0
@@ -65,6 +68,8 @@ class AnalysisParams:
             raise ConfigError(f"--dims takes 2 and/or 3, got {self.dims}")
         if self.fit_sample < 0 or 0 < self.fit_sample < 50:
             raise ConfigError(f"--fit-sample must be 0 (always fit every row) or >= 50, got {self.fit_sample}")
+        if self.reproducible_max < 0:
+            raise ConfigError(f"--reproducible-max must be >= 0, got {self.reproducible_max}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.backend not in BACKENDS:

@@ -39,6 +39,8 @@ class ProjectionConfig:
     pca_first_above: int = 64  # ... when the input has more dims than this
     tsne_max_fit: int = 20_000  # t-SNE fits on a sample this big, transforms the rest
     backend: str = "cpu"  # 'cpu' | 'cuml' (UMAP only), resolved by analysis.backend
+    parallel: bool = False  # UMAP on every core, unseeded (umap-learn is single-threaded when seeded)
+    n_epochs: int | None = None  # UMAP; None: umap-learn's own (200 above 10k rows, else 500)
 
     def __post_init__(self) -> None:
         if self.method not in PROJECTION_METHODS:
@@ -152,16 +154,21 @@ def _umap(Z: np.ndarray, cfg: ProjectionConfig, info: dict[str, Any],
         n_neighbors=n_neighbors,
         min_dist=cfg.min_dist,
         metric="precomputed" if small else "cosine",
-        random_state=cfg.seed,
+        random_state=None if cfg.parallel else cfg.seed,
         init="spectral" if n > cfg.dims + 1 else "random",
-        n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; say so explicitly
+        n_jobs=-1 if cfg.parallel else 1,  # a fixed seed makes umap-learn single-threaded anyway
+        n_epochs=cfg.n_epochs,
     )
     info.update(metric="cosine", n_neighbors=n_neighbors, min_dist=cfg.min_dist, seed=cfg.seed)
+    if cfg.n_epochs:
+        info["n_epochs"] = cfg.n_epochs
+    if cfg.parallel:
+        info["reproducible"] = "no: unseeded, on every core (above --reproducible-max rows); the layout differs run to run"
     if not small and knn is not None and knn[0].shape[1] >= n_neighbors:
         import warnings
 
         reducer.precomputed_knn = (knn[0][:, :n_neighbors], knn[1][:, :n_neighbors], None)
-        info["knn_graph"] = "the run's one cosine kNN graph (exact distances), shared by every UMAP and novelty"
+        info["knn_graph"] = "the run's one cosine kNN graph (see methods_info.knn), shared by every UMAP and novelty"
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*knn_search_index.*")
             Y = reducer.fit_transform(Z)

@@ -22,7 +22,8 @@ NOVELTY_FLAGS = {"knn_k": "knn_k", "novelty_rule": "rule", "novelty_z": "z_thres
                  "novelty_percentile": "percentile", "small_fraction": "small_fraction"}
 DUPLICATE_FLAGS = {"dup_cosine": "cosine_threshold", "dup_hamming": "hamming_threshold"}
 TOP_FLAGS = ("model", "variant", "k_min", "k_max", "hdbscan_space", "hdbscan_dims", "min_cluster_size", "min_samples",
-             "eps", "seed", "holdout", "silhouette_sample", "fit_sample", "batch_size", "backend")
+             "eps", "seed", "holdout", "silhouette_sample", "fit_sample", "batch_size", "backend",
+             "reproducible_max")
 
 
 def analysis_params(args: argparse.Namespace) -> Any:
@@ -207,6 +208,10 @@ def _add_analyze_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-sample", type=int, metavar="N",
                    help=dflt("above N rows, fit every method on a seeded sample of N and place the rest by transform / "
                              "predict / approximate_predict in a streaming pass (0 = always fit every row)", "fit_sample"))
+    p.add_argument("--reproducible-max", type=int, metavar="N",
+                   help=dflt("up to N fitted rows the kNN graph and UMAP are seeded and single-threaded (the same "
+                             "result every run); above N they use every core and a layout differs run to run",
+                             "reproducible_max"))
     p.add_argument("--batch-size", type=int, metavar="N", help=dflt("rows per batch of that streaming pass", "batch_size"))
     p.add_argument("--backend", choices=list(BACKENDS),
                    help=dflt("UMAP/HDBSCAN/k-means on RAPIDS cuML (GPU) or the CPU; auto = cuML when it is installed "
