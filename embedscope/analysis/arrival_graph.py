@@ -58,16 +58,17 @@ def neighbourhood(db: object, graph: GraphIndex, model: str, variant: str, arriv
 def graph_search(graph: GraphIndex, sha: Sequence[str]) -> Search:
     """``search(queries, k)`` through ``graph``, as :class:`Neighbors` over the rows ``sha``
     (every neighbour must be among them: the whole table, or :func:`neighbourhood`)."""
-    row_of = {s: i for i, s in enumerate(sha)}
+    keys = np.asarray(sha, dtype="S64")
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
 
     def search(queries: np.ndarray, k: int) -> Neighbors:
-        found = graph.search(queries, k)
-        missing = {s for row in found for s, _ in row if s not in row_of}
-        if missing:
-            raise RuntimeError(f"the graph index returned {len(missing)} rows the check did not read")
-        idx = np.array([[row_of[s] for s, _ in row] for row in found], np.int64).reshape(len(found), -1)
-        dist = np.array([[d for _, d in row] for row in found], np.float32).reshape(len(found), -1)
-        return Neighbors(idx, dist, approximate=True)
+        found, dist = graph.search_keys(queries, k)
+        at = np.minimum(np.searchsorted(sorted_keys, found), max(len(sorted_keys) - 1, 0))
+        missing = found != sorted_keys[at] if len(sorted_keys) else np.ones(found.shape, bool)
+        if missing.any():
+            raise RuntimeError(f"the graph index returned {len(set(found[missing].tolist()))} rows the check did not read")
+        return Neighbors(order[at].astype(np.int64), dist.astype(np.float32), approximate=True)
 
     return search
 

@@ -159,15 +159,22 @@ class GraphIndex:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest rows to each of ``vectors`` (m × dim): ``(sha256, 1 - cos)`` lists,
         nearest first. Fewer than ``k`` when the graph holds fewer rows."""
+        keys, distances = self.search_keys(vectors, k)
+        return [list(zip([key.decode() for key in row], dist.tolist())) for row, dist in zip(keys, distances)]
+
+    def search_keys(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` as arrays, for many queries at once: the sha256 keys (m × k', bytes)
+        and cosine distances (m × k', float32), nearest first; k' = min(k, rows)."""
         k = min(k, len(self))
-        if k == 0:
-            return [[] for _ in range(len(vectors))]
+        m = len(np.atleast_2d(vectors)) if len(vectors) else 0
+        if k == 0 or m == 0:
+            return np.empty((m, 0), "S64"), np.empty((m, 0), np.float32)
         ef = max(self.params.ef_search, k)
         with self._lock:
             if self.index.ef != ef:
                 self.index.set_ef(ef)
             labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
-        return [list(zip([key.decode() for key in self.keys[row]], dist.tolist())) for row, dist in zip(labels, distances)]
+        return self.keys[labels], distances
 
     def bytes_per_vector(self) -> float:
         """Memory per row: the graph (vector + links, as hnswlib lays them out) plus the keys."""
