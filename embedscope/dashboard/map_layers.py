@@ -64,7 +64,7 @@ def _legend_traces(categories: Sequence[str], colours: Sequence[str], counts: Se
     """Legend entries (no points) for the density view's categories, with their counts in view."""
     order, _ = category_colours(categories)
     pos = {c: i for i, c in enumerate(categories)}
-    return [{"type": "scattergl", "x": [None], "y": [None], "mode": "markers", "name": f"{name} ({counts[pos[name]]:,})",
+    return [{"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": f"{name} ({counts[pos[name]]:,})",
              "marker": {"size": 8, "color": colours[pos[name]]}, "hoverinfo": "skip", "showlegend": True}
             for name in order[:MAX_CATEGORIES]]
 
@@ -72,7 +72,8 @@ def _legend_traces(categories: Sequence[str], colours: Sequence[str], counts: Se
 def density_figure(view: View, image_uri: str, *, categories: Sequence[str] = (), colours: Sequence[str] = (),
                    counts: Sequence[int] = (), continuous_title: str | None = None, color_title: str = "") -> dict[str, Any]:
     """The density view: the image over ``view``, an invisible grid that turns hovers into
-    positions (the server answers with the nearest point), and the legend."""
+    positions (the server answers with the nearest point), and the legend. No WebGL trace: in
+    software GL creating the context and compiling its shaders would cost the first map a second."""
     cx = np.linspace(view.x0, view.x1, HOVER_GRID, dtype=np.float32)
     cy = np.linspace(view.y0, view.y1, HOVER_GRID, dtype=np.float32)
     data = [{"type": "heatmap", "x": _array(cx), "y": _array(cy), "z": _array(np.zeros((HOVER_GRID, HOVER_GRID), np.uint8)),
@@ -80,7 +81,7 @@ def density_figure(view: View, image_uri: str, *, categories: Sequence[str] = ()
     if categories:
         data += _legend_traces(categories, colours, counts)
     if continuous_title:
-        data.append({"type": "scattergl", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
+        data.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
                      "hoverinfo": "skip", "marker": {"color": [0], "colorscale": "Viridis", "showscale": True,
                                                      "colorbar": {"title": {"text": continuous_title}}}})
     image = {"source": image_uri, "xref": "x", "yref": "y", "x": view.x0, "y": view.y1, "sizex": view.width,
