@@ -115,7 +115,9 @@ def test_density_figure_has_the_image_a_hover_surface_and_a_legend():
     fig = go.Figure(fig)  # what the dict builds is a valid figure
     assert fig.layout.images[0].source.startswith("data:image/png") and fig.layout.images[0].sizex == 2
     assert fig.data[0].type == "heatmap" and fig.data[0].opacity == 0
-    assert [t.name for t in fig.data[1:]] == ["a (7)", "b (5)"]
+    assert [t.name for t in fig.data[1:]] == ["a (7)", "b (5)", map_layers.WEBGL_KEEPER]
+    # the legend is SVG; one empty WebGL trace keeps the graph's context for the points view
+    assert [t.type for t in fig.data[1:]] == ["scatter", "scatter", "scattergl"] and fig.data[-1].x == (None,)
 
 
 def test_event_indices_from_customdata_or_the_nearest_point():

@@ -60,7 +60,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
                                   overlay_style={"visibility": "visible", "opacity": 0.55},
                                   custom_spinner=C.notice("drawing the map…")),
                       dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right"),
-                      dcc.Store(id=ids.MAP_LOD, data=lod), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
+                      dcc.Store(id=ids.MAP_LOD, data=lod), dcc.Store(id=ids.MAP_GL_WARM), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
                      style={"flex": "1 1 65%", "minWidth": "0"}),
             html.Div([
                 html.H4("Point", style={"margin": "4px 0"}),
@@ -127,6 +127,20 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 return window.dash_clientside.no_update;  // not (yet) a 2-D level-of-detail map
             const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
         Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
+
+    # The page's first map comes without the density view's WebGL trace (see _first_map); once
+    # it is drawn and the user looks at it, the browser adds it, creating the WebGL context and
+    # compiling its shaders before the first zoom into points needs them.
+    app.clientside_callback(
+        """function(_id) { const warm = (tries) => {
+                const g = document.querySelector('#map-graph .js-plotly-plot');
+                if (!g || !g._fullData || !window.Plotly) { if (tries > 0) setTimeout(() => warm(tries - 1), 200); return; }
+                if (!g.layout.meta || !g.layout.meta.lod || g._fullData.some(t => t.type === 'scattergl')) return;
+                Plotly.addTraces(g, {type: 'scattergl', x: [null], y: [null], mode: 'markers', showlegend: false,
+                                     hoverinfo: 'skip', name: '%s'});
+            };
+            setTimeout(() => warm(150), 300); return window.dash_clientside.no_update; }""" % map_layers.WEBGL_KEEPER,
+        Output(ids.MAP_GL_WARM, "data"), Input(ids.MAP_GRAPH, "id"))
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
@@ -221,9 +235,12 @@ def _first_map(ctx: Any, run_id: str, proj: str | None, color: str | None) -> tu
     from embedscope.errors import EmbedscopeError
 
     try:
-        return _draw(ctx, run_id, proj, color, [])
+        figure, notice, lod = _draw(ctx, run_id, proj, color, [])
     except EmbedscopeError:
         return None, None, None
+    # without its WebGL trace the first map draws a second sooner in software GL (added back later)
+    figure["data"] = [t for t in figure["data"] if t.get("name") != map_layers.WEBGL_KEEPER]
+    return figure, notice, lod
 
 
 def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str], *, reps: bool = False,
