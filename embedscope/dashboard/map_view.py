@@ -250,6 +250,7 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
         index = map_index(ctx, state, run.run_id, *parsed)
         colours = map_colours(ctx, index, run.run_id, color)
         index.nearest(index.extent.x0, index.extent.y0)  # builds the k-d tree
+        index.in_polygon([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])  # imports the lasso's point-in-polygon (0.7 s)
         if ctx.search is not None:  # the sha256 → (path, label) map of hovers and gallery pages
             ctx.search.image_info(db, [])
         if len(index) > ctx.max_points and not colours.continuous:  # the first density image compiles its kernel
