@@ -104,7 +104,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 selection: dict | None, lod: dict | None) -> tuple:
         lod = lod or {}
         view = None
-        highlight = shaping.sql_highlight(selection)
+        highlight = _highlight(selection)
         if callback_context.triggered_id is None and not highlight and not reps and lod.get("key") == [run_id, proj, color]:
             return no_update, no_update, no_update  # the page came with this map drawn (see _first_map)
         # a zoom or pan of the drawn map: only a view that moved. (A newer request supersedes an
@@ -226,6 +226,18 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update
         rows = views.image_rows(ctx.db(), shas)
         return {"content": shaping.rows_csv(rows), "filename": f"embedscope-selection-{len(rows)}.csv", "type": "text/csv"}
+
+
+def _highlight(selection: dict | None) -> list[str]:
+    """The sha256 to ring: a SQL / text / sidebar selection, also when the server holds it."""
+    from embedscope.errors import EmbedscopeError
+
+    if selection and selection.get("ref"):
+        try:
+            selection = {**selection, "sha256": map_state.selected_shas(selection)}
+        except EmbedscopeError:  # no longer held: the map draws without rings
+            return []
+    return shaping.sql_highlight(selection)
 
 
 def _first_map(ctx: Any, run_id: str, proj: str | None, color: str | None) -> tuple:
