@@ -93,7 +93,7 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
     in_view = index.in_view(view)
     n, total = len(in_view), len(index)
     images, notes = _pictures(index, colours, view, in_view, representatives)
-    state = {"key": key, "view": view.as_list(), "reps": bool(representatives), "n_view": n}
+    state = {"key": key, "view": view.as_list(), "reps": bool(representatives), "n_view": n, "ringed": len(highlight)}
     if n > threshold:
         fig = _density(index, colours, view, in_view, title)
         state["mode"] = "density"

@@ -109,7 +109,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update, no_update, no_update  # the page came with this map drawn (see _first_map)
         # a zoom or pan of the drawn map: only a view that moved. (A newer request supersedes an
         # older one in flight, so a viewport event can arrive before the map it belongs to: then draw.)
-        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps)
+        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps) \
+            and lod.get("ringed", 0) == len(highlight)
         if callback_context.triggered_id == ids.MAP_VIEWPORT and current:
             view = map_view.moved(viewport, lod.get("view")) if lod.get("mode") in ("density", "points") else None
             if view is None:
