@@ -129,18 +129,26 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
         Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
 
-    # The page's first map comes without the density view's WebGL trace (see _first_map); once
-    # it is drawn and the user looks at it, the browser adds it, creating the WebGL context and
-    # compiling its shaders before the first zoom into points needs them.
+    # The page's first map comes without the density view's WebGL trace (see _first_map); the
+    # browser adds it (creating the WebGL context, compiling its shaders: ~0.5 s in software GL)
+    # when it is idle 1.5 s after the map is drawn, or at the first zoom / pan while the server
+    # answers it — not before the first map shows, nor in the middle of a hover.
     app.clientside_callback(
-        """function(_id) { const warm = (tries) => {
-                const g = document.querySelector('#map-graph .js-plotly-plot');
-                if (!g || !g._fullData || !window.Plotly) { if (tries > 0) setTimeout(() => warm(tries - 1), 200); return; }
-                if (!g.layout.meta || !g.layout.meta.lod || g._fullData.some(t => t.type === 'scattergl')) return;
+        """function(_id) {
+            const warm = (g) => {
+                if (g.__glWarm || !g._fullData || !g.layout.meta || !g.layout.meta.lod
+                    || g._fullData.some(t => t.type === 'scattergl')) return;
+                g.__glWarm = true;
                 Plotly.addTraces(g, {type: 'scattergl', x: [null], y: [null], mode: 'markers', showlegend: false,
                                      hoverinfo: 'skip', name: '%s'});
             };
-            setTimeout(() => warm(150), 300); return window.dash_clientside.no_update; }""" % map_layers.WEBGL_KEEPER,
+            const hook = (tries) => {
+                const g = document.querySelector('#map-graph .js-plotly-plot');
+                if (!g || !g._fullData || !g.on || !window.Plotly) { if (tries > 0) setTimeout(() => hook(tries - 1), 200); return; }
+                g.on('plotly_relayout', () => setTimeout(() => warm(g), 0));
+                setTimeout(() => (window.requestIdleCallback || setTimeout)(() => warm(g)), 1500);
+            };
+            hook(150); return window.dash_clientside.no_update; }""" % map_layers.WEBGL_KEEPER,
         Output(ids.MAP_GL_WARM, "data"), Input(ids.MAP_GRAPH, "id"))
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
