@@ -104,28 +104,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
         ], style={"fontFamily": "system-ui, sans-serif"})
 
     app.layout = shell
-    _preload_plotly(app, {p["path"] for p in dash.page_registry.values() if p["module"].endswith(".map")})
     return app
-
-
-def _preload_plotly(app: Any, paths: set[str]) -> None:
-    """Pages at ``paths`` name plotly.js and dcc's graph and dropdown chunks in their HTML
-    (``defer``, at the URLs dcc.Graph loads them from): they download and compile while the
-    page's layout is fetched and run before the first graph mounts, instead of being requested
-    only once the graph exists — the first map's longest serial wait."""
-    from flask import request
-
-    default = app.interpolate_index
-    suites = f"{app.config.requests_pathname_prefix}_dash-component-suites"
-    tags = "".join(f'<script defer src="{suites}/{src}"></script>\n' for src in (
-        "plotly/package_data/plotly.min.js", "dash/dcc/async-graph.js", "dash/dcc/async-dropdown.js"))
-
-    def interpolate_index(**parts: Any) -> str:
-        if app.strip_relative_path(request.path) in {p.strip("/") for p in paths}:
-            parts["scripts"] = parts.get("scripts", "") + tags
-        return default(**parts)
-
-    app.interpolate_index = interpolate_index
 
 
 _SPINNER = {"position": "fixed", "top": "48px", "right": "16px", "background": "#fff4e5", "border": "1px solid #ffb74d",
