@@ -115,7 +115,9 @@ def test_density_figure_has_the_image_a_hover_surface_and_a_legend():
     fig = go.Figure(fig)  # what the dict builds is a valid figure
     assert fig.layout.images[0].source.startswith("data:image/png") and fig.layout.images[0].sizex == 2
     assert fig.data[0].type == "heatmap" and fig.data[0].opacity == 0
-    assert [t.name for t in fig.data[1:]] == ["a (7)", "b (5)"]
+    assert [t.name for t in fig.data[1:]] == ["a (7)", "b (5)", map_layers.WEBGL_KEEPER]
+    # the legend is SVG; one empty WebGL trace keeps the graph's context for the points view
+    assert [t.type for t in fig.data[1:]] == ["scatter", "scatter", "scattergl"] and fig.data[-1].x == (None,)
 
 
 def test_event_indices_from_customdata_or_the_nearest_point():
@@ -184,3 +186,20 @@ def test_contact_sheet_puts_one_picture_per_cell_nearest_its_centre():
     y = np.array([0.5, 0.5, 1.5, 1.9, 1.9], np.float32)
     picked = map_view.contact_sheet(x, y, view, side=2)
     assert sorted(picked.tolist()) == [0, 2, 4]  # per cell the point nearest its centre; (1.9, 1.9) loses to (1.5, 1.5)
+
+
+def test_a_large_sidebar_or_sql_selection_held_by_the_server_is_still_ringed():
+    import flask
+
+    from embedscope.dashboard import map_state
+    from embedscope.dashboard.pages import map as map_page
+
+    server = flask.Flask(__name__)
+    state = map_state.install(server)
+    shas = [f"{i:064x}" for i in range(INLINE_MAX + 5)]
+    with server.test_request_context():
+        held = state.selection_store(shas, source="filter")
+        assert held["ref"] and held["sha256"] == [] and held["count"] == len(shas)  # the session store stays small
+        assert map_page._highlight(held) == shas
+        assert map_page._highlight(state.selection_store(shas, source="map")) == []  # a lasso is not ringed
+        assert map_page._highlight({**held, "ref": "gone"}) == []  # no longer held: drawn without rings

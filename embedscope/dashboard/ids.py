@@ -197,6 +197,7 @@ METRICS_COMPARE = "metrics-compare"
 # map page, level of detail (#18)
 MAP_LOD = "map-lod"  # the view on screen: {"mode": "density"|"points"|"3d", "view", "loaded", "key", ...}
 MAP_VIEWPORT = "map-viewport"  # the axes ranges on screen [x0, x1, y0, y1], written in the browser
+MAP_GL_WARM = "map-gl-warm"  # written once the browser prepared WebGL for the points view
 MAP_REPS = "map-representatives"  # the "cluster representatives" layer toggle
 MAP_GALLERY_PREV = "map-gallery-prev"
 MAP_GALLERY_NEXT = "map-gallery-next"

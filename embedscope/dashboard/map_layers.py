@@ -18,6 +18,7 @@ HOVER_GRID = 160  # cells per side of the density view's invisible hover surface
 CUSTOMDATA_MAX = 20_000  # up to this many points carry their index (exact events); beyond, events resolve by position
 GREY = "#bbbbbb"
 THUMB_URL = "/map-thumb/{}"
+WEBGL_KEEPER = "webgl"  # the density view's empty WebGL trace (the page's first map gets it in the browser)
 
 
 def category_colours(categories: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -64,7 +65,7 @@ def _legend_traces(categories: Sequence[str], colours: Sequence[str], counts: Se
     """Legend entries (no points) for the density view's categories, with their counts in view."""
     order, _ = category_colours(categories)
     pos = {c: i for i, c in enumerate(categories)}
-    return [{"type": "scattergl", "x": [None], "y": [None], "mode": "markers", "name": f"{name} ({counts[pos[name]]:,})",
+    return [{"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": f"{name} ({counts[pos[name]]:,})",
              "marker": {"size": 8, "color": colours[pos[name]]}, "hoverinfo": "skip", "showlegend": True}
             for name in order[:MAX_CATEGORIES]]
 
@@ -72,7 +73,9 @@ def _legend_traces(categories: Sequence[str], colours: Sequence[str], counts: Se
 def density_figure(view: View, image_uri: str, *, categories: Sequence[str] = (), colours: Sequence[str] = (),
                    counts: Sequence[int] = (), continuous_title: str | None = None, color_title: str = "") -> dict[str, Any]:
     """The density view: the image over ``view``, an invisible grid that turns hovers into
-    positions (the server answers with the nearest point), and the legend."""
+    positions (the server answers with the nearest point), the legend (SVG), and one empty WebGL
+    trace (:data:`WEBGL_KEEPER`): it keeps the graph's WebGL context, so the next zoom into
+    points does not create one and compile its shaders again (a second in software GL)."""
     cx = np.linspace(view.x0, view.x1, HOVER_GRID, dtype=np.float32)
     cy = np.linspace(view.y0, view.y1, HOVER_GRID, dtype=np.float32)
     data = [{"type": "heatmap", "x": _array(cx), "y": _array(cy), "z": _array(np.zeros((HOVER_GRID, HOVER_GRID), np.uint8)),
@@ -80,9 +83,11 @@ def density_figure(view: View, image_uri: str, *, categories: Sequence[str] = ()
     if categories:
         data += _legend_traces(categories, colours, counts)
     if continuous_title:
-        data.append({"type": "scattergl", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
+        data.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
                      "hoverinfo": "skip", "marker": {"color": [0], "colorscale": "Viridis", "showscale": True,
                                                      "colorbar": {"title": {"text": continuous_title}}}})
+    data.append({"type": "scattergl", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
+                 "hoverinfo": "skip", "name": WEBGL_KEEPER})
     image = {"source": image_uri, "xref": "x", "yref": "y", "x": view.x0, "y": view.y1, "sizex": view.width,
              "sizey": view.height, "sizing": "stretch", "layer": "below", "xanchor": "left", "yanchor": "top",
              "name": "density"}

@@ -93,7 +93,7 @@ def draw(ctx: Any, index: MapIndex, colours: Any, view: View, *, threshold: int,
     in_view = index.in_view(view)
     n, total = len(in_view), len(index)
     images, notes = _pictures(index, colours, view, in_view, representatives)
-    state = {"key": key, "view": view.as_list(), "reps": bool(representatives), "n_view": n}
+    state = {"key": key, "view": view.as_list(), "reps": bool(representatives), "n_view": n, "ringed": len(highlight)}
     if n > threshold:
         fig = _density(index, colours, view, in_view, title)
         state["mode"] = "density"
@@ -250,6 +250,7 @@ def warm_latest_map(ctx: Any, state: Any) -> None:
         index = map_index(ctx, state, run.run_id, *parsed)
         colours = map_colours(ctx, index, run.run_id, color)
         index.nearest(index.extent.x0, index.extent.y0)  # builds the k-d tree
+        index.in_polygon([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])  # imports the lasso's point-in-polygon (0.7 s)
         if ctx.search is not None:  # the sha256 → (path, label) map of hovers and gallery pages
             ctx.search.image_info(db, [])
         if len(index) > ctx.max_points and not colours.continuous:  # the first density image compiles its kernel

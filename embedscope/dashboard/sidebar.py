@@ -233,6 +233,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
     """The map's "select matching" button: the matching images become the app's selection, and
     the map is rebuilt to ring them and list them in its selection gallery (as SQL's "show on
     map" does); the sidebar's values persist across the rebuild."""
+    from embedscope.dashboard import map_state
     from embedscope.dashboard.run_picker import with_run
 
     @app.callback(Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.URL, "href", allow_duplicate=True),
@@ -245,7 +246,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         where = filter_where(sidebar_values(*args[:-1]))
         keys = matching(ctx.db(), context, where, columns="sha256", limits=sql_limits(ctx)).column("sha256").to_pylist()
         href = "/" + with_run(search, context["run_id"]) + f"&filtered={len(keys)}-{int(n)}"
-        return {"source": "filter", "sha256": keys}, href
+        # a large match is held by the server, as a large lasso is (the session store stays small)
+        held = map_state.current().selection_store(keys, source="filter")
+        return held or {"source": "filter", "sha256": []}, href
 
 
 def sql_limits(ctx: Any) -> Any:

@@ -36,6 +36,7 @@ def layout(run: str | None = None, **_: Any) -> Any:
     except UnknownRunError as exc:
         return C.message_page("Map", exc.one_line(), kind="error", id=ids.RUN_ERROR)
     p_opts, p_value, c_opts, c_value = map_page_cache.map_choices(db, current)
+    figure, notice, lod = _first_map(context.current(), current.run_id, p_value, c_value)
     dd = {"display": "inline-block", "width": "300px", "marginRight": "10px", "verticalAlign": "top"}
     return html.Div([
         html.Div([
@@ -49,17 +50,17 @@ def layout(run: str | None = None, **_: Any) -> Any:
             dcc.Checklist(id=ids.MAP_REPS, options=[{"label": " cluster representatives", "value": "on"}], value=[],
                           style={"display": "inline-block", "verticalAlign": "bottom", "fontSize": "13px"}),
         ]),
-        html.Div(id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
+        html.Div(notice, id=ids.MAP_NOTICE, style={"fontSize": "13px", "color": "#555", "margin": "6px 0"}),
         text_search.text_box(),
         html.Div([
             map_page_cache.map_sidebar(db, current),
-            html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, config={"displaylogo": False, "scrollZoom": True},
-                                            clear_on_unhover=True),
+            html.Div([dcc.Loading(dcc.Graph(id=ids.MAP_GRAPH, figure=figure or {"data": [], "layout": {}}, clear_on_unhover=True,
+                                            config={"displaylogo": False, "scrollZoom": True}),
                                   id=ids.MAP_LOADING, delay_show=500, show_initially=False, target_components={ids.MAP_GRAPH: "figure"},
                                   overlay_style={"visibility": "visible", "opacity": 0.55},
                                   custom_spinner=C.notice("drawing the map…")),
                       dcc.Tooltip(id=ids.MAP_TOOLTIP, direction="right"),
-                      dcc.Store(id=ids.MAP_LOD), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
+                      dcc.Store(id=ids.MAP_LOD, data=lod), dcc.Store(id=ids.MAP_GL_WARM), dcc.Store(id=ids.MAP_VIEWPORT), dcc.Store(id=ids.MAP_GALLERY_PAGE, data=0)],
                      style={"flex": "1 1 65%", "minWidth": "0"}),
             html.Div([
                 html.H4("Point", style={"margin": "4px 0"}),
@@ -103,9 +104,13 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 selection: dict | None, lod: dict | None) -> tuple:
         lod = lod or {}
         view = None
+        highlight = _highlight(selection)
+        if callback_context.triggered_id is None and not highlight and not reps and lod.get("key") == [run_id, proj, color]:
+            return no_update, no_update, no_update  # the page came with this map drawn (see _first_map)
         # a zoom or pan of the drawn map: only a view that moved. (A newer request supersedes an
         # older one in flight, so a viewport event can arrive before the map it belongs to: then draw.)
-        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps)
+        current = lod.get("key") == [run_id, proj, color] and lod.get("reps") == bool(reps) \
+            and lod.get("ringed", 0) == len(highlight)
         if callback_context.triggered_id == ids.MAP_VIEWPORT and current:
             view = map_view.moved(viewport, lod.get("view")) if lod.get("mode") in ("density", "points") else None
             if view is None:
@@ -113,7 +118,7 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         elif callback_context.triggered_id in (ids.MAP_COLOR, ids.MAP_REPS) and lod.get("view") \
                 and lod.get("key", [None, None])[:2] == [run_id, proj]:
             view = map_view.View(*lod["view"])  # a new colour or layer keeps the view
-        return _draw(ctx, run_id, proj, color, shaping.sql_highlight(selection), reps=bool(reps), view=view,
+        return _draw(ctx, run_id, proj, color, highlight, reps=bool(reps), view=view,
                      lod=lod if view is not None and current else None)
 
     # the axes ranges after any zoom, pan, reset or resize, as the browser drew them
@@ -123,6 +128,28 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                 return window.dash_clientside.no_update;  // not (yet) a 2-D level-of-detail map
             const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
         Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
+
+    # The page's first map comes without the density view's WebGL trace (see _first_map); the
+    # browser adds it (creating the WebGL context, compiling its shaders: ~0.5 s in software GL)
+    # when it is idle 1.5 s after the map is drawn, or at the first zoom / pan while the server
+    # answers it — not before the first map shows, nor in the middle of a hover.
+    app.clientside_callback(
+        """function(_id) {
+            const warm = (g) => {
+                if (g.__glWarm || !g._fullData || !g.layout.meta || !g.layout.meta.lod
+                    || g._fullData.some(t => t.type === 'scattergl')) return;
+                g.__glWarm = true;
+                Plotly.addTraces(g, {type: 'scattergl', x: [null], y: [null], mode: 'markers', showlegend: false,
+                                     hoverinfo: 'skip', name: '%s'});
+            };
+            const hook = (tries) => {
+                const g = document.querySelector('#map-graph .js-plotly-plot');
+                if (!g || !g._fullData || !g.on || !window.Plotly) { if (tries > 0) setTimeout(() => hook(tries - 1), 200); return; }
+                g.on('plotly_relayout', () => setTimeout(() => warm(g), 0));
+                setTimeout(() => (window.requestIdleCallback || setTimeout)(() => warm(g)), 1500);
+            };
+            hook(150); return window.dash_clientside.no_update; }""" % map_layers.WEBGL_KEEPER,
+        Output(ids.MAP_GL_WARM, "data"), Input(ids.MAP_GRAPH, "id"))
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
@@ -208,6 +235,33 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return no_update
         rows = views.image_rows(ctx.db(), shas)
         return {"content": shaping.rows_csv(rows), "filename": f"embedscope-selection-{len(rows)}.csv", "type": "text/csv"}
+
+
+def _highlight(selection: dict | None) -> list[str]:
+    """The sha256 to ring: a SQL / text / sidebar selection, also when the server holds it."""
+    from embedscope.errors import EmbedscopeError
+
+    if selection and selection.get("ref"):
+        try:
+            selection = {**selection, "sha256": map_state.selected_shas(selection)}
+        except EmbedscopeError:  # no longer held: the map draws without rings
+            return []
+    return shaping.sql_highlight(selection)
+
+
+def _first_map(ctx: Any, run_id: str, proj: str | None, color: str | None) -> tuple:
+    """(figure, notice, view state) of the page's first map, drawn into the layout itself so
+    the page arrives with its map instead of asking for it in a second round trip once it is
+    built; (None, None, None) when it cannot be drawn here (the callback then says why)."""
+    from embedscope.errors import EmbedscopeError
+
+    try:
+        figure, notice, lod = _draw(ctx, run_id, proj, color, [])
+    except EmbedscopeError:
+        return None, None, None
+    # without its WebGL trace the first map draws a second sooner in software GL (added back later)
+    figure["data"] = [t for t in figure["data"] if t.get("name") != map_layers.WEBGL_KEEPER]
+    return figure, notice, lod
 
 
 def _draw(ctx: Any, run_id: str, proj: str | None, color: str | None, highlight: list[str], *, reps: bool = False,
