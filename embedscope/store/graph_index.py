@@ -159,15 +159,23 @@ class GraphIndex:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest rows to each of ``vectors`` (m × dim): ``(sha256, 1 - cos)`` lists,
         nearest first. Fewer than ``k`` when the graph holds fewer rows."""
+        labels, distances, keys = self.search_labels(vectors, k)
+        return [list(zip([key.decode() for key in keys[row]], dist.tolist())) for row, dist in zip(labels, distances)]
+
+    def search_labels(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search` as arrays: labels (m × k', k' = min(k, rows)), ``1 - cos`` distances,
+        and the :attr:`keys` those labels index (taken with them, so a top-up cannot shift them)."""
         k = min(k, len(self))
+        vectors = np.atleast_2d(vectors)
         if k == 0:
-            return [[] for _ in range(len(vectors))]
+            return np.empty((len(vectors), 0), np.uint64), np.empty((len(vectors), 0), np.float32), self.keys
         ef = max(self.params.ef_search, k)
         with self._lock:
             if self.index.ef != ef:
                 self.index.set_ef(ef)
-            labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
-        return [list(zip([key.decode() for key in self.keys[row]], dist.tolist())) for row, dist in zip(labels, distances)]
+            labels, distances = self.index.knn_query(vectors.astype(np.float32, copy=False), k=k)
+            keys = self.keys
+        return labels, distances, keys
 
     def bytes_per_vector(self) -> float:
         """Memory per row: the graph (vector + links, as hnswlib lays them out) plus the keys."""
