@@ -177,6 +177,11 @@ class GraphIndex:
             keys = self.keys
         return labels, distances, keys
 
+    def vector(self, label: int) -> np.ndarray:
+        """The stored vector of ``label``, normalised to length 1 (hnswlib keeps cosine vectors so)."""
+        with self._lock:
+            return np.asarray(self.index.get_items([label])[0], dtype=np.float32)
+
     def bytes_per_vector(self) -> float:
         """Memory per row: the graph (vector + links, as hnswlib lays them out) plus the keys."""
         if not len(self):

@@ -95,7 +95,7 @@ def similar_many(
         raise QueryError(f"k must be at least 1, got {k}")
     if variant not in S.VARIANTS:
         raise QueryError(f"unknown variant {variant!r}", f"one of: {', '.join(S.VARIANTS)}")
-    resolved = _resolve_all(db, queries, model=model, variant=variant, cache=cache)
+    resolved = _resolve_all(db, queries, model=model, variant=variant, cache=cache, where=where)
     if not where and cache is not None:
         tables = _similar_on_graph(db, resolved, k=k, variant=variant, cache=cache)
         if tables is not None:
@@ -110,8 +110,9 @@ def similar_many(
 
 
 def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
-                 cache: SearchIndexCache | None) -> list[ResolvedQuery]:
-    """:func:`resolve_query` for each query; vectors of one size pick their model once."""
+                 cache: SearchIndexCache | None, where: str | None = None) -> list[ResolvedQuery]:
+    """:func:`resolve_query` for each query; vectors of one size pick their model once; a
+    sha256 in the cache's graph takes its vector from there (no table read)."""
     if isinstance(queries, np.ndarray) and queries.ndim == 2:
         queries = list(queries)
     model_of_dim: dict[int, str] = {}
@@ -123,8 +124,26 @@ def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
                 model_of_dim[vec.size] = pick_model(db, model, dim=vec.size, cache=cache)
             out.append(ResolvedQuery(vec, model_of_dim[vec.size], None))
         else:
-            out.append(resolve_query(db, q, model=model, variant=variant, cache=cache))
+            on_graph = _resolve_on_graph(db, q, model=model, variant=variant, cache=cache) \
+                if cache is not None and not where else None
+            out.append(on_graph or resolve_query(db, q, model=model, variant=variant, cache=cache))
     return out
+
+
+def _resolve_on_graph(db: Database, query: str, *, model: str | None, variant: str,
+                      cache: SearchIndexCache) -> ResolvedQuery | None:
+    """A sha256 query's vector from the cache's graph; None when that cannot say (not a sha256,
+    several models, no graph, or the sha256 not in it)."""
+    sha = str(query).strip().lower()
+    if not _SHA_RE.match(sha):
+        return None
+    try:
+        m = pick_model(db, model, cache=cache)
+    except (QueryError, NotFoundError):
+        return None
+    graph = cache.graph_for(db, m, variant)
+    label = cache.graph_rows(db, graph, graph.keys).label_of(sha) if graph is not None else None
+    return ResolvedQuery(graph.vector(label), m, sha) if label is not None else None
 
 
 def _similar_on_graph(db: Database, qs: list[ResolvedQuery], *, k: int, variant: str,

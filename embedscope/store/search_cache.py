@@ -64,6 +64,8 @@ class _GraphRows:
     images: _ImageMap
     row: np.ndarray  # per graph label: its row in `images`, or len(images) (a None) when missing
     hex_keys: bool  # every key is 64 bytes long (a sha256 in hex)
+    order: np.ndarray | None = None  # argsort of keys, for label_of
+    sorted_keys: np.ndarray | None = None
 
     def columns(self, labels: np.ndarray) -> tuple[pa.Array, pa.Array, pa.Array]:
         """sha256, path and label of each of ``labels``, as Arrow string arrays."""
@@ -76,6 +78,18 @@ class _GraphRows:
         rows = self.row[labels]
         both = pa.array(np.concatenate([self.images.path_array[rows], self.images.label_array[rows]]), pa.string())
         return shas, both.slice(0, n), both.slice(n, n)
+
+
+    def label_of(self, sha: str) -> int | None:
+        """The graph label of ``sha`` (a binary search in the keys, sorted on first use)."""
+        if self.sorted_keys is None:
+            self.order = np.argsort(self.keys, kind="stable")
+            self.sorted_keys = self.keys[self.order]
+        key = sha.encode()
+        i = int(np.searchsorted(self.sorted_keys, key))
+        if i < len(self.sorted_keys) and self.sorted_keys[i] == key:
+            return int(self.order[i])
+        return None
 
 
 def _offsets64(n: int) -> np.ndarray:
