@@ -8,8 +8,8 @@ makes one per call. It holds, per database:
   loaded from its file or built on first use, topped up when the table grows (and saved
   again when rebuilt or grown by :data:`RESAVE_FRACTION` since its last save);
 - the ``images`` table as a sha256 → (path, label) map, rebuilt when that table's version moves,
-  and, per graph, the sha256 / path / label of each graph label as Arrow arrays, so a graph
-  search's result is one ``take`` by label;
+  and, per graph, each label's row in that map, so a graph search's result is built from numpy
+  takes by label (:meth:`SearchIndexCache.graph_rows`);
 - the model names with embeddings and the Lance index's search settings, per table version.
 
 Table versions are re-read at most every ``recheck_s`` seconds (0: before every search), so a
@@ -46,7 +46,6 @@ class _ImageMap:
     # paths, labels as object arrays with a trailing None (the same str objects)
     path_array: np.ndarray = field(init=False, repr=False)
     label_array: np.ndarray = field(init=False, repr=False)
-
     row_of: dict[str, int] = field(init=False, repr=False)  # the last row of each sha256
 
     def __post_init__(self) -> None:
@@ -58,7 +57,7 @@ class _ImageMap:
 @dataclass
 class _GraphRows:
     """Where each graph label's image sits in an :class:`_ImageMap`, so a search result's paths
-    and labels are numpy takes (a few microseconds for k rows) instead of dict lookups."""
+    and labels are numpy takes by graph label instead of a dict lookup per hit."""
 
     keys: np.ndarray  # the graph's keys array these rows follow (a top-up or rebuild replaces it)
     images: _ImageMap
@@ -78,7 +77,6 @@ class _GraphRows:
         rows = self.row[labels]
         both = pa.array(np.concatenate([self.images.path_array[rows], self.images.label_array[rows]]), pa.string())
         return shas, both.slice(0, n), both.slice(n, n)
-
 
     def label_of(self, sha: str) -> int | None:
         """The graph label of ``sha`` (a binary search in the keys, sorted on first use)."""
