@@ -80,7 +80,7 @@ class EmbedscopeDB:
         self.db.refresh()
         model = pick_text_model(self.db, model)
         vector = self._text_cache(weights).vector(self.db, text, model)
-        table = similar(self.db, vector, k=k, model=model, where=where)
+        table = similar(self.db, vector, k=k, model=model, where=where, cache=self.search_cache)
         return table if arrow else table.to_pandas()
 
     def _text_cache(self, weights: str | None) -> Any:

@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 from embedscope.store import schema as S
 from embedscope.store.db import Database
+from embedscope.store.filters import eq
 from embedscope.store.graph_index import GraphIndex, graph_folder, open_graph
 from embedscope.store.index import build_index, index_info
 from embedscope.store.search import similar, similar_many
@@ -87,6 +88,24 @@ def test_a_stored_image_comes_first_on_the_graph_path(world):
         hits = similar(db, shas[i], k=5, cache=cache)
         assert hits.column("sha256")[0].as_py() == shas[i] and hits.column("distance")[0].as_py() == 0.0
         assert len(set(hits.column("sha256").to_pylist())) == 5
+
+
+def test_the_graph_fast_path_builds_what_the_general_path_builds(world, monkeypatch):
+    """Array-built graph results (a take by graph label) equal the general path's (dict lookups
+    per hit) on the same graph: every column, the query image first, a missing ``images`` row."""
+    from embedscope.store import search
+
+    db, shas, Q = world["db"], world["shas"], world["queries"]
+    db.delete(S.IMAGES, eq("sha256", shas[3]))  # a hit without an images row: null path/label
+    cache = SearchIndexCache(min_rows=0, recheck_s=0.0)
+    queries = [Q[0], shas[3], shas[5], Q[1], shas[2999]]
+    fast = similar_many(db, queries, k=7, cache=cache) + [similar(db, shas[3], k=1, cache=cache)]
+    monkeypatch.setattr(search, "_similar_on_graph", lambda *a, **kw: None)
+    general = similar_many(db, queries, k=7, cache=cache) + [similar(db, shas[3], k=1, cache=cache)]
+    assert [t.schema for t in fast] == [search.RESULT_SCHEMA] * len(fast)
+    assert [t.to_pylist() for t in fast] == [t.to_pylist() for t in general]
+    assert fast[1].column("sha256")[0].as_py() == shas[3] and fast[1].column("path")[0].as_py() is None
+    assert fast[2].column("path")[0].as_py() == "/d/5.jpg" and fast[2].column("distance")[0].as_py() == 0.0
 
 
 def test_graph_tops_up_new_rows_and_a_restart_loads_the_saved_file(world, tmp_path):

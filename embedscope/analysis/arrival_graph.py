@@ -63,7 +63,8 @@ def graph_search(graph: GraphIndex, sha: Sequence[str]) -> Search:
     sorted_keys = keys[order]
 
     def search(queries: np.ndarray, k: int) -> Neighbors:
-        found, dist = graph.search_keys(queries, k)
+        labels, dist, graph_keys = graph.search_labels(queries, k)
+        found = graph_keys[labels]
         at = np.minimum(np.searchsorted(sorted_keys, found), max(len(sorted_keys) - 1, 0))
         missing = found != sorted_keys[at] if len(sorted_keys) else np.ones(found.shape, bool)
         if missing.any():

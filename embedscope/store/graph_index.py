@@ -159,22 +159,28 @@ class GraphIndex:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest rows to each of ``vectors`` (m × dim): ``(sha256, 1 - cos)`` lists,
         nearest first. Fewer than ``k`` when the graph holds fewer rows."""
-        keys, distances = self.search_keys(vectors, k)
-        return [list(zip([key.decode() for key in row], dist.tolist())) for row, dist in zip(keys, distances)]
+        labels, distances, keys = self.search_labels(vectors, k)
+        return [list(zip([key.decode() for key in keys[row]], dist.tolist())) for row, dist in zip(labels, distances)]
 
-    def search_keys(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`search` as arrays, for many queries at once: the sha256 keys (m × k', bytes)
-        and cosine distances (m × k', float32), nearest first; k' = min(k, rows)."""
+    def search_labels(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search` as arrays: labels (m × k', k' = min(k, rows)), ``1 - cos`` distances,
+        and the :attr:`keys` those labels index (taken with them, so a top-up cannot shift them)."""
         k = min(k, len(self))
-        m = len(np.atleast_2d(vectors)) if len(vectors) else 0
-        if k == 0 or m == 0:
-            return np.empty((m, 0), "S64"), np.empty((m, 0), np.float32)
+        vectors = np.atleast_2d(vectors)
+        if k == 0:
+            return np.empty((len(vectors), 0), np.uint64), np.empty((len(vectors), 0), np.float32), self.keys
         ef = max(self.params.ef_search, k)
         with self._lock:
             if self.index.ef != ef:
                 self.index.set_ef(ef)
-            labels, distances = self.index.knn_query(np.atleast_2d(vectors).astype(np.float32, copy=False), k=k)
-        return self.keys[labels], distances
+            labels, distances = self.index.knn_query(vectors.astype(np.float32, copy=False), k=k)
+            keys = self.keys
+        return labels, distances, keys
+
+    def vector(self, label: int) -> np.ndarray:
+        """The stored vector of ``label``, normalised to length 1 (hnswlib keeps cosine vectors so)."""
+        with self._lock:
+            return np.asarray(self.index.get_items([label])[0], dtype=np.float32)
 
     def bytes_per_vector(self) -> float:
         """Memory per row: the graph (vector + links, as hnswlib lays them out) plus the keys."""

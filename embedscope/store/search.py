@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,7 +95,11 @@ def similar_many(
         raise QueryError(f"k must be at least 1, got {k}")
     if variant not in S.VARIANTS:
         raise QueryError(f"unknown variant {variant!r}", f"one of: {', '.join(S.VARIANTS)}")
-    resolved = _resolve_all(db, queries, model=model, variant=variant, cache=cache)
+    resolved = _resolve_all(db, queries, model=model, variant=variant, cache=cache, where=where)
+    if not where and cache is not None:
+        tables = _similar_on_graph(db, resolved, k=k, variant=variant, cache=cache)
+        if tables is not None:
+            return tables
     hits: list[list[tuple[str, float]]] = [[] for _ in resolved]
     for m in sorted({q.model for q in resolved}):
         todo = [i for i, q in enumerate(resolved) if q.model == m]
@@ -105,8 +110,9 @@ def similar_many(
 
 
 def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
-                 cache: SearchIndexCache | None) -> list[ResolvedQuery]:
-    """:func:`resolve_query` for each query; vectors of one size pick their model once."""
+                 cache: SearchIndexCache | None, where: str | None = None) -> list[ResolvedQuery]:
+    """:func:`resolve_query` for each query; vectors of one size pick their model once; a
+    sha256 in the cache's graph takes its vector from there (no table read)."""
     if isinstance(queries, np.ndarray) and queries.ndim == 2:
         queries = list(queries)
     model_of_dim: dict[int, str] = {}
@@ -118,8 +124,73 @@ def _resolve_all(db: Database, queries: Any, *, model: str | None, variant: str,
                 model_of_dim[vec.size] = pick_model(db, model, dim=vec.size, cache=cache)
             out.append(ResolvedQuery(vec, model_of_dim[vec.size], None))
         else:
-            out.append(resolve_query(db, q, model=model, variant=variant, cache=cache))
+            on_graph = _resolve_on_graph(db, q, model=model, variant=variant, cache=cache) \
+                if cache is not None and not where else None
+            out.append(on_graph or resolve_query(db, q, model=model, variant=variant, cache=cache))
     return out
+
+
+def _resolve_on_graph(db: Database, query: str, *, model: str | None, variant: str,
+                      cache: SearchIndexCache) -> ResolvedQuery | None:
+    """A sha256 query's vector from the cache's graph; None when that cannot say (not a sha256,
+    several models, no graph, or the sha256 not in it)."""
+    sha = str(query).strip().lower()
+    if not _SHA_RE.match(sha):
+        return None
+    try:
+        m = pick_model(db, model, cache=cache)
+    except (QueryError, NotFoundError):
+        return None
+    graph = cache.graph_for(db, m, variant)
+    label = cache.graph_rows(db, graph, graph.keys).label_of(sha) if graph is not None else None
+    return ResolvedQuery(graph.vector(label), m, sha) if label is not None else None
+
+
+def _similar_on_graph(db: Database, qs: list[ResolvedQuery], *, k: int, variant: str,
+                      cache: SearchIndexCache) -> list[pa.Table] | None:
+    """The result tables straight from the cache's graph, built with array operations (a take by
+    graph label from :meth:`SearchIndexCache.graph_rows`); None when the queries need the general
+    path: several models, no graph, or a query image that is not among its own hits."""
+    model = qs[0].model
+    if any(q.model != model for q in qs):
+        return None
+    graph = cache.graph_for(db, model, variant)
+    if graph is None:
+        return None
+    vectors = qs[0].vector[None] if len(qs) == 1 else np.stack([q.vector for q in qs])
+    labels, distances, keys = graph.search_labels(vectors, k + 1)  # room for the query image itself
+    np.maximum(distances, 0.0, out=distances)
+    for i, q in enumerate(qs):
+        if q.sha256 is not None:
+            own = np.flatnonzero(keys[labels[i]] == q.sha256.encode())
+            if len(own) != 1:
+                return None
+            order = np.r_[own, np.delete(np.arange(labels.shape[1]), own)]
+            labels[i], distances[i] = labels[i][order], distances[i][order]
+            distances[i, 0] = 0.0
+    n = min(k, labels.shape[1])
+    labels = labels[:, :n].ravel()
+    shas, paths, image_labels = cache.graph_rows(db, graph, keys).columns(labels)
+    table = pa.Table.from_arrays([
+        _ranks(n, len(qs)), shas, _floats(distances[:, :n]),
+        paths, image_labels, _repeated(model, len(labels)), _repeated(variant, len(labels)),
+    ], schema=RESULT_SCHEMA)
+    return [table.slice(i * n, n) for i in range(len(qs))]
+
+
+def _floats(values: np.ndarray) -> pa.Array:
+    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    return pa.Array.from_buffers(pa.float32(), len(flat), [None, pa.py_buffer(flat)])
+
+
+@lru_cache(maxsize=64)
+def _ranks(n: int, queries: int) -> pa.Array:
+    return pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), queries))
+
+
+@lru_cache(maxsize=64)
+def _repeated(text: str, n: int) -> pa.Array:
+    return pa.array([text] * n, pa.string())
 
 
 def _search(db: Database, qs: list[ResolvedQuery], *, k: int, variant: str, where: str | None,
