@@ -141,7 +141,7 @@ class MapIndex:
 
     def in_polygon(self, xs: Sequence[float], ys: Sequence[float]) -> np.ndarray:
         """Sorted indices of the points inside the polygon (a lasso; a box is four corners)."""
-        from matplotlib.path import Path
+        Path = _polygon_path()
 
         if len(xs) < 3:
             return np.zeros(0, np.int32)
@@ -230,3 +230,14 @@ class MapIndexCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _polygon_path() -> Any:
+    """matplotlib's ``Path``, imported under a lock: the server's warm-up thread and a first
+    lasso may import it at once, and the loser of that race would see a half-initialised module."""
+    with _IMPORT_LOCK:
+        from matplotlib.path import Path
+    return Path
