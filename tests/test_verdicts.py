@@ -94,26 +94,18 @@ def test_the_phash_scan_is_chunked_and_gives_the_same_answer_in_any_block_size()
     assert set(whole[3]) == {3, 10} and list(whole[7]) == []
 
 
-def test_a_whole_table_finds_phash_partners_through_the_range_search_as_the_scan_would():
-    from embedscope.analysis.neighbors import normalize
-    from embedscope.analysis.verdicts import phash_close, phash_close_within
+def test_a_whole_large_table_takes_phash_candidates_from_the_embedding_neighbours_only(monkeypatch):
+    from embedscope.analysis import verdicts as V
 
-    rng = np.random.default_rng(5)
-    X = normalize(rng.standard_normal((3000, 32)).astype(np.float32))
-    h = rng.integers(0, 2**63, 3000, dtype=np.int64).view(np.uint64)
-    for i in range(0, 600, 3):  # close in both: pairs; close in hash only: too far for the guard
-        v = X[i] + 0.01 * rng.standard_normal(32).astype(np.float32)
-        X[i + 1] = v / np.linalg.norm(v)
-        h[i + 1] = h[i] ^ np.uint64(0b111)
-        h[i + 2] = h[i] ^ np.uint64(0b1)
-    valid = np.ones(3000, bool)
-    valid[3] = False
-    queries = rng.permutation(3000)[:2000]
-    guard = 0.01
-    scan = [[j for j in row if j != q and 1 - X[j] @ X[q] <= guard] for q, row in zip(queries, phash_close(h, valid, queries, 8))]
-    within = phash_close_within(X, h, valid, queries, 8, guard)
-    assert [sorted(r) for r in scan] == [sorted(r.tolist()) for r in within]
-    assert sum(len(r) for r in within) > 100  # the planted pairs were found
+    X = np.eye(4, dtype=np.float32)
+    X[1] = [0.9, np.sqrt(1 - 0.81), 0, 0]  # cosine distance 0.1 from row 0
+    X[2] = [0.9, 0, np.sqrt(1 - 0.81), 0]
+    h = np.array([0, 1, 3, 99], np.int64)  # rows 1 and 2 within 2 bits of row 0
+    calib = V.Calibration(4, 0.5, 0.5, near=0.01, phash_guard=0.15, novel=None, source="flag")  # rows 1-2: 0.19 apart
+    args = (np.array([1, 2]), np.arange(4), X, np.array([[0], [3]]), np.ones(2), h, calib, V.VerdictConfig())
+    assert {(f.query, f.ref, f.rule) for f in V.near_pairs(*args)} == {(1, 0, "phash+cosine"), (2, 0, "phash+cosine")}
+    monkeypatch.setattr(V, "PHASH_SCAN_MAX_CELLS", 0)  # as for a whole table of millions
+    assert {(f.query, f.ref) for f in V.near_pairs(*args)} == {(1, 0)}  # row 2's neighbour list lacks row 0
 
 
 def test_split_rules():

@@ -26,7 +26,7 @@ from embedscope.analysis.neighbors import KnnIndex, Neighbors
 from embedscope.analysis.params import new_run_id
 from embedscope.analysis.quality_rules import QualityConfig, quality_reasons, quality_thresholds, reuse_thresholds
 from embedscope.analysis.verdicts import (RULE_EXACT, VERDICTS, Calibration, PairFound, VerdictConfig, calibrate,
-                                          distinct_nn, near_pairs, parse_split_rule, reuse_calibration,
+                                          distinct_nn, near_pairs, parse_split_rule, phash_scan_covers, reuse_calibration,
                                           split_of)
 from embedscope.store import schema as S
 from embedscope.store.db import Database, utc_now
@@ -119,6 +119,8 @@ def check_arrivals(
               "calibration": calib.as_dict() if calib else None, "quality_thresholds": thresholds,
               "label_from_folder": label_from_folder,
               "search": f"hnswlib graph of {table_rows} rows" if graph is not None else "exact",
+              "phash_candidates": ("every row read" if phash_scan_covers(len(judge.first_path), len(data.sha))
+                                   else f"the {cfg.k + 1} nearest embedding neighbours (a full hash scan is N²)"),
               "novelty": f"analyze run {data.data_model[0]}'s model of the data" if data.data_model else "calibration"}
     db.upsert(S.DROPS, table_of([{
         "drop_id": drop_id, "kind": kind, "model": model, "variant": variant, "sources": json.dumps(list(sources)),

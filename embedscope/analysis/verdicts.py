@@ -161,7 +161,8 @@ def near_pairs(
     """The near-duplicate pairs of each query row with an *earlier* row (``rank`` smaller).
 
     Candidates: the query's ``nbr_idx`` embedding neighbours, plus every row whose phash is
-    within ``phash_bits`` (``phash``: int64 per row, :data:`NO_PHASH` where unknown, or None).
+    within ``phash_bits`` (``phash``: int64 per row, :data:`NO_PHASH` where unknown, or None)
+    where :func:`phash_scan_covers` the queries × rows.
     A candidate pairs when its cosine distance is <= ``calib.near`` and <= ``local_ratio`` × the
     query's ``local`` scale (rule ``cosine``; the local test only for a calibrated threshold),
     or its Hamming distance <= ``phash_bits`` and its cosine distance <= ``calib.phash_guard``
@@ -169,11 +170,8 @@ def near_pairs(
     h = None if phash is None else np.asarray(phash, np.int64).view(np.uint64)
     valid_h = None if phash is None else np.asarray(phash, np.int64) != NO_PHASH
     close = None
-    if h is not None:
-        if len(queries) * len(h) <= PHASH_SCAN_MAX_CELLS:
-            close = phash_close(h, valid_h, queries, cfg.phash_bits)
-        else:  # a whole large table: N² hash comparisons would take hours
-            close = phash_close_within(X, h, valid_h, queries, cfg.phash_bits, calib.phash_guard)
+    if h is not None and phash_scan_covers(len(queries), len(h)):
+        close = phash_close(h, valid_h, queries, cfg.phash_bits)
     found: list[PairFound] = []
     for qi, q in enumerate(queries):
         cand = set(int(j) for j in nbr_idx[qi] if j >= 0)
@@ -194,7 +192,14 @@ def near_pairs(
     return found
 
 
-PHASH_SCAN_MAX_CELLS = 2_000_000_000  # queries × rows above which phash candidates come from the range search
+PHASH_SCAN_MAX_CELLS = 2_000_000_000  # queries × rows: above it (a whole large table) no full hash scan
+
+
+def phash_scan_covers(n_queries: int, n_rows: int) -> bool:
+    """Whether every row's hash is compared with each query's: a drop against any table, but not
+    a whole large table against itself, where that is N² (10¹² at 1M rows); there a query's
+    phash candidates are its embedding neighbours only."""
+    return n_queries * n_rows <= PHASH_SCAN_MAX_CELLS
 
 
 def phash_close(h: np.ndarray, valid: np.ndarray, queries: np.ndarray, bits: int, *,
@@ -209,27 +214,6 @@ def phash_close(h: np.ndarray, valid: np.ndarray, queries: np.ndarray, bits: int
         near = (np.bitwise_count(h[q][:, None] ^ h[None, :]) <= bits) & valid[None, :] & valid[q][:, None]
         out.extend(np.nonzero(row)[0] for row in near)
     return out
-
-
-def phash_close_within(X: np.ndarray, h: np.ndarray, valid: np.ndarray, queries: np.ndarray, bits: int,
-                       guard: float) -> list[np.ndarray]:
-    """:func:`phash_close`'s answer restricted to the rows within cosine distance ``guard`` of
-    the query, which is all the phash rule can pair: those pairs come from the exact range
-    search over every row (:func:`embedscope.analysis.near_pairs.near_pairs`), and only they
-    have their hashes compared."""
-    from embedscope.analysis.near_pairs import near_pairs as pairs_within
-
-    pairs, _ = pairs_within(X, guard * (1 + 1e-4) + 1e-6)  # a hair wide: the rule re-checks the distance
-    a, b = pairs[:, 0], pairs[:, 1]
-    ok = valid[a] & valid[b] & (np.bitwise_count(h[a] ^ h[b]) <= bits)
-    a, b = np.concatenate([a[ok], b[ok]]), np.concatenate([b[ok], a[ok]])
-    slot = np.full(len(h), -1, np.int64)
-    slot[np.asarray(queries, np.int64)] = np.arange(len(queries))
-    mine = slot[a] >= 0
-    order = np.argsort(slot[a][mine], kind="stable")
-    partners = b[mine][order]
-    ends = np.cumsum(np.bincount(slot[a][mine], minlength=len(queries)))
-    return np.split(partners, ends[:-1])
 
 
 def parse_split_rule(rule: str) -> tuple[str, Any]:
