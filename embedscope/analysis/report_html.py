@@ -109,7 +109,7 @@ def params_tables(params: dict[str, Any], *, skip: Sequence[str] = ("dendrogram"
                 entries, rest = {}, value
             body = ""
             if entries:
-                cols = list(dict.fromkeys(c for v in entries.values() for c in v))
+                cols = sorted(dict.fromkeys(c for v in entries.values() for c in v), key=lambda c: c != "method")
                 body = table(["", *cols], [[k, *[_value(v.get(c)) for c in cols]] for k, v in entries.items()],
                              css="params")
             if rest:
