@@ -209,11 +209,7 @@ def map_options(run: Any, projections: Sequence[tuple[str, int]], colours: Seque
     return p_opts, p_value, c_opts, c_opts[0]["value"] if c_opts else None
 
 
-def sql_highlight(selection: dict | None) -> list[str]:
-    """The sha256 to ring on the map: the current selection when it came from a SQL query, a
-    text search or the filter sidebar."""
-    selection = selection or {}
-    return list(selection.get("sha256") or []) if selection.get("source") in ("sql", "text", "filter") else []
+RINGED_SOURCES = ("sql", "text", "filter")  # selections the map rings (a lasso's points are already in view)
 
 
 def selection_title(n: int, source: str, shown_max: int) -> str:

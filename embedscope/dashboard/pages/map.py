@@ -238,15 +238,16 @@ def register_callbacks(app: Any, ctx: Any) -> None:
 
 
 def _highlight(selection: dict | None) -> list[str]:
-    """The sha256 to ring: a SQL / text / sidebar selection, also when the server holds it."""
+    """The sha256 to ring: a SQL / text / sidebar selection, also when the server holds it (a
+    lasso's is not resolved: it is not ringed, and every zoom asks)."""
     from embedscope.errors import EmbedscopeError
 
-    if selection and selection.get("ref"):
-        try:
-            selection = {**selection, "sha256": map_state.selected_shas(selection)}
-        except EmbedscopeError:  # no longer held: the map draws without rings
-            return []
-    return shaping.sql_highlight(selection)
+    if (selection or {}).get("source") not in shaping.RINGED_SOURCES:
+        return []
+    try:
+        return map_state.selected_shas(selection)
+    except EmbedscopeError:  # no longer held: the map draws without rings
+        return []
 
 
 def _first_map(ctx: Any, run_id: str, proj: str | None, color: str | None) -> tuple:
