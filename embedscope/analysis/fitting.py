@@ -35,7 +35,7 @@ MODEL_FORMAT = "npz-v1"  # how ``run_models.blob`` is encoded (DataModel.to_byte
 class Fit:
     """Everything fitted on the fit rows, with what places new rows in it."""
 
-    index: KnnIndex  # the fit rows as the kNN reference set
+    index: KnnIndex | None  # the fit rows as the kNN reference set (None: no row will be searched in it)
     nb: Any  # leave-one-out neighbours of the fit rows
     k: int | None
     projections: dict[tuple[str, int], np.ndarray]
@@ -68,7 +68,10 @@ def fit_methods(Xf: np.ndarray, truth_f: list[str | None], has_labels: bool, par
     search = params.knn_search_dims if nf > params.knn_exact_max else None
     parallel = nf > params.reproducible_max
     t = timer.begin("neighbours", f"{nf:,} rows, k={k_nb}")
-    index = KnnIndex(Xf, search_dims=search if placeable else None, seed=params.seed)
+    # a normalised copy of the fit rows: only for an exact graph, or for placing other rows
+    index = None
+    if placeable or not search:
+        index = KnnIndex(Xf, search_dims=search if placeable else None, seed=params.seed)
     with Progress("neighbours", nf) as progress:
         if search:
             threads = 0 if parallel else 1  # one thread: the same graph every run
