@@ -190,17 +190,18 @@ def bench_size(n: int, n_queries: int = QUERIES, seed: int = 0, rows: Rows | Non
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((max(50, n // 200), DIM), dtype=np.float32)
     m = _Measure(rows, f"similar {n // 1000}k: ", {"n": n, "dim": DIM, "queries": n_queries, "M": gp.m,
-                                                    "ef_construction": gp.ef_construction, "ef_search": gp.ef_search})
+                                                    "ef_construction": gp.ef_construction,
+                                                    "ef_search": "chosen per graph (target recall "
+                                                                 f"{gp.target_recall})"})
     t0 = time.perf_counter()
     X = _vectors(rng, n, centres)
     m.queries = X[rng.choice(n, n_queries, replace=False)] + 0.05 * rng.standard_normal((n_queries, DIM)).astype(np.float32)
     m.truth = _truth(X, m.queries)
     m.add("generate vectors + brute-force truth", round(time.perf_counter() - t0, 2), "s")
-    if with_faiss:
-        _faiss(m, X, gp)
-    elif faiss is False:
+    faiss_index = _faiss_build(m, X, gp) if with_faiss else None
+    if faiss is False:
         m.add("faiss HNSW", None, "", skipped="--no-faiss")
-    else:
+    elif not with_faiss:
         m.add("faiss HNSW", None, "", skipped=f"above {FAISS_MAX_N:,} rows: its build alone would take "
               f"~{expected_parts(n, True)['faiss HNSW build'] / 60:.0f} min; the 300k size compares it (--faiss builds it)")
 
@@ -211,6 +212,9 @@ def bench_size(n: int, n_queries: int = QUERIES, seed: int = 0, rows: Rows | Non
         cache = SearchIndexCache(min_rows=0)
         graph = m.timed("ours graph build + save (hnswlib)", lambda: cache.graph_for(db, MODEL, "full"))
         m.add("ours graph memory per vector", graph.bytes_per_vector(), "B")
+        m.add("ours graph ef chosen by measured recall", graph.ef, "", **graph.calibration)
+        if faiss_index is not None:  # searched with the ef the graph chose: equal settings
+            _faiss_paths(m, faiss_index, graph.ef)
         m.timed("ours graph load (a restart)", lambda: SearchIndexCache(min_rows=0).graph_for(db, MODEL, "full"))
         _in_memory(m, db, cache, graph)
         _lance(m, db, n)
@@ -218,18 +222,22 @@ def bench_size(n: int, n_queries: int = QUERIES, seed: int = 0, rows: Rows | Non
     return rows
 
 
-def _faiss(m: _Measure, X: np.ndarray, gp: Any) -> None:
+def _faiss_build(m: _Measure, X: np.ndarray, gp: Any) -> Any:
     import faiss
 
     def build() -> Any:
         f = faiss.IndexHNSWFlat(DIM, gp.m, faiss.METRIC_INNER_PRODUCT)
         f.hnsw.efConstruction = gp.ef_construction
         f.add(X)
-        f.hnsw.efSearch = gp.ef_search
         return f
 
     f = m.timed("faiss HNSW build", build)
     m.add("faiss HNSW memory per vector", round(faiss.serialize_index(f).nbytes / len(X), 1), "B")
+    return f
+
+
+def _faiss_paths(m: _Measure, f: Any, ef: int) -> None:
+    f.hnsw.efSearch = ef
     m.path("faiss HNSW", lambda q: f.search(q[None] / np.linalg.norm(q), K)[1][0].tolist(),
            lambda b: f.search(b / np.linalg.norm(b, axis=1, keepdims=True), K))
 

@@ -183,4 +183,54 @@ def test_api_similar_many_and_cli_index_report_memory(world, tmp_path):
     (r,) = json.loads(run_cli("index", "--db", str(tmp_path / "db"), "--force", "--json").stdout)
     (g,) = r["graph"]
     assert g["variant"] == "full" and g["rows"] == N and g["bytes_per_vector"] > DIM * 4
-    assert g["action"] in {"built", "loaded", "topped-up", "rebuilt"}
+    assert g["action"] in {"built", "loaded", "topped-up", "rebuilt", "calibrated"}
+    assert g["calibration"]["recall"] >= 0.95 and g["ef"] == g["calibration"]["ef"]
+
+
+def test_the_graph_raises_ef_until_its_measured_recall_reaches_the_target(world, tmp_path):
+    """A graph too sparse for its data (M 4, ef_construction 16) needs a larger ef than the
+    floor for recall@10 ≥ 0.95: it measures that and searches with it, the measurement agrees
+    with brute force, and the choice survives a restart, is re-drawn after 10% growth and is
+    drawn for a graph saved before graphs measured their recall."""
+    from embedscope.store.graph_index import GraphParams
+    from embedscope.store.graph_recall import exact_neighbours, recall_at
+
+    db, X = world["db"], world["X"]
+    sparse = GraphParams(m=4, ef_construction=16, ef_search=10, target_recall=0.95)
+    graph = GraphIndex.build(db, MODEL, "full", sparse)
+    cal = graph.calibration
+    assert cal["ef"] > 10 and cal["recall"] >= 0.95 and cal["queries"] == 200 and cal["rows"] == N
+    queries, labels, kth = _sample(graph, X)
+    assert exact_neighbours(graph.index, len(graph), queries, labels, 10) == pytest.approx(kth, abs=1e-5)
+    assert recall_at(graph.index, queries, labels, kth, ef=10, k=10) < 0.95  # the floor alone would not have done
+    assert recall_at(graph.index, queries, labels, kth, ef=cal["ef"], k=10) >= 0.93  # another sample agrees
+
+    Q = world["queries"]
+    truths = [_truth(X, q) for q in Q]
+    found = [{int(s, 16) for s, _ in hits} for hits in graph.search(Q, 10)]
+    assert np.mean([len(f & t) / 10 for f, t in zip(found, truths)]) >= 0.9  # held-out queries, not the sample
+
+    graph.save(graph_folder(db))
+    loaded = GraphIndex.load(graph_folder(db), MODEL, "full")
+    assert loaded.calibration == cal and loaded.index.ef == cal["ef"]
+
+    _write(db, N, _clustered(world["rng"], N // 5, world["centres"]))  # 20% more rows
+    assert graph.sync(db) == "topped-up" and graph.calibration["rows"] == N + N // 5
+    graph.save(graph_folder(db))
+
+    note_path = graph_folder(db) / f"{S.embeddings_table_name(MODEL)}__full.json"
+    note = json.loads(note_path.read_text())
+    note.pop("calibration")  # as written before this change
+    note_path.write_text(json.dumps(note))
+    again, action = open_graph(db, MODEL, "full", sparse)
+    assert action == "calibrated" and again.calibration["recall"] >= 0.95
+    assert json.loads(note_path.read_text())["calibration"] == again.calibration  # and saved
+
+
+def _sample(graph: GraphIndex, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """200 held rows as queries, their labels, and the brute-force 10th-neighbour similarity."""
+    labels = np.arange(0, len(graph), len(graph) // 200)[:200]
+    queries = np.asarray(graph.index.get_items(labels), np.float32)
+    sims = queries @ (X / np.linalg.norm(X, axis=1, keepdims=True))[[int(k, 16) for k in graph.keys.astype(str)]].T
+    sims[np.arange(len(labels)), labels] = -np.inf
+    return queries, labels, -np.sort(-sims, axis=1)[:, 9]

@@ -148,8 +148,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             res["graph"] = build_graphs(db, model, min_rows=0 if args.force else INDEX_MIN_ROWS)
             for g in res["graph"]:
                 if g["action"] != "skipped":
+                    cal = g["calibration"]
                     print(f"index: {model}/{g['variant']}: in-memory graph {g['action']} ({g['rows']} rows, "
-                          f"{g['bytes_per_vector']:.0f} bytes per vector)", file=sys.stderr)
+                          f"{g['bytes_per_vector']:.0f} bytes per vector; ef {g['ef']} gives recall@10 "
+                          f"{cal['recall']:.3f} on {cal['queries']} sampled rows)", file=sys.stderr)
             results.append({"model": model, **res})
     if args.json:
         print(json.dumps(results))

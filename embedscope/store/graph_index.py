@@ -37,6 +37,7 @@ import pyarrow as pa
 from embedscope.store import schema as S
 from embedscope.store.db import Database, is_remote
 from embedscope.store.filters import eq
+from embedscope.store.graph_recall import choose_ef, needs_redraw
 from embedscope.store.vectors import vectors_to_numpy
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,14 @@ _BATCH_ROWS = 50_000
 
 @dataclass(frozen=True)
 class GraphParams:
-    """How the graph is built and searched (measured at 300k × 384, docs/benchmarks.md)."""
+    """How the graph is built and searched (measured at 300k and 1M × 384, docs/benchmarks.md).
+    ``ef_search`` is the floor: each graph raises it until its measured recall@10 reaches
+    ``target_recall`` (:mod:`embedscope.store.graph_recall`)."""
 
     m: int = 16
     ef_construction: int = 100
     ef_search: int = 100
+    target_recall: float = 0.95
 
 
 class GraphIndex:
@@ -70,6 +74,7 @@ class GraphIndex:
         self.keys = np.empty(0, "S64")  # sha256 per label, as bytes: compact and a cheap take
         self.rowids = np.empty(0, np.uint64)
         self.saved_rows = 0  # rows in the file this graph was loaded from or last saved to
+        self.calibration: dict[str, Any] | None = None  # the ef chosen by measured recall (graph_recall)
         self._lock = threading.Lock()  # a top-up (which may resize the graph) never overlaps a search
         self.index = hnswlib.Index(space="cosine", dim=dim)
         if empty:
@@ -78,6 +83,21 @@ class GraphIndex:
 
     def __len__(self) -> int:
         return len(self.rowids)
+
+    @property
+    def ef(self) -> int:
+        """The search ``ef``: the one chosen by measured recall, else the floor."""
+        return int(self.calibration["ef"]) if self.calibration else self.params.ef_search
+
+    def calibrate(self) -> dict[str, Any]:
+        """Choose :attr:`ef` by the recall it gives on a sample of the rows held (see
+        :mod:`embedscope.store.graph_recall`); the caller holds the lock or owns the graph."""
+        self.calibration = choose_ef(self.index, len(self), self.params.ef_search, self.params.target_recall)
+        self.index.set_ef(self.ef)
+        log.info("graph index of %s/%s: ef %d gives recall@10 %.3f (%d sampled rows, %.1fs)", self.model,
+                 self.variant, self.ef, self.calibration["recall"], self.calibration["queries"],
+                 self.calibration["seconds"])
+        return self.calibration
 
     # -- building and keeping current -------------------------------------------------------
 
@@ -92,6 +112,7 @@ class GraphIndex:
         graph.table_version = int(ds.version)
         graph._add(ds.to_batches(columns=["sha256", VECTOR_COLUMN], filter=eq("variant", variant),
                                  with_row_id=True, batch_size=_BATCH_ROWS))
+        graph.calibrate()
         log.info("built the graph index of %s/%s: %d rows in %.1fs", model, variant, len(graph), time.monotonic() - t0)
         return graph
 
@@ -119,6 +140,8 @@ class GraphIndex:
             rowids = pa.array(new_ids[start:start + _BATCH_ROWS], pa.uint64())
             self._add([part.append_column("_rowid", rowids)])
         self.table_version = int(ds.version)
+        if needs_redraw(self.calibration, len(self)):
+            self.calibrate()
         log.info("topped up the graph index of %s/%s with %d rows", self.model, self.variant, len(new_ids))
         return "topped-up"
 
@@ -169,7 +192,7 @@ class GraphIndex:
         vectors = np.atleast_2d(vectors)
         if k == 0:
             return np.empty((len(vectors), 0), np.uint64), np.empty((len(vectors), 0), np.float32), self.keys
-        ef = max(self.params.ef_search, k)
+        ef = max(self.ef, k)
         with self._lock:
             if self.index.ef != ef:
                 self.index.set_ef(ef)
@@ -191,7 +214,8 @@ class GraphIndex:
 
     def stats(self) -> dict[str, Any]:
         return {"model": self.model, "variant": self.variant, "rows": len(self), "table_version": self.table_version,
-                "bytes_per_vector": self.bytes_per_vector(), "library": "hnswlib", **asdict(self.params)}
+                "bytes_per_vector": self.bytes_per_vector(), "library": "hnswlib", **asdict(self.params),
+                "ef": self.ef, "calibration": self.calibration}
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -207,7 +231,8 @@ class GraphIndex:
         feather.write_feather(pa.table({"sha256": keys, "rowid": pa.array(self.rowids, pa.uint64())}),
                               str(stem) + ".keys.arrow" + tmp, compression="uncompressed")
         note = {"format": FORMAT, "table": self.table, "model": self.model, "variant": self.variant, "dim": self.dim,
-                "table_version": self.table_version, "rows": len(self), "params": asdict(self.params)}
+                "table_version": self.table_version, "rows": len(self), "params": asdict(self.params),
+                "calibration": self.calibration}
         Path(str(stem) + ".json" + tmp).write_text(json.dumps(note))
         for suffix in (".hnsw", ".keys.arrow", ".json"):
             os.replace(str(stem) + suffix + tmp, str(stem) + suffix)
@@ -235,7 +260,8 @@ class GraphIndex:
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             log.warning("ignoring the saved graph index %s: %s", stem, exc)
             return None
-        graph.index.set_ef(graph.params.ef_search)
+        graph.calibration = note.get("calibration")
+        graph.index.set_ef(graph.ef)
         graph.keys = _as_bytes(keys.column("sha256"))
         graph.rowids = keys.column("rowid").to_numpy().astype(np.uint64)
         graph.table_version = int(note["table_version"])
@@ -272,6 +298,10 @@ def open_graph(db: Database, model: str, variant: str, params: GraphParams = Gra
     else:
         action = graph.sync(db)
         action = "loaded" if action == "current" else action
+        if graph.calibration is None:  # saved before graphs measured their recall
+            with graph._lock:
+                graph.calibrate()
+            action = "calibrated" if action == "loaded" else action
     if folder and action != "loaded":
         save_quietly(graph, folder)
     return graph, action
