@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.dashboard_db import N_IMAGES, cached_dashboard_db, running_dashboard
-from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _choose, _js, _open_map, _pointer, _type, _wait
+from tests.test_dashboard_browser import (CHROMEDRIVER, CHROMIUM, _choose, _gallery_cards, _js, _open_map, _pointer, _type,
+                                         _wait)
 from tests.test_dashboard_browser import browser, shots  # noqa: F401  (fixtures; `browser` uses this module's `server`)
 
 pytestmark = pytest.mark.browser
@@ -46,8 +47,7 @@ def test_lasso_tag_exclude_then_export_leaves_them_out(browser, server, shots, t
     assert 0 < len(inside) < N_IMAGES
     _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(inside)} images"),
           f"a gallery of {len(inside)}")
-    selected = set(_js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')]"
-                                ".map(e => e.dataset.sha256)"))
+    selected = set(_gallery_cards(browser, len(inside)))
     assert len(selected) == len(inside)
     _type(browser.find_element("id", "tag-name"), "exclude")
     _type(browser.find_element("id", "tag-note"), "lasso in the browser")

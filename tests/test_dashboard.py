@@ -556,3 +556,17 @@ def test_search_upload_finds_the_stored_image_and_refuses_corrupt_files(db, db_p
 
     wrong = search_upload(db, EncoderCache({"image_size": 224}), upload(data), "dog.jpg", k=3, run=run)
     assert wrong.error is None and wrong.check_failed and wrong.check_similarity < 0.9
+
+
+def test_thumbnail_cards_as_html_escape_every_value_and_keep_the_card_shape():
+    from embedscope.dashboard.components import thumb_cards_html
+
+    sha = "ab" * 32
+    block = thumb_cards_html([(sha, f"/map-thumb/{sha}", ['<b>"cats"</b> {x}'], "/d/<script>x.jpg")], gallery_id="g")
+    markup = block.children
+    assert block.dangerously_allow_html and markup.startswith('<div id="g">')
+    assert 'className="es-thumb"' in markup and f'data-sha256="{sha}"' in markup and f'src="/map-thumb/{sha}"' in markup
+    assert "<script>" not in markup and "&lt;script&gt;x.jpg" in markup
+    assert "&lt;b&gt;&quot;cats&quot;&lt;/b&gt; &#123;x&#125;" in markup  # JSX's braces too: no expression is evaluated
+    assert f'href="/detail?sha={sha}"' in markup and "max-width:124px" in markup and markup.count("/>") == 1
+    assert thumb_cards_html([], gallery_id="g", empty="nothing selected").children[0].children == "nothing selected"

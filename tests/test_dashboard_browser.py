@@ -98,6 +98,15 @@ def _js(driver, script: str, *args):
     return driver.execute_script(script, *args)
 
 
+CARDS_JS = "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)"
+
+
+def _gallery_cards(driver, n: int) -> list[str]:
+    """The sha256 of the map gallery's cards once ``n`` of them are on screen (the gallery page
+    follows the selection's count in a second callback)."""
+    return _wait(driver, lambda d: (lambda c: c if len(c) == n else None)(_js(d, CARDS_JS)), f"{n} gallery cards")
+
+
 def _open_map(driver, server) -> list[dict]:
     driver.get(server["url"] + "/")
     _wait(driver, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
@@ -192,7 +201,7 @@ def test_lasso_selection_fills_gallery(browser, server, shots):
     _pointer(browser, path + [(x0, y0 + 1)], down_up=True)
     _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(inside)} images"),
           f"a gallery of {len(inside)}")
-    cards = _js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)")
+    cards = _gallery_cards(browser, len(inside))
     assert len(cards) == len(set(cards)) == len(inside)
     shots(browser, "04-map-lasso-gallery")
 
@@ -242,6 +251,7 @@ def test_sql_box_returns_rows_and_shows_them_on_the_map(browser, server, shots):
     _wait(browser, lambda d: "(from SQL)" in _js(d, "const e=document.getElementById('map-gallery-title'); return e ? e.innerText : ''"),
           "the SQL selection on the map")
     assert browser.find_element("id", "map-gallery-title").text.startswith(f"Selection: {PER_GROUP} images")
+    assert len(_gallery_cards(browser, PER_GROUP)) == PER_GROUP
     _wait(browser, lambda d: _js(d, "const g=document.querySelector('#map-graph .js-plotly-plot');"
                                     "return g && g._fullData && g._fullData.some(t => t.name.startsWith('selection ('))"),
           "the ringed selection trace")
@@ -493,6 +503,7 @@ def test_imported_vectors_click_and_lasso(browser, imported_server, shots):
     _pointer(browser, path + [(x0, y0 + 1)], down_up=True)
     _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(points)} images"),
           "every point selected")
+    _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#map-gallery-cards img').length > 0"), "the gallery")
     assert "nothing selected" not in browser.find_element("id", "map-gallery").text
     _wait(browser, lambda d: _js(d, "return [...document.querySelectorAll('#map-gallery-cards img')]"
                                     ".every(i => i.complete && i.naturalWidth > 0)"), "placeholder thumbnails")

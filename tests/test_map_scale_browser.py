@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from tests.map_scale_db import CLUSTERS, blob_centres, cached_scale_db, ids, layout, wait_until_warm
-from tests.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, POINTS_JS, _js, _pointer, _wait, browser  # noqa: F401
+from tests.test_dashboard_browser import (CARDS_JS, CHROMEDRIVER, CHROMIUM, POINTS_JS, _gallery_cards, _js, _pointer,  # noqa: F401
+                                         _wait, browser)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -179,10 +180,11 @@ def test_large_lasso_counts_at_once_and_pages_the_gallery(browser, server, point
     assert len(want) > 10_000
     _wait(browser, lambda d: d.find_element("id", "map-gallery-title").text.startswith(f"Selection: {len(want):,} images"),
           f"a selection of {len(want):,}")
-    first = _js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)")
+    first = _gallery_cards(browser, 60)
     browser.find_element("id", "map-gallery-next").click()
     _wait(browser, lambda d: "page 2 of" in d.find_element("id", "map-gallery-title").text, "the second page")
-    second = _js(browser, "return [...document.querySelectorAll('#map-gallery-cards .es-thumb')].map(e => e.dataset.sha256)")
+    second = _wait(browser, lambda d: (lambda c: c if len(c) == 60 and c != first else None)(_js(d, CARDS_JS)),
+                   "the second page's cards")
     assert not set(first) & set(second)
     _shot(browser, "06-lasso-large")
 

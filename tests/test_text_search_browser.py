@@ -75,7 +75,8 @@ def test_map_text_box_rings_the_brute_force_top_k(browser, server, tmp_path):
     assert hits == expected  # nearest first
     title = browser.find_element("id", "map-gallery-title").text
     assert title.startswith(f"Selection: {len(expected)} images (text search)")
-    cards = _js(browser, "return document.querySelectorAll('#map-gallery-cards img').length")
+    cards = _wait(browser, lambda d: _js(d, "return document.querySelectorAll('#map-gallery-cards img').length") or None,
+                  "the gallery")
     assert cards == len(expected)
     browser.save_screenshot(str(tmp_path / "map-text-search.png"))
 

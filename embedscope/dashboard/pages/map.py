@@ -121,7 +121,8 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         return _draw(ctx, run_id, proj, color, highlight, reps=bool(reps), view=view,
                      lod=lod if view is not None and current else None)
 
-    # the axes ranges after any zoom, pan, reset or resize, as the browser drew them
+    # the axes ranges after any zoom, pan, reset or resize, as the browser drew them (a zoom or
+    # pan of the level-of-detail map writes them sooner, see the hooks below)
     app.clientside_callback(
         """function(_r) { const g = document.querySelector('#map-graph .js-plotly-plot');
             if (!g || !g.layout || !g.layout.meta || !g.layout.meta.lod || !g._fullLayout.xaxis)
@@ -129,10 +130,16 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range; return [x[0], x[1], y[0], y[1]]; }""",
         Output(ids.MAP_VIEWPORT, "data"), Input(ids.MAP_GRAPH, "relayoutData"), prevent_initial_call=True)
 
-    # The page's first map comes without the density view's WebGL trace (see _first_map); the
-    # browser adds it (creating the WebGL context, compiling its shaders: ~0.5 s in software GL)
-    # when it is idle 1.5 s after the map is drawn, or at the first zoom / pan while the server
-    # answers it — not before the first map shows, nor in the middle of a hover.
+    # Browser-side hooks on the graph, installed once it has drawn:
+    # - the page's first map comes without the density view's WebGL trace (see _first_map); the
+    #   browser adds it (creating the WebGL context, compiling its shaders: ~0.5 s in software GL)
+    #   when it is idle 1.5 s after the map is drawn, or at the first zoom / pan while the server
+    #   answers it — not before the first map shows, nor in the middle of a hover;
+    # - dcc.Graph copies every relayout into its figure and re-plots the whole figure before
+    #   anything is sent (a Plotly.react: 0.1-0.2 s in software GL). For a zoom, a pan or a lasso
+    #   of the level-of-detail map that is wasted (the server draws the new view; the lasso's
+    #   outline is not kept), so the map hears those events first: a zoom / pan writes the
+    #   viewport store itself, and the event loses those keys before dcc sees it.
     app.clientside_callback(
         """function(_id) {
             const warm = (g) => {
@@ -140,23 +147,39 @@ def register_callbacks(app: Any, ctx: Any) -> None:
                     || g._fullData.some(t => t.type === 'scattergl')) return;
                 g.__glWarm = true;
                 Plotly.addTraces(g, {type: 'scattergl', x: [null], y: [null], mode: 'markers', showlegend: false,
-                                     hoverinfo: 'skip', name: '%s'});
+                                     hoverinfo: 'skip', name: '%(keeper)s'});
+            };
+            const intercept = (g) => {
+                if (g.__relayoutFirst || !g._ev || !g._ev.prependListener || !window.dash_clientside.set_props) return;
+                g.__relayoutFirst = true;
+                g._ev.prependListener('plotly_relayout', (ev) => {
+                    if (!ev || !g.layout || !g.layout.meta || !g.layout.meta.lod || !g._fullLayout.xaxis) return;
+                    const keys = Object.keys(ev);
+                    keys.filter(k => k.startsWith('selections')).forEach(k => delete ev[k]);
+                    const axes = keys.filter(k => /^[xy]axis[.](range|autorange)/.test(k));
+                    if (!axes.length) return;
+                    axes.forEach(k => delete ev[k]);
+                    const x = g._fullLayout.xaxis.range, y = g._fullLayout.yaxis.range;
+                    window.dash_clientside.set_props('%(viewport)s', {data: [x[0], x[1], y[0], y[1]]});
+                });
             };
             const hook = (tries) => {
                 const g = document.querySelector('#map-graph .js-plotly-plot');
                 if (!g || !g._fullData || !g.on || !window.Plotly) { if (tries > 0) setTimeout(() => hook(tries - 1), 200); return; }
+                intercept(g);
                 g.on('plotly_relayout', () => setTimeout(() => warm(g), 0));
                 setTimeout(() => (window.requestIdleCallback || setTimeout)(() => warm(g)), 1500);
             };
-            hook(150); return window.dash_clientside.no_update; }""" % map_layers.WEBGL_KEEPER,
+            hook(150); return window.dash_clientside.no_update; }""" % {"keeper": map_layers.WEBGL_KEEPER,
+                                                                         "viewport": ids.MAP_VIEWPORT},
         Output(ids.MAP_GL_WARM, "data"), Input(ids.MAP_GRAPH, "id"))
 
     @app.callback(Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.MAP_NOTICE, "children", allow_duplicate=True),
                   Output(ids.MAP_LOD, "data", allow_duplicate=True),
                   Output(ids.MAP_GALLERY_TITLE, "children", allow_duplicate=True),
-                  Output(ids.MAP_GALLERY, "children", allow_duplicate=True),
-                  Output(ids.SELECTION, "data", allow_duplicate=True), Output(ids.MAP_TEXT_STATUS, "children"),
+                  Output(ids.SELECTION, "data", allow_duplicate=True),
+                  Output(ids.MAP_GALLERY_PAGE, "data", allow_duplicate=True), Output(ids.MAP_TEXT_STATUS, "children"),
                   Input(ids.MAP_TEXT_GO, "n_clicks"), Input(ids.MAP_TEXT, "n_submit"), State(ids.MAP_TEXT, "value"),
                   State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"), State(ids.MAP_COLOR, "value"),
                   State(ids.MAP_REPS, "value"), prevent_initial_call=True)
@@ -169,10 +192,9 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         except EmbedscopeError as exc:
             return (no_update,) * 6 + (C.notice(exc.one_line(), kind="error"),)
         fig, notice, lod = _draw(ctx, run_id, proj, color, shas, reps=bool(reps))
-        title, gallery = _gallery(ctx, shas, "text")
         status = html.Span(f"top {len(shas)} for {text.strip()!r} in {model}", id=ids.MAP_TEXT_STATUS + "-done",
                            **{"data-hits": ",".join(shas)})
-        return fig, notice, lod, title, gallery, {"source": "text", "sha256": shas}, status
+        return fig, notice, lod, _gallery_title(len(shas), "text"), {"source": "text", "sha256": shas}, 0, status
 
     @app.callback(Output(ids.MAP_TOOLTIP, "show"), Output(ids.MAP_TOOLTIP, "bbox"), Output(ids.MAP_TOOLTIP, "children"),
                   Input(ids.MAP_GRAPH, "hoverData"), State(ids.MAP_RUN, "value"), State(ids.MAP_PROJECTION, "value"),
@@ -202,8 +224,10 @@ def register_callbacks(app: Any, ctx: Any) -> None:
             return C.notice(exc.one_line(), kind="error")
         return C.point_panel(shas[0], detail, near)
 
-    @app.callback(Output(ids.MAP_GALLERY_TITLE, "children"), Output(ids.MAP_GALLERY, "children"),
-                  Output(ids.SELECTION, "data"), Output(ids.MAP_GALLERY_PAGE, "data"),
+    # The selection's count comes first, its gallery page in a second callback: the title is on
+    # screen before 60 cards are rendered (issue #18: "returns counts at once and pages the gallery").
+    @app.callback(Output(ids.MAP_GALLERY_TITLE, "children"), Output(ids.SELECTION, "data"),
+                  Output(ids.MAP_GALLERY_PAGE, "data"),
                   Input(ids.MAP_GRAPH, "selectedData"), Input(ids.MAP_CLEAR, "n_clicks"),
                   Input(ids.MAP_GALLERY_PREV, "n_clicks"), Input(ids.MAP_GALLERY_NEXT, "n_clicks"),
                   State(ids.SELECTION, "data"), State(ids.MAP_GALLERY_PAGE, "data"),
@@ -213,19 +237,26 @@ def register_callbacks(app: Any, ctx: Any) -> None:
         # when the page is (re)built every input counts as triggered, with empty values
         trigger = callback_context.triggered_id
         if trigger == ids.MAP_CLEAR and _clear:
-            return "Selection", C.gallery([], empty="nothing selected"), None, 0
+            return "Selection", None, 0
         if trigger in (ids.MAP_GALLERY_PREV, ids.MAP_GALLERY_NEXT) and stored:
-            shas = map_state.selected_shas(stored)
-            last = max(0, (len(shas) - 1) // GALLERY_MAX)
+            n = map_state.selection_size(stored)
+            last = max(0, (n - 1) // GALLERY_MAX)
             page = min(last, max(0, (page or 0) + (1 if trigger == ids.MAP_GALLERY_NEXT else -1)))
-            return (*_gallery(ctx, shas, stored.get("source", "map"), page), no_update, page)
+            return _gallery_title(n, stored.get("source", "map"), page), no_update, page
         if trigger == ids.MAP_GRAPH and selected is not None:
             shas = _selected(ctx, selected, run_id, proj)
             new = map_state.current().selection_store(shas)
-        else:  # page load: show what the SQL page (or an earlier lasso) selected
-            new = stored
-            shas = map_state.selected_shas(stored) if stored else []
-        return (*_gallery(ctx, shas, (new or {}).get("source", "map")), new, 0)
+            return _gallery_title(len(shas), "map"), new, 0
+        # page load: show what the SQL page (or an earlier lasso) selected
+        n = map_state.selection_size(stored) if stored else 0
+        return _gallery_title(n, (stored or {}).get("source", "map")), no_update, 0
+
+    @app.callback(Output(ids.MAP_GALLERY, "children"), Input(ids.SELECTION, "data"), Input(ids.MAP_GALLERY_PAGE, "data"))
+    def _gallery_page(stored: dict | None, page: int | None) -> Any:
+        try:
+            return _gallery_cards(ctx, map_state.selected_shas(stored) if stored else [], page or 0)
+        except EmbedscopeError as exc:  # a large selection the server no longer holds
+            return C.notice(exc.one_line(), kind="warn")
 
     @app.callback(Output(ids.MAP_DOWNLOAD, "data"), Input(ids.MAP_EXPORT, "n_clicks"), State(ids.SELECTION, "data"),
                   prevent_initial_call=True)
@@ -297,18 +328,22 @@ def _map_figure_3d(ctx: Any, run_id: str, proj: str | None, color: str | None, h
     return fig, figures.map_notice(points, ctx.max_points, len(highlight))
 
 
-def _gallery(ctx: Any, shas: list[str], source: str, page: int = 0) -> tuple[str, Any]:
-    """The selection gallery's title and one page (``GALLERY_MAX``) of its thumbnails."""
+def _gallery_title(n: int, source: str, page: int = 0) -> str:
+    """The selection's title: its count, source and which page of the gallery is shown."""
+    title = shaping.selection_title(n, source, n)
+    if n > GALLERY_MAX:
+        start = page * GALLERY_MAX
+        title += f" · {start + 1:,}–{min(start + GALLERY_MAX, n):,} shown (page {page + 1} of {(n - 1) // GALLERY_MAX + 1:,})"
+    return title
+
+
+def _gallery_cards(ctx: Any, shas: list[str], page: int = 0) -> Any:
+    """One page (``GALLERY_MAX``) of the selection's thumbnails."""
     start = page * GALLERY_MAX
-    db = ctx.db()
     rows = _image_rows(ctx, shas[start:start + GALLERY_MAX])
-    map_state.current().read_ahead(db, [r["sha256"] for r in rows])
-    cards = [_map_thumb(C.thumb_card(r["sha256"], [r.get("label")], path=r.get("path")), r["sha256"]) for r in rows]
-    title = shaping.selection_title(len(shas), source, len(shas))
-    if len(shas) > GALLERY_MAX:
-        pages = (len(shas) - 1) // GALLERY_MAX + 1
-        title += f" · {start + 1:,}–{min(start + GALLERY_MAX, len(shas)):,} shown (page {page + 1} of {pages:,})"
-    return title, C.gallery(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
+    map_state.current().read_ahead(ctx.db(), [r["sha256"] for r in rows])
+    cards = [(r["sha256"], map_layers.THUMB_URL.format(r["sha256"]), [r.get("label")], r.get("path")) for r in rows]
+    return C.thumb_cards_html(cards, gallery_id=ids.MAP_GALLERY_CARDS, empty="nothing selected")
 
 
 def _image_rows(ctx: Any, shas: list[str]) -> list[dict[str, Any]]:
@@ -327,13 +362,6 @@ def _tooltip(sha: str, row: dict | None) -> Any:
     tip = C.map_tooltip(sha, row)
     tip.children[0].src = map_layers.THUMB_URL.format(sha)
     return tip
-
-
-def _map_thumb(card: Any, sha: str) -> Any:
-    """A gallery card whose picture comes from ``/map-thumb`` (read ahead; a placeholder for ids
-    without a thumbnail)."""
-    card.children[0].children.src = map_layers.THUMB_URL.format(sha)
-    return card
 
 
 def _resolve(ctx: Any, event: dict | None, run_id: str, proj: str | None, lod: dict | None) -> list[str]:
