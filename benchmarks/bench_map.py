@@ -1,9 +1,12 @@
 """The map at scale, as a user meets it: a real `embedscope dashboard` on a generated database
 (imported vectors + a stored projection, tests/map_scale_db.py) driven by headless Chromium
-(selenium, software GL). Per size: navigation to the first drawn map, a zoom step, hover to a
-loaded thumbnail, a lasso of ~20% of the points (from the button's release) to its counts, and the bytes the first view
-sent (Chrome's performance log). The server is measured after it warmed its map (it indexes
-the latest run's map and compiles the density renderer in the background at start).
+(selenium, software GL). Per size: navigation to the first drawn map (first visit: Dash's
+scripts cached by an earlier page, plotly.js fetched and compiled; and a returning visit, with
+plotly.js cached), a zoom step, hover to a loaded thumbnail, a lasso of ~20% of the points (from
+the button's release) to its counts, and the bytes the first view sent (Chrome's performance
+log). The server is measured after it warmed its map (it indexes the latest run's map and
+compiles the density renderer in the background at start). The first map's target is the
+issue's 3 s at both sizes: it is a page load, not one of the 100k map's interactions (≤ 0.5 s).
 
     python -m benchmarks.run --only map [--quick]
 """
@@ -21,8 +24,10 @@ from benchmarks._stream import Rows
 GRAPH = "document.querySelector('#map-graph .js-plotly-plot')"
 DRAWN = f"""const g = {GRAPH}; if (!g || !g.layout || !g.layout.meta) return null;
     const n = document.getElementById('map-notice').innerText; return n ? [n, (g.layout.images || []).length] : null;"""
-TARGETS = {1_000_000: {"first map": 3.0, "zoom step": 1.0, "hover": 0.3, "lasso": 2.0, "first view MB": 5.0},
-           100_000: {"first map": 0.5, "zoom step": 0.5, "hover": 0.5, "lasso": 0.5, "first view MB": None}}
+TARGETS = {1_000_000: {"first map": 3.0, "first map, returning": 3.0, "zoom step": 1.0, "hover": 0.3, "lasso": 2.0,
+                       "first view MB": 5.0},
+           100_000: {"first map": 3.0, "first map, returning": 3.0, "zoom step": 0.5, "hover": 0.5, "lasso": 0.5,
+                     "first view MB": None}}
 
 
 def _driver():
@@ -94,7 +99,7 @@ def measure(url: str, n: int) -> dict[str, float]:
 
     driver = _driver()
     try:
-        driver.get(url + "/sql")  # the app's scripts cached, as on a second visit
+        driver.get(url + "/sql")  # Dash's scripts cached; plotly.js is not (only pages with a graph load it)
         _until(driver, "return document.getElementById('sql-input')")
         driver.get_log("performance")
         t0 = time.perf_counter()
@@ -114,8 +119,10 @@ def measure(url: str, n: int) -> dict[str, float]:
             steps.append(time.perf_counter() - t0)
             time.sleep(0.5)
         driver.execute_script(f"Plotly.relayout({GRAPH}, {{'xaxis.autorange': true, 'yaxis.autorange': true}})")
-        driver.get(url + "/")
+        t0 = time.perf_counter()
+        driver.get(url + "/")  # a returning visit: plotly.js now in the browser's cache
         _until(driver, DRAWN)
+        again = time.perf_counter() - t0
         time.sleep(1.0)
         px = driver.execute_script(f"""const g={GRAPH}, xa=g._fullLayout.xaxis, ya=g._fullLayout.yaxis, r=g.getBoundingClientRect();
             return [r.left + xa._offset + xa.l2p({cx}), r.top + ya._offset + ya.l2p({cy}), r.left + xa._offset,
@@ -144,7 +151,8 @@ def measure(url: str, n: int) -> dict[str, float]:
         t2 = time.perf_counter()
         lasso, drawing = t2 - t1, t2 - t0
         selected = int(title.split(" ")[1].replace(",", ""))
-        return {"first map": first, "zoom step": sum(steps) / len(steps), "zoom steps": steps, "hover": hover,
+        return {"first map": first, "first map, returning": again, "zoom step": sum(steps) / len(steps),
+                "zoom steps": steps, "hover": hover,
                 "lasso": lasso, "lasso incl. drawing": drawing, "lasso points": selected, "first view MB": sent / 1e6,
                 "first view MB incl. scripts": sent_all / 1e6, "first notice": notice[:60]}
     finally:
@@ -169,7 +177,7 @@ def run(quick: bool = False) -> list[dict]:
                 m = measure(url, n)
             settings = {"points": n, "db build s": round(built, 1), "server warm-up s": round(warm, 1),
                         "first view": m["first notice"]}
-            for name, unit in (("first map", "s"), ("zoom step", "s"), ("hover", "s"), ("lasso", "s"),
+            for name, unit in (("first map", "s"), ("first map, returning", "s"), ("zoom step", "s"), ("hover", "s"), ("lasso", "s"),
                                ("first view MB", "MB")):
                 extra = {"target": TARGETS[n][name]}
                 if name == "zoom step":

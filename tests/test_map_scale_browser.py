@@ -85,6 +85,9 @@ def test_density_layer_appears_for_a_million_points(browser, server):
     assert "1,000,000 points in view" in state["notice"]
     legend = _js(browser, f"return {GRAPH}._fullData.filter(t => t.showlegend).map(t => t.name)")
     assert len(legend) == CLUSTERS and sum(int(n.split("(")[1].rstrip(")").replace(",", "")) for n in legend) == N
+    loads = _js(browser, "return [document.querySelectorAll('script[src*=\"plotly.min.js\"]').length, performance"
+                         ".getEntriesByType('resource').filter(r => r.name.includes('plotly.min.js')).length]")
+    assert loads == [1, 1]  # started with the page's HTML, and not fetched a second time by dcc.Graph
     time.sleep(1)
     _shot(browser, "01-density-1M")
 

@@ -1,7 +1,8 @@
-"""The Map page's slow-to-read inputs, kept per database state: the projection and colour
-choices of a run and its filter sidebar read whole columns of the projections, clusters and
-images tables (seconds at a million rows), yet change only when a table does. Keyed by every
-table's version, so a new analysis, ingest or tag shows on the next visit.
+"""Slow-to-read page inputs, kept per database state: the projection and colour choices of a
+run and the Map page's filter sidebar read whole columns of the projections, clusters and
+images tables, and the shell's random-weights banner the embeddings' weights column (seconds
+at a million rows), yet they change only when a table does. Keyed by every table's version, so
+a new analysis, ingest or tag shows on the next visit.
 """
 
 from __future__ import annotations
