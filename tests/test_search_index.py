@@ -189,9 +189,9 @@ def test_api_similar_many_and_cli_index_report_memory(world, tmp_path):
 
 def test_the_graph_raises_ef_until_its_measured_recall_reaches_the_target(world, tmp_path):
     """A graph too sparse for its data (M 4, ef_construction 16) needs a larger ef than the
-    floor for recall@10 ≥ 0.95: it measures that and searches with it, the measurement agrees
-    with brute force, and the choice survives a restart, is re-drawn after 10% growth and is
-    drawn for a graph saved before graphs measured their recall."""
+    floor for recall@10 ≥ 0.95: it measures that on held-out rows (added after) and searches
+    with it, the measurement agrees with brute force, and the choice survives a restart, is
+    re-drawn after 10% growth and is drawn for a graph saved before graphs measured their recall."""
     from embedscope.store.graph_index import GraphParams
     from embedscope.store.graph_recall import exact_neighbours, recall_at
 
@@ -199,7 +199,8 @@ def test_the_graph_raises_ef_until_its_measured_recall_reaches_the_target(world,
     sparse = GraphParams(m=4, ef_construction=16, ef_search=10, target_recall=0.95)
     graph = GraphIndex.build(db, MODEL, "full", sparse)
     cal = graph.calibration
-    assert cal["ef"] > 10 and cal["recall"] >= 0.95 and cal["queries"] == 200 and cal["rows"] == N
+    assert cal["ef"] > 10 and cal["recall"] >= 0.95 and cal["queries"] == 200
+    assert cal["held_out"] and cal["rows"] == N - 200 and len(graph) == N  # the last 200 rows read were the queries
     queries, labels, kth = _sample(graph, X)
     assert exact_neighbours(graph.index, len(graph), queries, labels, 10) == pytest.approx(kth, abs=1e-5)
     assert recall_at(graph.index, queries, labels, kth, ef=10, k=10) < 0.95  # the floor alone would not have done
@@ -215,7 +216,8 @@ def test_the_graph_raises_ef_until_its_measured_recall_reaches_the_target(world,
     assert loaded.calibration == cal and loaded.index.ef == cal["ef"]
 
     _write(db, N, _clustered(world["rng"], N // 5, world["centres"]))  # 20% more rows
-    assert graph.sync(db) == "topped-up" and graph.calibration["rows"] == N + N // 5
+    assert graph.sync(db) == "topped-up" and graph.calibration["rows"] == N + N // 5 - 200
+    assert graph.calibration["held_out"] and len(graph) == N + N // 5
     graph.save(graph_folder(db))
 
     note_path = graph_folder(db) / f"{S.embeddings_table_name(MODEL)}__full.json"

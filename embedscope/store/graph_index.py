@@ -37,7 +37,7 @@ import pyarrow as pa
 from embedscope.store import schema as S
 from embedscope.store.db import Database, is_remote
 from embedscope.store.filters import eq
-from embedscope.store.graph_recall import choose_ef, needs_redraw
+from embedscope.store.graph_recall import SAMPLE_QUERIES, choose_ef, needs_redraw
 from embedscope.store.vectors import vectors_to_numpy
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,12 @@ class GraphIndex:
         """The search ``ef``: the one chosen by measured recall, else the floor."""
         return int(self.calibration["ef"]) if self.calibration else self.params.ef_search
 
-    def calibrate(self) -> dict[str, Any]:
-        """Choose :attr:`ef` by the recall it gives on a sample of the rows held (see
-        :mod:`embedscope.store.graph_recall`); the caller holds the lock or owns the graph."""
-        self.calibration = choose_ef(self.index, len(self), self.params.ef_search, self.params.target_recall)
+    def calibrate(self, held_out: np.ndarray | None = None) -> dict[str, Any]:
+        """Choose :attr:`ef` by the recall it gives to ``held_out`` vectors the graph does not
+        hold (else to a sample of the rows it holds; see :mod:`embedscope.store.graph_recall`);
+        the caller holds the lock or owns the graph."""
+        self.calibration = choose_ef(self.index, len(self), self.params.ef_search, self.params.target_recall,
+                                     held_out)
         self.index.set_ef(self.ef)
         log.info("graph index of %s/%s: ef %d gives recall@10 %.3f (%d sampled rows, %.1fs)", self.model,
                  self.variant, self.ef, self.calibration["recall"], self.calibration["queries"],
@@ -110,9 +112,8 @@ class GraphIndex:
         dim = int(ds.schema.field(VECTOR_COLUMN).type.list_size)
         graph = cls(model, variant, dim, params)
         graph.table_version = int(ds.version)
-        graph._add(ds.to_batches(columns=["sha256", VECTOR_COLUMN], filter=eq("variant", variant),
-                                 with_row_id=True, batch_size=_BATCH_ROWS))
-        graph.calibrate()
+        graph._add_calibrating(ds.to_batches(columns=["sha256", VECTOR_COLUMN], filter=eq("variant", variant),
+                                             with_row_id=True, batch_size=_BATCH_ROWS))
         log.info("built the graph index of %s/%s: %d rows in %.1fs", model, variant, len(graph), time.monotonic() - t0)
         return graph
 
@@ -135,13 +136,14 @@ class GraphIndex:
                 self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
                 return "rebuilt"
             new_ids = np.setdiff1d(now_ids, self.rowids, assume_unique=True)
-        for start in range(0, len(new_ids), _BATCH_ROWS):
-            part = ds._take_rows(new_ids[start:start + _BATCH_ROWS].tolist(), columns=["sha256", VECTOR_COLUMN])
-            rowids = pa.array(new_ids[start:start + _BATCH_ROWS], pa.uint64())
-            self._add([part.append_column("_rowid", rowids)])
+        parts = (ds._take_rows(new_ids[start:start + _BATCH_ROWS].tolist(), columns=["sha256", VECTOR_COLUMN])
+                 .append_column("_rowid", pa.array(new_ids[start:start + _BATCH_ROWS], pa.uint64()))
+                 for start in range(0, len(new_ids), _BATCH_ROWS))
+        if needs_redraw(self.calibration, len(self) + len(new_ids)):
+            self._add_calibrating(parts)
+        else:
+            self._add(parts)
         self.table_version = int(ds.version)
-        if needs_redraw(self.calibration, len(self)):
-            self.calibrate()
         log.info("topped up the graph index of %s/%s with %d rows", self.model, self.variant, len(new_ids))
         return "topped-up"
 
@@ -163,6 +165,21 @@ class GraphIndex:
             return np.empty(0, np.uint64)
         table = ds.scanner(columns=[], filter=eq("variant", self.variant), with_row_id=True, fragments=fresh).to_table()
         return np.sort(table.column("_rowid").to_numpy().astype(np.uint64))
+
+    def _add_calibrating(self, batches: Any) -> None:
+        """:meth:`_add`, and :meth:`calibrate` with the last rows read as held-out queries: they
+        are searched (against every row added before them) before they are added."""
+        last = None
+        for batch in batches:
+            if last is not None:
+                self._add([last])
+            last = batch
+        held = min(SAMPLE_QUERIES, last.num_rows) if last is not None else 0
+        if held:
+            self._add([last.slice(0, last.num_rows - held)])
+        self.calibrate(vectors_to_numpy(last.column(VECTOR_COLUMN))[-held:] if held else None)
+        if held:
+            self._add([last.slice(last.num_rows - held)])
 
     def _add(self, batches: Any) -> None:
         for batch in batches:
