@@ -151,7 +151,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                     cal = g["calibration"]
                     print(f"index: {model}/{g['variant']}: in-memory graph {g['action']} ({g['rows']} rows, "
                           f"{g['bytes_per_vector']:.0f} bytes per vector; ef {g['ef']} gives recall@10 "
-                          f"{cal['recall']:.3f} on {cal['queries']} sampled rows)", file=sys.stderr)
+                          f"{cal['recall']:.3f} on {cal['queries']} {'held-out' if cal.get('held_out') else 'sampled'} rows)",
+                          file=sys.stderr)
             results.append({"model": model, **res})
     if args.json:
         print(json.dumps(results))
