@@ -96,9 +96,9 @@ class GraphIndex:
         self.calibration = choose_ef(self.index, len(self), self.params.ef_search, self.params.target_recall,
                                      held_out)
         self.index.set_ef(self.ef)
-        log.info("graph index of %s/%s: ef %d gives recall@10 %.3f (%d sampled rows, %.1fs)", self.model,
-                 self.variant, self.ef, self.calibration["recall"], self.calibration["queries"],
-                 self.calibration["seconds"])
+        cal = self.calibration
+        log.info("graph index of %s/%s: ef %d gives recall@10 %.3f (%d %s rows, %.1fs)", self.model, self.variant,
+                 self.ef, cal["recall"], cal["queries"], "held-out" if cal["held_out"] else "sampled", cal["seconds"])
         return self.calibration
 
     # -- building and keeping current -------------------------------------------------------
