@@ -174,12 +174,13 @@ class GraphIndex:
             if last is not None:
                 self._add([last])
             last = batch
-        held = min(SAMPLE_QUERIES, last.num_rows) if last is not None else 0
-        if held:
-            self._add([last.slice(0, last.num_rows - held)])
-        self.calibrate(vectors_to_numpy(last.column(VECTOR_COLUMN))[-held:] if held else None)
-        if held:
-            self._add([last.slice(last.num_rows - held)])
+        if last is None or last.num_rows == 0:
+            self.calibrate()
+            return
+        held = last.slice(max(0, last.num_rows - SAMPLE_QUERIES))
+        self._add([last.slice(0, last.num_rows - held.num_rows)])
+        self.calibrate(vectors_to_numpy(held.column(VECTOR_COLUMN)))
+        self._add([held])
 
     def _add(self, batches: Any) -> None:
         for batch in batches:
