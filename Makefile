@@ -10,7 +10,7 @@ DROP   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench bench-quick clean
+.PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench bench-quick plotly-bundle clean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench-quick: install ## every benchmark at smoke size, each line as measured; ai
 
 analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
 	$(BIN)/embedscope analyze --db $(DB) $(ARGS)
+
+plotly-bundle: ## rebuild the dashboard's trimmed plotly.js (needs node and npm; tools/plotly-bundle says when)
+	cd tools/plotly-bundle && npm ci && npm run build
 
 clean: ## remove the demo output and caches (keeps .venv)
 	rm -rf demo .pytest_cache bench-results.json .bench

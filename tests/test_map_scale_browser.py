@@ -85,9 +85,10 @@ def test_density_layer_appears_for_a_million_points(browser, server):
     assert "1,000,000 points in view" in state["notice"]
     legend = _js(browser, f"return {GRAPH}._fullData.filter(t => t.showlegend).map(t => t.name)")
     assert len(legend) == CLUSTERS and sum(int(n.split("(")[1].rstrip(")").replace(",", "")) for n in legend) == N
-    loads = _js(browser, "return [document.querySelectorAll('script[src*=\"plotly.min.js\"]').length, performance"
-                         ".getEntriesByType('resource').filter(r => r.name.includes('plotly.min.js')).length]")
-    assert loads == [1, 1]  # started with the page's HTML, and not fetched a second time by dcc.Graph
+    loads = _js(browser, "const r = performance.getEntriesByType('resource').map(e => e.name);"
+                         "return [document.querySelectorAll('script[src*=\"_embedscope/plotly-\"]').length,"
+                         " r.filter(n => n.includes('_embedscope/plotly-')).length, r.filter(n => n.includes('plotly.min.js')).length]")
+    assert loads == [1, 1, 0]  # the trimmed bundle, started with the page's HTML; dcc.Graph fetched no other plotly.js
     time.sleep(1)
     _shot(browser, "01-density-1M")
 

@@ -9,7 +9,6 @@ at import; every page queries when it is requested.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import socket
 import threading
@@ -61,6 +60,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     from embedscope.dashboard.map_routes import register_map_routes
     from embedscope.dashboard.map_state import install as install_map_state
     from embedscope.dashboard.map_view import warm_latest_map
+    from embedscope.dashboard.plotly_bundle import install_plotly_bundle
     from embedscope.dashboard.routes import register_routes
     from embedscope.store.db import Database
     from embedscope.store.search_cache import SearchIndexCache
@@ -76,7 +76,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None, on_error=_callback_error)
     app.server.config[CONFIG_KEY] = ctx
-    _load_plotly_early(app, paths=("/",))
+    install_plotly_bundle(app, eager_paths=("/",))  # the map's page
     app.server.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     if auth:
         install_basic_auth(app.server, parse_credentials(auth, "auth") if isinstance(auth, str) else tuple(auth))
@@ -107,29 +107,6 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
 
     app.layout = shell
     return app
-
-
-def _load_plotly_early(app: Any, paths: tuple[str, ...]) -> None:
-    """Start loading plotly.js with the HTML of the pages at ``paths`` (the map's). Dash fetches
-    it only once a graph mounts, after the page's layout came back; started with the HTML it is
-    fetched and evaluated (about a second in software GL) while the server builds the page.
-    Until it has run, ``window.Plotly`` is a promise of it, which dcc.Graph waits on instead of
-    loading plotly.js a second time."""
-    from flask import request
-
-    url = f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
-    loader = ("<script>window.Plotly = window.Plotly || new Promise(function (ok, fail) {"
-              "var s = document.createElement('script'); s.src = %s;"
-              "s.onload = function () { ok(window.Plotly); }; s.onerror = fail; document.head.appendChild(s); });"
-              "</script>\n" % json.dumps(url))
-    plain = app.interpolate_index
-
-    def interpolate_index(**kwargs: Any) -> str:
-        if request.path in paths:
-            kwargs["scripts"] = loader + kwargs["scripts"]
-        return plain(**kwargs)
-
-    app.interpolate_index = interpolate_index
 
 
 _SPINNER = {"position": "fixed", "top": "48px", "right": "16px", "background": "#fff4e5", "border": "1px solid #ffb74d",
