@@ -72,16 +72,22 @@ def test_pages_point_dcc_graph_at_the_bundle_and_the_map_fetches_it_with_its_htm
     assert "Content-Encoding" not in plain.headers and plain.get_data() == read_bundle().path.read_bytes()
 
 
+def _serves_the_full_bundle(app) -> bool:
+    client = app.server.test_client()
+    home = client.get("/").get_data(as_text=True)
+    served = client.get(f"/_embedscope/{read_bundle().file_name}").mimetype != "text/html"  # else Dash's page shell
+    return "_dash-component-suites/plotly/package_data/plotly.min.js" in home and "_embedscope/" not in home and not served
+
+
 def test_a_plotly_of_another_major_gets_its_own_full_bundle(tmp_path, monkeypatch, caplog):
     import plotly.offline
 
     from embedscope.dashboard.app import create_app
     from embedscope.store.db import Database
 
-    monkeypatch.setattr(plotly.offline, "get_plotlyjs_version", lambda: "99.0.0")
     Database(tmp_path / "db", create=True)
-    client = create_app(str(tmp_path / "db"), warm_map=False).server.test_client()
-    home = client.get("/").get_data(as_text=True)
-    assert "_dash-component-suites/plotly/package_data/plotly.min.js" in home and "_embedscope/" not in home
-    assert client.get(f"/_embedscope/{read_bundle().file_name}").mimetype == "text/html"  # Dash's page shell, not the bundle
+    assert _serves_the_full_bundle(create_app(str(tmp_path / "db"), warm_map=False, plotly="full"))
+    assert "make plotly-bundle" not in caplog.text  # asked for: nothing to warn about
+    monkeypatch.setattr(plotly.offline, "get_plotlyjs_version", lambda: "99.0.0")
+    assert _serves_the_full_bundle(create_app(str(tmp_path / "db"), warm_map=False))
     assert "make plotly-bundle" in caplog.text

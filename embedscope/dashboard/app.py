@@ -33,7 +33,8 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
                query_config: str | None = None, storage_options: dict[str, str] | None = None,
                sql_limits: Any = None, max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
                max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1", warm_map: bool = True) -> Any:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, host: str = "127.0.0.1", warm_map: bool = True,
+               plotly: str = "trimmed") -> Any:
     """Build the dashboard for the database at ``db_path`` (read-only).
 
     ``max_points``: a 2-D map draws points up to this many in view, a density image beyond; a
@@ -49,7 +50,9 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     ``max_upload_pixels``: the Search page refuses larger uploads. ``max_body_bytes``: larger
     request bodies get 413 before they are read. ``host``: the address it will be served on;
     it writes tags only when that is loopback or ``auth`` is set. ``warm_map``: index the latest
-    run's map (and compile the density renderer) in the background at start.
+    run's map (and compile the density renderer) in the background at start. ``plotly``:
+    ``"trimmed"`` (the dashboard's own plotly.js build, see :mod:`embedscope.dashboard.plotly_bundle`)
+    or ``"full"`` (plotly.py's).
     """
     import dash
     from dash import dcc, html
@@ -76,7 +79,7 @@ def create_app(db_path: str, *, max_points: int = DEFAULT_MAX_POINTS, auth: str 
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="embedscope",
                     suppress_callback_exceptions=True, update_title=None, on_error=_callback_error)
     app.server.config[CONFIG_KEY] = ctx
-    install_plotly_bundle(app, eager_paths=("/",))  # the map's page
+    install_plotly_bundle(app, eager_paths=("/",), trimmed=plotly == "trimmed")  # "/": the map
     app.server.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     if auth:
         install_basic_auth(app.server, parse_credentials(auth, "auth") if isinstance(auth, str) else tuple(auth))

@@ -77,20 +77,22 @@ def loader_script(url: str, *, eager: bool) -> str:
             "})();</script>\n" % (json.dumps(url), " load();" if eager else ""))
 
 
-def install_plotly_bundle(app: Any, *, eager_paths: tuple[str, ...]) -> PlotlyBundle | None:
+def install_plotly_bundle(app: Any, *, eager_paths: tuple[str, ...], trimmed: bool = True) -> PlotlyBundle | None:
     """Serve the bundle and put its loader in every page's HTML, fetching it at once on
-    ``eager_paths``. When it does not fit the installed plotly: None, and the same loader for
-    plotly.py's full bundle (the URL Dash itself would fetch)."""
+    ``eager_paths``. Not ``trimmed``, or when it does not fit the installed plotly: None, and the
+    same loader for plotly.py's full bundle (the URL Dash itself would fetch)."""
     from flask import request
 
     bundle = read_bundle()
     installed = installed_plotlyjs_version()
-    if fits(bundle, installed):
+    if trimmed and not fits(bundle, installed):
+        log.warning("dashboard: using plotly.py's full plotly.js %s: the trimmed bundle is plotly.js %s "
+                    "(rebuild it with `make plotly-bundle`)", installed, bundle.version)
+        trimmed = False
+    if trimmed:
         _serve(app, bundle)
         url = f"{app.config.requests_pathname_prefix}_embedscope/{bundle.file_name}"
     else:
-        log.warning("dashboard: using plotly.py's full plotly.js %s: the trimmed bundle is plotly.js %s "
-                    "(rebuild it with `make plotly-bundle`)", installed, bundle.version)
         bundle, url = None, f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
     eager, lazy = loader_script(url, eager=True), loader_script(url, eager=False)
     plain_index = app.interpolate_index
