@@ -179,6 +179,15 @@ def test_image_keys_accept_imported_ids_and_refuse_garbage():
     assert folder_under_drop("vec_1", None) is None and folder_under_drop("/elsewhere/a.jpg", "/d/drop") is None
 
 
+def test_image_names_are_file_names_or_keys_that_stay_apart():
+    sha = "ab" * 32
+    assert shaping.image_name(sha, "/drop/cats/a.jpg") == "a.jpg"
+    assert shaping.image_name("vec_000123", "vec_000123") == "vec_000123"  # an imported id, whole
+    one, two = "0" * 63 + "1", "0" * 63 + "2"  # long sequential ids (their path is the id)
+    assert shaping.image_name(one, one) != shaping.image_name(two, two) and len(shaping.image_name(one, one)) == 17
+    assert shaping.image_name(sha, None) == "ababababab…ababab"
+
+
 def test_sql_cells_link_thumbnails_to_the_image_page():
     assert shaping.image_markdown("vec 1/x") == "[![vec%201%2Fx](/thumb/vec%201%2Fx)](/detail?sha=vec%201%2Fx)"
     assert shaping.image_markdown(None) == "" and shaping.image_markdown("../x") == ""
