@@ -3,11 +3,11 @@
 (selenium, software GL). Per size: navigation to the first drawn map (first visit: Dash's
 scripts cached by an earlier page, plotly.js fetched and compiled, the median of several, each
 beside one on a second server with plotly.py's full plotly.js as the baseline; and a returning
-visit, with plotly.js cached), a zoom step, hover to a loaded thumbnail, a lasso of ~20% of the points (from
-the button's release) to its counts, and the bytes the first view sent (Chrome's performance
-log). The server is measured after it warmed its map (it indexes the latest run's map and
-compiles the density renderer in the background at start). The first map's target is the
-issue's 3 s at both sizes: it is a page load, not one of the 100k map's interactions (≤ 0.5 s).
+visit, with plotly.js cached), a zoom step, hover to a loaded thumbnail, a lasso of ~20% of the
+points (from the button's release) to its counts, and the bytes the first view sent (Chrome's
+performance log). The server is measured after it warmed its map (it indexes the latest run's
+map and compiles the density renderer in the background at start). The first map's target is
+the issue's 3 s at both sizes: it is a page load, not one of the 100k map's interactions (≤ 0.5 s).
 
     python -m benchmarks.run --only map [--quick]
 """
