@@ -15,12 +15,12 @@ CELL_MAX_CHARS = 200  # a struct cell of a SQL result is shown as this much text
 
 def image_name(sha256: str, path: str | None) -> str:
     """What to call an image on screen: its file name; else (no file, or an imported vector,
-    whose path is its id) its key, a long one as its start and end: ``0000000000…000c2f``, so
+    whose path is its id) its key, a long one as its start and end: ``000000…000c2f``, so
     that sequential ids stay apart."""
     name = os.path.basename(path or "")
     if name and name != sha256:
         return name
-    return sha256 if len(sha256) <= 24 else f"{sha256[:10]}…{sha256[-6:]}"
+    return sha256 if len(sha256) <= 16 else f"{sha256[:6]}…{sha256[-6:]}"
 
 
 def point_indices(event: dict | None) -> list[int]:
