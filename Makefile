@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 DB     ?= demo/db
 DROP   ?=
 PYTEST_ARGS ?=
+BUNDLE := embedscope/dashboard/static/plotly-embedscope.min.js
+BUNDLE_SRC := $(addprefix tools/plotly-bundle/,package.json package-lock.json traces.json build.js)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast ingest stats watch analyze dashboard bench bench-quick plotly-bundle clean
@@ -23,7 +25,15 @@ $(STAMP): pyproject.toml
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --no-build-isolation 'sam2==1.1.0'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv; install embedscope with every extra (ray, s3), its test tools and SAM2
+# the dashboard's trimmed plotly.js (tools/plotly-bundle/README.md); without node and npm, or
+# offline, the dashboard uses plotly.py's full bundle and says so
+$(BUNDLE): $(BUNDLE_SRC)
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd tools/plotly-bundle && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build) \
+	    || echo "warning: building the trimmed plotly.js failed; the dashboard will use plotly.py's full bundle"; \
+	else echo "warning: no npm: the dashboard will use plotly.py's full plotly.js (install node and npm, then make plotly-bundle)"; fi
+
+install: $(STAMP) $(BUNDLE) ## create .venv; install embedscope with every extra (ray, s3), its test tools and SAM2; build the dashboard's plotly.js
 
 demo: install ## build a demo drop (needs no network), ingest and analyse it into demo/db, say how to explore it
 	$(BIN)/python -m embedscope.demo --out demo
@@ -57,8 +67,9 @@ bench-quick: install ## every benchmark at smoke size, each line as measured; ai
 analyze: install ## analyse DB (clusters, projections, novelty...): make analyze DB=path [ARGS="--cluster kmeans"]
 	$(BIN)/embedscope analyze --db $(DB) $(ARGS)
 
-plotly-bundle: ## rebuild the dashboard's trimmed plotly.js (needs node and npm; tools/plotly-bundle says when)
-	cd tools/plotly-bundle && npm ci && npm run build
+plotly-bundle: ## rebuild the dashboard's trimmed plotly.js (needs node and npm; make install builds it once)
+	rm -f $(BUNDLE) $(BUNDLE).gz
+	$(MAKE) $(BUNDLE)
 
 clean: ## remove the demo output and caches (keeps .venv)
 	rm -rf demo .pytest_cache bench-results.json .bench

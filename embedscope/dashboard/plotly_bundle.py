@@ -1,19 +1,18 @@
 """The dashboard's plotly.js: a build with only the trace types the dashboard draws
-(``tools/plotly-bundle``; ``make plotly-bundle`` rebuilds it). It is 2.1 MB instead of
-plotly.py's 4.8 MB and starts about 1.3 s sooner in headless Chromium with software GL, which
-is most of the map's first visit.
+(``tools/plotly-bundle``; ``make install`` builds it when node and npm are there). It is
+2.1 MB instead of plotly.py's 4.8 MB and starts about 1.3 s sooner in headless Chromium with
+software GL, which is most of the map's first visit.
 
 Every page's HTML defines ``window.Plotly`` as a promise of it, which dcc.Graph waits on
 instead of fetching plotly.py's full bundle; the map's page starts the fetch with its HTML, the
-others when their first graph mounts. It is served gzipped, at a URL that names its content, so
-a browser caches it for good. When the installed plotly.py carries another major version of
-plotly.js than the build, the dashboard uses plotly.py's bundle as Dash would, and logs why.
+others when their first graph mounts. It is served gzipped (the build writes both), at a URL
+that names its content, so a browser caches it for good. When it is not built, or the installed
+plotly.py carries another major version of plotly.js, the dashboard uses plotly.py's bundle as
+Dash would, and logs why.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import hashlib
 import json
 import logging
@@ -41,17 +40,22 @@ class PlotlyBundle:
     def file_name(self) -> str:
         return f"plotly-{self.digest}.min.js"
 
+    @property
+    def gzip_path(self) -> Path:
+        return Path(f"{self.path}.gz")
 
-@functools.cache
-def read_bundle(path: Path = BUNDLE_PATH) -> PlotlyBundle:
-    """The bundle at ``path``; its first line names the plotly.js version and the traces."""
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", "replace")
-        digest = hashlib.sha256(first.encode() + f.read()).hexdigest()[:16]
-    m = _BANNER.search(first)
+
+def read_bundle(path: Path = BUNDLE_PATH) -> PlotlyBundle | None:
+    """The bundle at ``path`` (its first line names the plotly.js version and the traces), or
+    None when it is not built."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    m = _BANNER.search(data[:data.find(b"\n")].decode("utf-8", "replace"))
     if not m:
         raise ValueError(f"{path} does not start with the plotly.js version and traces line that build.js writes")
-    return PlotlyBundle(path, m["version"], frozenset(m["traces"].split(",")), digest)
+    return PlotlyBundle(path, m["version"], frozenset(m["traces"].split(",")), hashlib.sha256(data).hexdigest()[:16])
 
 
 def installed_plotlyjs_version() -> str:
@@ -79,21 +83,24 @@ def loader_script(url: str, *, eager: bool) -> str:
 
 def install_plotly_bundle(app: Any, *, eager_paths: tuple[str, ...], trimmed: bool = True) -> PlotlyBundle | None:
     """Serve the bundle and put its loader in every page's HTML, fetching it at once on
-    ``eager_paths``. Not ``trimmed``, or when it does not fit the installed plotly: None, and the
-    same loader for plotly.py's full bundle (the URL Dash itself would fetch)."""
+    ``eager_paths``. Not ``trimmed``, not built, or not fitting the installed plotly: None, and
+    the same loader for plotly.py's full bundle (the URL Dash itself would fetch)."""
     from flask import request
 
-    bundle = read_bundle()
+    bundle = read_bundle(BUNDLE_PATH) if trimmed else None
     installed = installed_plotlyjs_version()
-    if trimmed and not fits(bundle, installed):
+    if trimmed and bundle is None:
+        log.warning("dashboard: using plotly.py's full plotly.js: the trimmed bundle is not built "
+                    "(install node and npm, then `make plotly-bundle`)")
+    elif bundle is not None and not fits(bundle, installed):
         log.warning("dashboard: using plotly.py's full plotly.js %s: the trimmed bundle is plotly.js %s "
                     "(rebuild it with `make plotly-bundle`)", installed, bundle.version)
-        trimmed = False
-    if trimmed:
+        bundle = None
+    if bundle is not None:
         _serve(app, bundle)
         url = f"{app.config.requests_pathname_prefix}_embedscope/{bundle.file_name}"
     else:
-        bundle, url = None, f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
+        url = f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
     eager, lazy = loader_script(url, eager=True), loader_script(url, eager=False)
     plain_index = app.interpolate_index
 
@@ -108,7 +115,7 @@ def install_plotly_bundle(app: Any, *, eager_paths: tuple[str, ...], trimmed: bo
 def _serve(app: Any, bundle: PlotlyBundle) -> None:
     from flask import Response, request
 
-    plain, zipped = _bundle_bytes(bundle.path)
+    plain, zipped = bundle.path.read_bytes(), bundle.gzip_path.read_bytes()
 
     @app.server.route(f"{app.config.routes_pathname_prefix}_embedscope/{bundle.file_name}")
     def plotly_bundle() -> Response:
@@ -119,9 +126,3 @@ def _serve(app: Any, bundle: PlotlyBundle) -> None:
         resp.headers["Vary"] = "Accept-Encoding"
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"  # the URL names the content
         return resp
-
-
-@functools.cache
-def _bundle_bytes(path: Path) -> tuple[bytes, bytes]:
-    data = path.read_bytes()
-    return data, gzip.compress(data, compresslevel=9, mtime=0)

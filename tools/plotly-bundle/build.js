@@ -1,8 +1,10 @@
 // plotly.js with only the trace types in traces.json, built with the esbuild settings of
 // plotly.js's own bundles (its esbuild-config.js). The first line names the version and the
-// traces: embedscope/dashboard/plotly_bundle.py reads it.
+// traces: embedscope/dashboard/plotly_bundle.py reads it. Beside it, the same gzipped (served
+// to browsers that accept gzip, with nothing compressed at the server's start).
 const fs = require('fs');
 const path = require('path');
+const zlib = require('zlib');
 const esbuild = require('esbuild');
 const { environmentPlugin } = require('esbuild-plugin-environment');
 const { glsl } = require('esbuild-plugin-glsl');
@@ -24,4 +26,5 @@ esbuild.build({
     alias: { regl: '@plotly/regl', stream: 'stream-browserify' },
     define: { global: 'window', 'define.amd': 'false' },
     target: 'es2016', logLevel: 'info',
-}).catch(() => process.exit(1));
+}).then(() => fs.writeFileSync(`${out}.gz`, zlib.gzipSync(fs.readFileSync(out), { level: 9 })))
+    .catch(() => process.exit(1));
