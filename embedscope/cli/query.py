@@ -119,6 +119,7 @@ def _embed_query_file(db: Any, args: argparse.Namespace) -> Any:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from embedscope.store.graph_index import build_graphs, drop_graphs
+    from embedscope.store.graph_recall import describe
     from embedscope.store.index import INDEX_MIN_ROWS, build_index, drop_index
 
     db = open_db(args)
@@ -148,11 +149,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             res["graph"] = build_graphs(db, model, min_rows=0 if args.force else INDEX_MIN_ROWS)
             for g in res["graph"]:
                 if g["action"] != "skipped":
-                    cal = g["calibration"]
                     print(f"index: {model}/{g['variant']}: in-memory graph {g['action']} ({g['rows']} rows, "
-                          f"{g['bytes_per_vector']:.0f} bytes per vector; ef {g['ef']} gives recall@10 "
-                          f"{cal['recall']:.3f} on {cal['queries']} {'held-out' if cal.get('held_out') else 'sampled'} rows)",
-                          file=sys.stderr)
+                          f"{g['bytes_per_vector']:.0f} bytes per vector; {describe(g['calibration'])})", file=sys.stderr)
             results.append({"model": model, **res})
     if args.json:
         print(json.dumps(results))

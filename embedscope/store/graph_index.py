@@ -37,7 +37,7 @@ import pyarrow as pa
 from embedscope.store import schema as S
 from embedscope.store.db import Database, is_remote
 from embedscope.store.filters import eq
-from embedscope.store.graph_recall import SAMPLE_QUERIES, choose_ef, needs_redraw
+from embedscope.store.graph_recall import SAMPLE_QUERIES, choose_ef, describe, needs_redraw
 from embedscope.store.vectors import vectors_to_numpy
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,8 @@ class GraphIndex:
         self.calibration = choose_ef(self.index, len(self), self.params.ef_search, self.params.target_recall,
                                      held_out)
         self.index.set_ef(self.ef)
-        cal = self.calibration
-        log.info("graph index of %s/%s: ef %d gives recall@10 %.3f (%d %s rows, %.1fs)", self.model, self.variant,
-                 self.ef, cal["recall"], cal["queries"], "held-out" if cal["held_out"] else "sampled", cal["seconds"])
+        log.info("graph index of %s/%s: %s (%.1fs)", self.model, self.variant, describe(self.calibration),
+                 self.calibration["seconds"])
         return self.calibration
 
     # -- building and keeping current -------------------------------------------------------

@@ -41,6 +41,12 @@ def needs_redraw(calibration: dict[str, Any] | None, rows: int) -> bool:
     return calibration is None or rows > calibration["rows"] * (1 + REDRAW_GROWTH)
 
 
+def describe(calibration: dict[str, Any]) -> str:
+    """``ef 150 gives recall@10 0.986 on 200 held-out rows``: for logs and the CLI."""
+    kind = "held-out" if calibration.get("held_out") else "sampled"
+    return f"ef {calibration['ef']} gives recall@{K} {calibration['recall']:.3f} on {calibration['queries']} {kind} rows"
+
+
 def exact_neighbours(index: Any, rows: int, queries: np.ndarray, labels: np.ndarray | None, k: int) -> np.ndarray:
     """The cosine similarity of each query's ``k``-th nearest row over every row of ``index``
     (read back from hnswlib, which keeps them normalised), ``_CHUNK`` at a time; ``labels``:
